@@ -1,0 +1,12 @@
+# Runs PROGRAM (with ARGS) and fails unless it exits 0 and its whole standard
+# output matches the regular expression EXPECT. Used by the examples' tests.
+separate_arguments(args UNIX_COMMAND "${ARGS}")
+execute_process(COMMAND ${PROGRAM} ${args}
+  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT 120)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${PROGRAM} exited with ${rc}\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+if(NOT out MATCHES "${EXPECT}")
+  message(FATAL_ERROR "output of ${PROGRAM} does not match\n  ${EXPECT}\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+message(STATUS "output matches:\n${out}")

@@ -1,0 +1,27 @@
+# Installs the library so that other projects can use
+#   find_package(asyncio CONFIG REQUIRED)
+#   target_link_libraries(app PRIVATE asyncio::asyncio)
+# or pkg-config (asyncio.pc).
+include(CMakePackageConfigHelpers)
+
+install(TARGETS asyncio EXPORT asyncioTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+set(ASYNCIO_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/asyncio)
+install(EXPORT asyncioTargets NAMESPACE asyncio:: DESTINATION ${ASYNCIO_CMAKE_DIR})
+configure_package_config_file(cmake/asyncioConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfig.cmake
+  INSTALL_DESTINATION ${ASYNCIO_CMAKE_DIR})
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/asyncioConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfig.cmake
+  ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfigVersion.cmake
+  DESTINATION ${ASYNCIO_CMAKE_DIR})
+
+configure_file(cmake/asyncio.pc.in ${CMAKE_CURRENT_BINARY_DIR}/asyncio.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/asyncio.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,0 +1,15 @@
+// asyncio for C++: Python's asyncio as a C++20 coroutine library.
+// The umbrella header; each module is also usable on its own.
+#pragma once
+
+#include "asyncio/backend.hpp"
+#include "asyncio/coro.hpp"
+#include "asyncio/exceptions.hpp"
+#include "asyncio/future.hpp"
+#include "asyncio/handle.hpp"
+#include "asyncio/log.hpp"
+#include "asyncio/loop.hpp"
+#include "asyncio/policy.hpp"
+#include "asyncio/runners.hpp"
+#include "asyncio/task.hpp"
+#include "asyncio/tasks.hpp"

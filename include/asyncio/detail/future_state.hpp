@@ -1,0 +1,287 @@
+// Shared states behind Future<T> and Task<T>, and the Waiter protocol that
+// every leaf awaitable (future, timer, lock, queue, I/O operation) follows.
+//
+// The protocol mirrors Task.__step in Lib/asyncio/tasks.py:
+//   * a leaf's await_suspend registers a Waiter with the thing it waits for
+//     and calls TaskBase::suspend_on, which records it as the task's
+//     `fut_waiter` together with a cancel function;
+//   * when the wait is over, the Waiter goes to the loop's ready queue and,
+//     when run, steps the task at the suspended coroutine;
+//   * Task::cancel() calls the waiter's cancel function; if the wait can no
+//     longer be cancelled, the task remembers `must_cancel` and the next step
+//     throws CancelledError at the suspension point (a leaf's await_resume
+//     calls TaskBase::resume_point()).
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <new>
+#include <source_location>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "asyncio/detail/allocator.hpp"
+#include "asyncio/detail/intrusive.hpp"
+#include "asyncio/detail/loop_core.hpp"
+#include "asyncio/detail/storage.hpp"
+#include "asyncio/exceptions.hpp"
+
+namespace asyncio::detail {
+
+class TaskBase;
+struct WaiterTag;
+struct AllTasksTag;
+
+/// A suspended coroutine waiting for something; see the protocol above.
+struct Waiter : ReadyNode, Hook<WaiterTag> {
+    /// Ends the wait early because the task is cancelled; returns true if the
+    /// waiter will therefore be resumed (Python's `fut_waiter.cancel(msg)`).
+    using CancelFn = bool (*)(Waiter&, const std::string& msg) noexcept;
+
+    Waiter() noexcept : ReadyNode(&resume_task) {}
+    explicit Waiter(Fn fn) noexcept : ReadyNode(fn) {}
+
+    TaskBase* task = nullptr;
+    std::coroutine_handle<> resume_at;
+    CancelFn cancel = nullptr;
+
+    /// ReadyNode::Fn of a waiter: steps `task` at `resume_at`.
+    static void resume_task(ReadyNode& node, Action action) noexcept;
+};
+
+/// State shared by the handles of one Future (Lib/asyncio/futures.py).
+/// Single-threaded and intrusively reference counted.
+class FutureBase : public Recycled {
+  public:
+    enum class Status : std::uint8_t { pending, cancelled, finished };
+
+    FutureBase(const FutureBase&) = delete;
+    FutureBase& operator=(const FutureBase&) = delete;
+
+    void add_ref() noexcept { ++refs_; }
+    void release() noexcept {
+        if (--refs_ != 0) return;
+        if (log_traceback_) report_unretrieved();
+        delete this;
+    }
+    std::uint32_t use_count() const noexcept { return refs_; }
+
+    bool done() const noexcept { return status_ != Status::pending; }
+    bool cancelled() const noexcept { return status_ == Status::cancelled; }
+    bool is_task() const noexcept { return is_task_; }
+    LoopCore& loop() const noexcept { return *loop_; }
+
+    /// Future.cancel(msg); Task overrides it.
+    virtual bool cancel(const std::string& message) noexcept;
+
+    /// Throws what result() throws when there is no value to return:
+    /// InvalidStateError if pending, CancelledError, or the stored exception.
+    void check_result() {
+        if (status_ == Status::finished) {
+            log_traceback_ = false;
+            if (exception_) std::rethrow_exception(exception_);
+            return;
+        }
+        throw_not_finished("Result");
+    }
+    std::exception_ptr exception();
+
+    void set_exception(std::exception_ptr error);
+    /// Marks the future finished (its value, if any, must already be stored)
+    /// and schedules its callbacks.
+    void finish_with_result() noexcept {
+        status_ = Status::finished;
+        schedule_callbacks();
+    }
+    /// Throws InvalidStateError if the future is done.
+    void check_pending(const char* operation) const {
+        if (status_ != Status::pending) throw_done(operation);
+    }
+
+    void add_waiter(Waiter& waiter) noexcept { callbacks_.push_back(waiter); }
+    /// Future.add_done_callback: `fn` runs from the ready queue once the
+    /// future is done. Returns an id for remove_done_callback.
+    std::size_t add_done_callback(std::function<void(FutureBase&)> fn);
+    std::size_t remove_done_callback(std::size_t id) noexcept;
+
+    /// The Storage<T> of a typed state, nullptr for Future<void>.
+    void* value_slot() const noexcept { return value_slot_; }
+    const std::string& cancel_message() const noexcept { return cancel_message_; }
+
+  protected:
+    FutureBase(LoopCore& loop, void* value_slot, bool is_task) noexcept
+        : is_task_(is_task), loop_(&loop), value_slot_(value_slot) {}
+    virtual ~FutureBase();
+
+    void schedule_callbacks() noexcept {
+        while (Waiter* waiter = callbacks_.pop_front()) {
+            if (waiter->fn == callback_fn_) add_ref();  // held until the callback has run
+            loop_->schedule(*waiter);
+        }
+    }
+    void mark_cancelled(std::string message) noexcept;
+    /// Reports "exception was never retrieved" (Python's __del__).
+    virtual void report_unretrieved() noexcept;
+
+    [[noreturn]] void throw_not_finished(const char* what) const;
+    [[noreturn]] void throw_done(const char* operation) const;
+
+    std::uint32_t refs_ = 1;
+    Status status_ = Status::pending;
+    bool log_traceback_ = false;
+    bool is_task_;
+    LoopCore* loop_;
+    void* value_slot_;
+    std::exception_ptr exception_;
+    std::string cancel_message_;
+    IntrusiveList<Waiter, WaiterTag> callbacks_;
+
+    static const ReadyNode::Fn callback_fn_;
+    friend struct CallbackNode;
+};
+
+/// A Future<T>'s state: the base plus the value.
+template <class T>
+class FutureState final : public FutureBase {
+  public:
+    explicit FutureState(LoopCore& loop) noexcept : FutureBase(loop, slot_of(this), false) {}
+    Storage<T> value;
+
+  private:
+    // Static: no member function may be called before the base is constructed.
+    static void* slot_of(FutureState* self) noexcept {
+        if constexpr (std::is_void_v<T>) {
+            return nullptr;
+        } else {
+            return &self->value;
+        }
+    }
+};
+
+/// The non-template part of a task (Lib/asyncio/tasks.py Task): stepping the
+/// coroutine, cancellation bookkeeping, name and creation site.
+class TaskBase : public FutureBase, public Hook<AllTasksTag> {
+  public:
+    bool cancel(const std::string& message) noexcept override;
+    int cancelling() const noexcept { return num_cancels_requested_; }
+    int uncancel() noexcept {
+        if (num_cancels_requested_ > 0 && --num_cancels_requested_ == 0) must_cancel_ = false;
+        return num_cancels_requested_;
+    }
+
+    std::string name() const;
+    void set_name(std::string name) { name_ = std::move(name); }
+    std::uint64_t id() const noexcept { return id_; }
+    std::source_location created_at() const noexcept { return created_at_; }
+    /// Python's repr(task): "<Task pending name='Task-1' created at f.cpp:12>".
+    std::string repr() const;
+
+    /// The task running on this thread's loop; RuntimeError if there is none.
+    static TaskBase& running();
+
+    /// Schedules the first step (create_task).
+    void start() noexcept {
+        step_node_.resume_at = root_;
+        loop_->schedule(step_node_);
+    }
+
+    /// Runs the coroutine from `at` until it suspends or finishes (Task.__step).
+    void step(std::coroutine_handle<> at) noexcept {
+        if (done()) return;
+        inject_cancel_ = must_cancel_;
+        must_cancel_ = false;
+        fut_waiter_ = nullptr;
+        if (!started_) {
+            started_ = true;
+            if (inject_cancel_) {  // cancelled before its first step: the body never runs
+                inject_cancel_ = false;
+                root_.destroy();
+                root_ = {};
+                mark_cancelled(cancel_message_);
+                loop_->unregister_task(*this);
+                return;
+            }
+        }
+        LoopCore& loop = *loop_;
+        TaskBase* outer = loop.current_task_;
+        loop.current_task_ = this;
+        at.resume();
+        loop.current_task_ = outer;
+        inject_cancel_ = false;
+        if (root_.done()) {
+            finish();
+            loop.unregister_task(*this);  // may release the last reference
+        }
+    }
+
+    /// Leaf awaitables call this in await_suspend once `waiter` is registered.
+    void suspend_on(Waiter& waiter, std::coroutine_handle<> at, Waiter::CancelFn cancel) noexcept {
+        waiter.task = this;
+        waiter.resume_at = at;
+        waiter.cancel = cancel;
+        fut_waiter_ = &waiter;
+        if (must_cancel_ && cancel(waiter, cancel_message_)) must_cancel_ = false;
+    }
+
+    /// Suspends at `at` for one loop iteration without waiting for anything
+    /// (Python's bare `yield`, used by sleep(0)).
+    void yield_at(std::coroutine_handle<> at) noexcept {
+        step_node_.resume_at = at;
+        loop_->schedule(step_node_);
+    }
+
+    /// Leaf awaitables call this first thing in await_resume after a
+    /// suspension: throws CancelledError if the step must cancel.
+    void resume_point() {
+        if (inject_cancel_) {
+            inject_cancel_ = false;
+            throw CancelledError(cancel_message_);
+        }
+    }
+
+    /// Whether the loop should report this task as destroyed while pending.
+    bool log_destroy_pending = true;
+
+    /// Called by the loop when it closes with this task still pending: frees
+    /// the coroutine (running its destructors) without finishing the task.
+    void abandon() noexcept;
+
+  protected:
+    TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
+             std::source_location created_at) noexcept;
+    ~TaskBase() override;
+
+    /// Moves the outcome of the finished coroutine into the future part.
+    virtual void finish() noexcept = 0;
+    /// Outcome of a finished root coroutine that is an exception.
+    void finish_with_exception(std::exception_ptr error) noexcept;
+
+    void report_unretrieved() noexcept override;
+
+    std::coroutine_handle<> root_;
+    Waiter* fut_waiter_ = nullptr;
+    Waiter step_node_;
+    int num_cancels_requested_ = 0;
+    bool must_cancel_ = false;
+    bool inject_cancel_ = false;
+    bool started_ = false;
+    std::uint64_t id_;
+    std::string name_;
+    std::source_location created_at_;
+
+    friend class asyncio::EventLoop;
+    friend class LoopCore;
+};
+
+inline void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
+    if (action != Action::run) return;
+    auto& waiter = static_cast<Waiter&>(node);
+    waiter.task->step(waiter.resume_at);
+}
+
+}  // namespace asyncio::detail

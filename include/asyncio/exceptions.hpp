@@ -1,0 +1,136 @@
+// asyncio's exceptions (Lib/asyncio/exceptions.py).
+//
+// Python's exception hierarchy maps onto C++ standard exceptions so that
+// `catch (const std::exception&)` behaves like Python's `except Exception:`,
+// with one deliberate exception: CancelledError, like Python's (a
+// BaseException), is not a std::exception and cannot be swallowed by accident.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asyncio {
+
+/// asyncio.CancelledError: thrown into a task at its suspension point when the
+/// task is cancelled. Not derived from std::exception, on purpose.
+class CancelledError {
+  public:
+    CancelledError() = default;
+    explicit CancelledError(std::string message) : message_(std::move(message)) {}
+
+    /// The message given to `cancel(msg)`, empty if none.
+    const std::string& message() const noexcept { return message_; }
+    const char* what() const noexcept {
+        return message_.empty() ? "CancelledError" : message_.c_str();
+    }
+
+  private:
+    std::string message_;
+};
+
+/// asyncio.TimeoutError (an alias of the builtin TimeoutError since 3.11).
+class TimeoutError : public std::runtime_error {
+  public:
+    TimeoutError() : std::runtime_error("TimeoutError") {}
+    using std::runtime_error::runtime_error;
+};
+
+/// asyncio.InvalidStateError: an operation on a Future in the wrong state.
+class InvalidStateError : public std::logic_error {
+  public:
+    using std::logic_error::logic_error;
+};
+
+/// Python's RuntimeError: misuse of the loop ("Event loop is closed",
+/// "no running event loop", ...).
+class RuntimeError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// asyncio.IncompleteReadError: EOF before the requested bytes arrived.
+class IncompleteReadError : public std::runtime_error {
+  public:
+    IncompleteReadError(std::string partial, std::optional<std::size_t> expected)
+        : std::runtime_error(describe(partial.size(), expected)),
+          partial(std::move(partial)),
+          expected(expected) {}
+
+    std::string partial;                  ///< the bytes read before EOF
+    std::optional<std::size_t> expected;  ///< the total expected, nullopt for "until a separator"
+
+  private:
+    static std::string describe(std::size_t got, std::optional<std::size_t> expected) {
+        return std::to_string(got) + " bytes read on a total of " +
+               (expected ? std::to_string(*expected) : std::string("None")) + " expected bytes";
+    }
+};
+
+/// asyncio.LimitOverrunError: a separator was not found within the stream limit.
+class LimitOverrunError : public std::runtime_error {
+  public:
+    LimitOverrunError(const std::string& message, std::size_t consumed)
+        : std::runtime_error(message), consumed(consumed) {}
+
+    std::size_t consumed;  ///< how many bytes may be consumed before retrying
+};
+
+/// asyncio.QueueEmpty: get_nowait() on an empty queue.
+class QueueEmpty : public std::runtime_error {
+  public:
+    QueueEmpty() : std::runtime_error("QueueEmpty") {}
+    using std::runtime_error::runtime_error;
+};
+
+/// asyncio.QueueFull: put_nowait() on a full queue.
+class QueueFull : public std::runtime_error {
+  public:
+    QueueFull() : std::runtime_error("QueueFull") {}
+    using std::runtime_error::runtime_error;
+};
+
+/// asyncio.QueueShutDown: put or get on a queue after shutdown().
+class QueueShutDown : public std::runtime_error {
+  public:
+    QueueShutDown() : std::runtime_error("QueueShutDown") {}
+    using std::runtime_error::runtime_error;
+};
+
+/// asyncio.BrokenBarrierError: waiting on a broken or aborted Barrier.
+class BrokenBarrierError : public std::runtime_error {
+  public:
+    BrokenBarrierError() : std::runtime_error("BrokenBarrierError") {}
+    using std::runtime_error::runtime_error;
+};
+
+/// asyncio.SendfileNotAvailableError: the zero-copy path cannot be used.
+class SendfileNotAvailableError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Python's ExceptionGroup (PEP 654): several exceptions raised together, as
+/// TaskGroup does when more than one of its tasks fails.
+class ExceptionGroup : public std::exception {
+  public:
+    ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions)
+        : message_(std::move(message)), exceptions_(std::move(exceptions)) {
+        what_ = message_ + " (" + std::to_string(exceptions_.size()) + " sub-exception" +
+                (exceptions_.size() == 1 ? ")" : "s)");
+    }
+
+    const std::string& message() const noexcept { return message_; }
+    const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+    const char* what() const noexcept override { return what_.c_str(); }
+
+  private:
+    std::string message_;
+    std::vector<std::exception_ptr> exceptions_;
+    std::string what_;
+};
+
+}  // namespace asyncio

@@ -1,0 +1,357 @@
+// The event loop (Lib/asyncio/base_events.py, events.py AbstractEventLoop).
+//
+// One EventLoop runs one thread's work: a ready queue of callbacks and task
+// steps, a heap of timers, and one I/O backend. Each iteration is CPython's
+// _run_once: poll the backend (without blocking if anything is ready), move
+// expired timers to the ready queue, then run exactly the callbacks that were
+// ready when the iteration started.
+//
+//     auto loop = asyncio::new_event_loop();
+//     loop->call_soon([&] { fmt::print("Hello World\n"); loop->stop(); });
+//     loop->run_forever();
+//     loop->close();
+//
+// A loop belongs to the thread that runs it. call_soon_threadsafe is the one
+// scheduling call other threads may use; in debug mode the others throw when
+// called from the wrong thread.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <source_location>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "asyncio/backend.hpp"
+#include "asyncio/coro.hpp"
+#include "asyncio/detail/loop_core.hpp"
+#include "asyncio/exceptions.hpp"
+#include "asyncio/future.hpp"
+#include "asyncio/handle.hpp"
+#include "asyncio/task.hpp"
+
+namespace asyncio {
+
+/// What the loop's exception handler receives (Python's context dict).
+struct ExceptionContext {
+    std::string message;
+    std::exception_ptr exception;
+    std::optional<Future<>> future;
+    std::optional<Task<>> task;
+    std::optional<Handle> handle;
+    /// Python's repr of the object the report is about, when no handle to it
+    /// can be given (a future being destroyed, say).
+    std::string repr;
+    /// Where the object was created (Python's source_traceback), if known.
+    std::optional<std::source_location> source;
+};
+
+using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+/// loop.set_task_factory: called for every new task before its first step.
+/// It may rename the task or change the options it starts with; it cannot
+/// replace the task's type (C++: a factory cannot build Task<T> for every T).
+using TaskFactory = std::function<void(EventLoop&, Task<>&, TaskOptions&)>;
+
+/// Counters for tests and diagnostics.
+struct LoopStats {
+    std::size_t ready = 0;             ///< callbacks waiting in the ready queue
+    std::size_t timers = 0;            ///< entries in the timer heap, cancelled ones included
+    std::size_t cancelled_timers = 0;  ///< cancelled entries not yet removed from the heap
+    std::size_t tasks = 0;             ///< pending tasks
+};
+
+template <class A>
+concept Callback = std::invocable < std::decay_t<A>
+& > &&std::move_constructible<std::decay_t<A>>;
+
+namespace detail {
+template <class A>
+struct AwaitableResult;
+template <class T>
+struct AwaitableResult<Coro<T>> {
+    using type = T;
+};
+template <class T>
+struct AwaitableResult<Future<T>> {
+    using type = T;
+};
+template <class T>
+struct AwaitableResult<Task<T>> {
+    using type = T;
+};
+}  // namespace detail
+
+/// The result type of awaiting a Coro<T>, Future<T> or Task<T>: T.
+template <class A>
+using awaitable_result_t = typename detail::AwaitableResult<std::remove_cvref_t<A>>::type;
+
+class EventLoop : public detail::LoopCore {
+  public:
+    /// A delay that never expires in practice (about 73 years), small enough
+    /// that adding it to the clock cannot overflow.
+    static constexpr std::int64_t kNeverNs = std::numeric_limits<std::int64_t>::max() / 4;
+
+    /// A loop on default_backend().
+    EventLoop();
+    /// A loop on `backend`; RuntimeError if it is not available here.
+    explicit EventLoop(Backend backend);
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+    /// Closes the loop if needed; a loop must not be destroyed while running.
+    ~EventLoop();
+
+    // Running and stopping -------------------------------------------------
+
+    /// Runs until stop() is called.
+    void run_forever();
+
+    /// Runs until `aw` (a Coro, Task or Future) is done and returns its
+    /// result or rethrows its exception. A Coro is wrapped in a task.
+    template <class A>
+    awaitable_result_t<A> run_until_complete(A&& aw);
+
+    /// Stops run_forever after the current iteration (before one, if called
+    /// while not running: the next run_forever runs a single iteration).
+    void stop() noexcept { stopping_ = true; }
+    bool is_running() const noexcept { return running_; }
+    bool is_closed() const noexcept { return closed_; }
+    /// Drops pending callbacks and timers and frees the tasks still pending
+    /// (each reported as "Task was destroyed but it is pending!").
+    /// RuntimeError if the loop is running; a second close does nothing.
+    void close();
+
+    // Scheduling callbacks --------------------------------------------------
+
+    template <Callback F>
+    Handle call_soon(F&& fn, std::source_location where = std::source_location::current()) {
+        check_closed();
+        if (debug_) check_thread();
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), false, false, where);
+        state->add_ref();  // the ready queue's reference
+        ready_.push(*state);
+        return Handle(state);
+    }
+
+    /// The thread-safe call_soon: wakes the loop if it is waiting for I/O.
+    template <Callback F>
+    Handle call_soon_threadsafe(F&& fn,
+                                std::source_location where = std::source_location::current()) {
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), true, false, where);
+        state->add_ref();         // the queue's reference
+        push_threadsafe(*state);  // throws, dropping both references, if closed
+        return Handle(state);
+    }
+
+    template <class Rep, class Period, Callback F>
+    TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& fn,
+                           std::source_location where = std::source_location::current()) {
+        return schedule_timer(monotonic_ns() + clamp_ns(delay), std::forward<F>(fn), where);
+    }
+    template <Callback F>
+    TimerHandle call_later(double delay_seconds, F&& fn,
+                           std::source_location where = std::source_location::current()) {
+        return schedule_timer(
+            monotonic_ns() + std::max<std::int64_t>(0, seconds_to_ns(delay_seconds)),
+            std::forward<F>(fn), where);
+    }
+    /// Calls `fn` at `when`, in loop.time() seconds.
+    template <Callback F>
+    TimerHandle call_at(double when, F&& fn,
+                        std::source_location where = std::source_location::current()) {
+        return schedule_timer(seconds_to_ns(when), std::forward<F>(fn), where);
+    }
+
+    /// Seconds on the loop's monotonic clock.
+    double time() const noexcept { return static_cast<double>(monotonic_ns()) * 1e-9; }
+
+    // Futures and tasks -----------------------------------------------------
+
+    template <class T = void>
+    Future<T> create_future() {
+        return Future<T>(new detail::FutureState<T>(*this), detail::AdoptRef{});
+    }
+
+    template <class T>
+    Task<T> create_task(Coro<T> coro, TaskOptions opts = {},
+                        std::source_location where = std::source_location::current()) {
+        if (closed_) {
+            coro.close();
+            check_closed();
+        }
+        Task<T> task = detail::make_task(*this, std::move(coro), opts, where);
+        if (task_factory_) {
+            Task<> erased(task);
+            task_factory_(*this, erased, opts);
+        }
+        task.base().start();
+        return task;
+    }
+
+    void set_task_factory(TaskFactory factory) { task_factory_ = std::move(factory); }
+    const TaskFactory& get_task_factory() const noexcept { return task_factory_; }
+
+    // Watching file descriptors ----------------------------------------------
+
+    /// Calls `fn` whenever `fd` is readable (level-triggered), until
+    /// remove_reader(fd). Replaces an earlier reader of `fd`.
+    template <Callback F>
+    void add_reader(int fd, F&& fn, std::source_location where = std::source_location::current()) {
+        check_closed();
+        add_watch(fd, true,
+                  detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
+    }
+    /// Stops watching `fd` for reading; false if it was not watched.
+    bool remove_reader(int fd) { return remove_watch(fd, true); }
+
+    template <Callback F>
+    void add_writer(int fd, F&& fn, std::source_location where = std::source_location::current()) {
+        check_closed();
+        add_watch(fd, false,
+                  detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
+    }
+    bool remove_writer(int fd) { return remove_watch(fd, false); }
+
+    // Errors and debugging ----------------------------------------------------
+
+    void set_exception_handler(ExceptionHandler handler) { handler_ = std::move(handler); }
+    const ExceptionHandler& get_exception_handler() const noexcept { return handler_; }
+    /// Calls the exception handler (the default one if none is set).
+    void call_exception_handler(const ExceptionContext& context) noexcept;
+    /// Logs `context` through the library's log sink.
+    void default_exception_handler(const ExceptionContext& context) noexcept;
+
+    bool get_debug() const noexcept { return debug_; }
+    void set_debug(bool enabled) noexcept { debug_ = enabled; }
+    /// In debug mode, callbacks running longer than this are logged (default 0.1 s).
+    double slow_callback_duration = 0.1;
+
+    std::string_view backend_name() const noexcept { return backend_->name(); }
+    Backend backend_kind() const noexcept { return backend_->kind(); }
+    /// The I/O backend, for code that awaits IoOps directly.
+    IoBackend& backend() noexcept { return *backend_; }
+
+    LoopStats stats() const noexcept;
+
+    /// Library use: runs until `future` is done (run_until_complete without the result).
+    void run_until_done(detail::FutureBase& future);
+
+  private:
+    struct TimerEntry {
+        std::int64_t when;
+        std::uint64_t seq;
+        detail::HandleState* handle;
+    };
+    struct TimerLater {
+        bool operator()(const TimerEntry& a, const TimerEntry& b) const noexcept {
+            return a.when != b.when ? a.when > b.when : a.seq > b.seq;
+        }
+    };
+    struct FdWatch;
+
+    static std::int64_t monotonic_ns() noexcept;
+
+    template <class Rep, class Period>
+    static std::int64_t clamp_ns(std::chrono::duration<Rep, Period> delay) noexcept {
+        using namespace std::chrono;
+        if (delay <= delay.zero()) return 0;
+        if (duration<double, std::nano>(delay).count() >= static_cast<double>(kNeverNs)) {
+            return kNeverNs;
+        }
+        return duration_cast<nanoseconds>(delay).count();
+    }
+    static std::int64_t seconds_to_ns(double seconds) {
+        if (std::isnan(seconds)) throw std::invalid_argument("delay and when must not be NaN");
+        if (seconds * 1e9 >= static_cast<double>(kNeverNs)) return kNeverNs;
+        if (seconds * 1e9 <= -static_cast<double>(kNeverNs)) return -kNeverNs;
+        return static_cast<std::int64_t>(std::llround(seconds * 1e9));
+    }
+
+    template <class F>
+    TimerHandle schedule_timer(std::int64_t when_ns, F&& fn, std::source_location where) {
+        check_closed();
+        if (debug_) check_thread();
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), false, true, where);
+        push_timer(*state, when_ns);
+        return TimerHandle(state);
+    }
+    void push_timer(detail::HandleState& state, std::int64_t when_ns);
+
+    void run_once();
+    void run_ready(detail::ReadyNode& node) noexcept;
+    void prune_timers() noexcept;
+    void drain_threadsafe() noexcept;
+    void push_threadsafe(detail::HandleState& state);
+    void check_running() const;
+    void add_watch(int fd, bool reading, detail::HandleState* callback);
+    bool remove_watch(int fd, bool reading);
+    void drop_everything() noexcept;
+
+    std::unique_ptr<IoBackend> backend_;
+    std::vector<TimerEntry> timers_;
+    std::uint64_t timer_seq_ = 0;
+
+    std::mutex threadsafe_mutex_;
+    detail::ReadyQueue threadsafe_queue_;
+    std::atomic<bool> wake_pending_{false};
+    std::atomic<bool> threadsafe_pending_{false};
+
+    bool stopping_ = false;
+    bool running_ = false;
+    std::atomic<std::thread::id> thread_id_{};
+    ExceptionHandler handler_;
+    TaskFactory task_factory_;
+    std::unordered_map<int, FdWatch*> readers_;
+    std::unordered_map<int, FdWatch*> writers_;
+
+    friend class detail::LoopCore;
+};
+
+template <class A>
+awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
+    using T = awaitable_result_t<A>;
+    using Arg = std::remove_cvref_t<A>;
+    if constexpr (std::is_same_v<Arg, Coro<T>>) {
+        if (closed_ || running_ || detail::running_loop != nullptr) {
+            aw.close();  // refused before it started: not "never awaited"
+            check_closed();
+            check_running();
+        }
+        Task<T> task = create_task(std::move(aw));
+        // The error below says the task did not finish; no need to report it again.
+        task.base().log_destroy_pending = false;
+        run_until_done(*task.state());
+        task.state()->check_result();
+        return task.value(task.state()->use_count() == 1);
+    } else {
+        check_closed();
+        Future<T> future = aw;
+        if (&future.state()->loop() != this) {
+            throw std::invalid_argument(
+                "The future belongs to a different loop than the one specified as the loop "
+                "argument");
+        }
+        run_until_done(*future.state());
+        future.state()->check_result();
+        return future.value(false);
+    }
+}
+
+}  // namespace asyncio

@@ -1,0 +1,78 @@
+// asyncio.run and asyncio.Runner (Lib/asyncio/runners.py).
+//
+//     asyncio::Coro<int> main_coro() { co_await asyncio::sleep(1s); co_return 0; }
+//     int main() { return asyncio::run(main_coro()); }
+//
+// A Runner owns a fresh loop, makes it the thread's current loop, and on
+// close cancels whatever tasks are left, waits for them, and closes the loop.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "asyncio/backend.hpp"
+#include "asyncio/coro.hpp"
+#include "asyncio/loop.hpp"
+
+namespace asyncio {
+
+/// Keyword arguments of asyncio.run and asyncio.Runner.
+struct RunOptions {
+    bool debug = false;
+    std::optional<Backend> backend;
+};
+
+class Runner {
+  public:
+    explicit Runner(RunOptions opts = {});
+    Runner(const Runner&) = delete;
+    Runner& operator=(const Runner&) = delete;
+    ~Runner();
+
+    /// Runs `coro` to completion on this runner's loop and returns its
+    /// result. RuntimeError if a loop is already running in this thread or
+    /// the runner is closed.
+    template <class T>
+    T run(Coro<T> coro) {
+        if (const char* refusal = refuse_run()) {
+            coro.close();
+            throw RuntimeError(refusal);
+        }
+        Task<T> task = loop_->create_task(std::move(coro));
+        return loop_->run_until_complete(std::move(task));
+    }
+
+    /// The runner's loop, created on first use.
+    EventLoop& get_loop();
+
+    /// Cancels the remaining tasks, waits for them, closes the loop. Also
+    /// done on destruction; a second call does nothing.
+    void close();
+
+  private:
+    enum class State { created, initialized, closed };
+
+    void lazy_init();
+    /// Why run() cannot start now, or nullptr (after creating the loop).
+    const char* refuse_run();
+    void cancel_all_tasks();
+
+    RunOptions opts_;
+    std::unique_ptr<EventLoop> loop_;
+    State state_ = State::created;
+};
+
+/// asyncio.run: runs `main` in a new Runner and returns its result.
+/// RuntimeError if called while a loop is running in this thread.
+template <class T>
+T run(Coro<T> main, RunOptions opts = {}) {
+    if (detail::running_loop != nullptr) {
+        main.close();
+        throw RuntimeError("asyncio.run() cannot be called from a running event loop");
+    }
+    Runner runner(opts);
+    return runner.run(std::move(main));
+}
+
+}  // namespace asyncio

@@ -1,0 +1,123 @@
+// asyncio.Task (Lib/asyncio/tasks.py): a Future that drives a coroutine.
+//
+//     asyncio::Task<int> task = asyncio::create_task(compute(1, 2), {.name = "compute"});
+//     int sum = co_await task;
+//
+// The loop keeps a task alive until it is done, so dropping every handle to
+// a running task does not lose it (Python's "keep a reference" trap does not
+// exist here). Cancellation follows Python 3.13: cancel(msg) throws
+// CancelledError into the coroutine at its suspension point; cancelling()
+// and uncancel() count the requests.
+#pragma once
+
+#include <coroutine>
+#include <optional>
+#include <source_location>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "asyncio/coro.hpp"
+#include "asyncio/detail/future_state.hpp"
+#include "asyncio/future.hpp"
+
+namespace asyncio {
+
+/// Keyword arguments of create_task.
+struct TaskOptions {
+    std::optional<std::string> name;
+};
+
+template <class T = void>
+class Task : public Future<T> {
+  public:
+    Task(const Task&) noexcept = default;
+    Task(Task&&) noexcept = default;
+    Task& operator=(const Task&) noexcept = default;
+    Task& operator=(Task&&) noexcept = default;
+
+    /// Type erasure: any Task<U> is usable as a Task<>.
+    template <class U>
+    requires(std::is_void_v<T> && !std::is_void_v<U>) Task(const Task<U>& typed)
+    noexcept : Future<T>(typed.state()) {}
+
+    std::string get_name() const { return base().name(); }
+    void set_name(std::string name) { base().set_name(std::move(name)); }
+
+    /// How many cancellation requests are pending (Task.cancelling()).
+    int cancelling() const noexcept { return base().cancelling(); }
+    /// Withdraws one cancellation request; returns how many remain.
+    int uncancel() noexcept { return base().uncancel(); }
+
+    /// Where create_task was called.
+    std::source_location created_at() const noexcept { return base().created_at(); }
+
+    /// Library use: adopts a reference to `state`.
+    Task(detail::TaskBase* state, detail::AdoptRef) noexcept
+        : Future<T>(state, detail::AdoptRef{}) {}
+    detail::TaskBase& base() const noexcept {
+        return static_cast<detail::TaskBase&>(*this->state_);
+    }
+};
+
+namespace detail {
+
+/// A Task<T>'s state: the coroutine's root frame and, once done, its value.
+template <class T>
+class TaskState final : public TaskBase {
+  public:
+    using Handle = std::coroutine_handle<CoroPromise<T>>;
+
+    TaskState(LoopCore& loop, Handle root, std::source_location created_at) noexcept
+        : TaskBase(loop, slot_of(this), root, created_at) {}
+
+    Storage<T> value;
+
+  private:
+    // Static: no member function may be called before the base is constructed.
+    static void* slot_of(TaskState* self) noexcept {
+        if constexpr (std::is_void_v<T>) {
+            return nullptr;
+        } else {
+            return &self->value;
+        }
+    }
+
+    void finish() noexcept override {
+        Handle root = Handle::from_address(root_.address());
+        CoroPromise<T>& promise = root.promise();
+        if (promise.exception()) {
+            finish_with_exception(promise.exception());
+        } else if (must_cancel_) {  // cancelled right before the coroutine returned
+            must_cancel_ = false;
+            mark_cancelled(cancel_message_);
+        } else {
+            if constexpr (std::is_void_v<T>) {
+                finish_with_result();
+            } else {
+                value.emplace(promise.take_value());
+                finish_with_result();
+            }
+        }
+        root_ = {};
+        root.destroy();
+    }
+};
+
+/// Builds a task for `coro` on `loop` without starting it.
+template <class T>
+Task<T> make_task(LoopCore& loop, Coro<T> coro, TaskOptions& opts, std::source_location where) {
+    auto root = coro.release();
+    TaskState<T>* state = nullptr;
+    try {
+        state = new TaskState<T>(loop, root, where);
+    } catch (...) {
+        root.destroy();
+        throw;
+    }
+    if (opts.name) state->set_name(std::move(*opts.name));
+    return Task<T>(state, AdoptRef{});
+}
+
+}  // namespace detail
+}  // namespace asyncio

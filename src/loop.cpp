@@ -1,0 +1,547 @@
+// The event loop: BaseEventLoop's run machinery (Lib/asyncio/base_events.py).
+#include "asyncio/loop.hpp"
+
+#include <cstdlib>
+#include <ctime>
+#include <system_error>
+#include <unordered_set>
+
+#include "asyncio/log.hpp"
+#include "asyncio/policy.hpp"
+
+namespace asyncio {
+
+namespace detail {
+
+std::string describe_exception(const std::exception_ptr& error);
+
+namespace {
+
+// Loops that exist; consulted only when a future outlives its loop.
+std::mutex registry_mutex;
+std::unordered_set<const LoopCore*>& live_loops() {
+    static auto* loops = new std::unordered_set<const LoopCore*>;
+    return *loops;
+}
+
+std::string describe_handle(const HandleState& handle) {
+    const std::source_location where = handle.where();
+    return fmt::format("<{} created at {}:{} in {}>", handle.is_timer() ? "TimerHandle" : "Handle",
+                       where.file_name(), where.line(), where.function_name());
+}
+
+}  // namespace
+
+LoopCore::LoopCore() {
+    std::lock_guard lock(registry_mutex);
+    live_loops().insert(this);
+}
+
+LoopCore::~LoopCore() {
+    std::lock_guard lock(registry_mutex);
+    live_loops().erase(this);
+}
+
+bool LoopCore::alive(const LoopCore* core) noexcept {
+    std::lock_guard lock(registry_mutex);
+    return live_loops().count(core) != 0;
+}
+
+EventLoop& LoopCore::owner() noexcept {
+    return static_cast<EventLoop&>(*this);
+}
+
+void LoopCore::check_closed() const {
+    if (closed_) throw RuntimeError("Event loop is closed");
+}
+
+void LoopCore::check_thread() const {
+    const auto running_on = static_cast<const EventLoop*>(this)->thread_id_.load();
+    if (running_on == std::thread::id{}) return;
+    if (running_on != std::this_thread::get_id()) {
+        throw RuntimeError(
+            "Non-thread-safe operation invoked on an event loop other than the current one");
+    }
+}
+
+void LoopCore::report(const ExceptionContext& context) noexcept {
+    owner().call_exception_handler(context);
+}
+
+void LoopCore::report_callback_exception(HandleState& handle, std::exception_ptr error) noexcept {
+    try {
+        ExceptionContext context;
+        context.message = "Exception in callback " + describe_handle(handle);
+        context.exception = std::move(error);
+        handle.add_ref();
+        context.handle = Handle(&handle);
+        context.source = handle.where();
+        report(context);
+    } catch (...) {
+        log_message(LogLevel::error, "Exception in callback (and in reporting it)");
+    }
+}
+
+void LoopCore::register_task(TaskBase& task) noexcept {
+    task.add_ref();
+    tasks_.push_back(task);
+}
+
+void LoopCore::unregister_task(TaskBase& task) noexcept {
+    task.Hook<AllTasksTag>::unlink();
+    task.release();
+}
+
+LoopCore& current_loop_core() {
+    if (running_loop != nullptr) return *running_loop;
+    return get_event_loop();
+}
+
+}  // namespace detail
+
+// -- add_reader / add_writer ------------------------------------------------------
+
+/// A poll operation that calls a callback each time its fd is ready and then
+/// waits again, until removed.
+struct EventLoop::FdWatch final : IoOp, detail::Recycled {
+    FdWatch(EventLoop& loop, int fd, bool reading, detail::HandleState* callback) noexcept
+        : IoOp(&on_ready), loop(&loop), callback(callback) {
+        kind = reading ? Kind::poll_readable : Kind::poll_writable;
+        this->fd = fd;
+    }
+    ~FdWatch() { callback->release(); }
+
+    void replace(detail::HandleState* next) noexcept {
+        callback->cancel();
+        callback->release();
+        callback = next;
+    }
+
+    static void on_ready(detail::ReadyNode& node, Action action) noexcept {
+        auto* self = static_cast<FdWatch*>(static_cast<IoOp*>(static_cast<detail::Waiter*>(&node)));
+        if (action == Action::drop || self->removed) {
+            delete self;
+            return;
+        }
+        if (self->result >= 0) {
+            detail::HandleState* callback = self->callback;
+            callback->add_ref();  // the callback may replace itself while it runs
+            self->running = true;
+            if (!callback->cancelled()) callback->run();
+            self->running = false;
+            callback->release();
+            if (self->removed) {
+                delete self;
+                return;
+            }
+        }
+        self->rearm();
+    }
+
+    void rearm() noexcept {
+        EventLoop& owner = *loop;
+        if (!owner.backend_->submit(*this)) return;  // waiting again
+        if (result >= 0) {
+            owner.schedule(*this);
+            return;
+        }
+        // The fd went bad under us (closed without remove_reader, say).
+        const bool reading = kind == Kind::poll_readable;
+        ExceptionContext context;
+        context.message = fmt::format("{}: fd {} cannot be watched any more: {}",
+                                      reading ? "add_reader" : "add_writer", fd,
+                                      std::system_category().message(static_cast<int>(-result)));
+        context.exception = std::make_exception_ptr(
+            std::system_error(static_cast<int>(-result), std::system_category(), "epoll_ctl"));
+        auto& map = reading ? owner.readers_ : owner.writers_;
+        map.erase(fd);
+        owner.call_exception_handler(context);
+        delete this;
+    }
+
+    EventLoop* loop;
+    detail::HandleState* callback;
+    bool removed = false;
+    bool running = false;
+};
+
+void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
+    if (fd < 0) {
+        callback->release();
+        throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));
+    }
+    auto& map = reading ? readers_ : writers_;
+    if (auto it = map.find(fd); it != map.end()) {
+        it->second->replace(callback);
+        return;
+    }
+    auto* watch = new FdWatch(*this, fd, reading, callback);
+    if (backend_->submit(*watch)) {
+        if (watch->result < 0) {
+            const int error = static_cast<int>(-watch->result);
+            delete watch;
+            throw std::system_error(error, std::system_category(),
+                                    reading ? "add_reader" : "add_writer");
+        }
+        schedule(*watch);
+    }
+    map.emplace(fd, watch);
+}
+
+bool EventLoop::remove_watch(int fd, bool reading) {
+    auto& map = reading ? readers_ : writers_;
+    auto it = map.find(fd);
+    if (it == map.end()) return false;
+    FdWatch* watch = it->second;
+    map.erase(it);
+    if (watch->in_flight) {
+        backend_->discard(*watch);
+        delete watch;
+    } else {
+        watch->removed = true;  // queued or running: on_ready deletes it
+    }
+    return true;
+}
+
+// -- construction ---------------------------------------------------------------------
+
+namespace {
+bool debug_from_environment() {
+    const char* value = std::getenv("ASYNCIO_DEBUG");
+    return value != nullptr && *value != '\0' && std::string_view(value) != "0";
+}
+}  // namespace
+
+EventLoop::EventLoop() : EventLoop(default_backend()) {}
+
+EventLoop::EventLoop(Backend backend) {
+    backend_ = make_backend(backend, *this);
+    debug_ = debug_from_environment();
+}
+
+EventLoop::~EventLoop() {
+    if (running_) {
+        log_message(LogLevel::critical, "an EventLoop was destroyed while running");
+        std::terminate();
+    }
+    close();
+}
+
+std::int64_t EventLoop::monotonic_ns() noexcept {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+// -- running ----------------------------------------------------------------------------
+
+void EventLoop::check_running() const {
+    if (running_) throw RuntimeError("This event loop is already running");
+    if (detail::running_loop != nullptr) {
+        throw RuntimeError("Cannot run the event loop while another loop is running");
+    }
+}
+
+void EventLoop::run_forever() {
+    check_closed();
+    check_running();
+    running_ = true;
+    thread_id_ = std::this_thread::get_id();
+    detail::running_loop = this;
+    struct Restore {
+        EventLoop& loop;
+        ~Restore() {
+            loop.stopping_ = false;
+            loop.running_ = false;
+            loop.thread_id_ = std::thread::id{};
+            detail::running_loop = nullptr;
+        }
+    } restore{*this};
+    for (;;) {
+        run_once();
+        if (stopping_) break;
+    }
+}
+
+void EventLoop::run_until_done(detail::FutureBase& future) {
+    check_closed();
+    check_running();
+    // Stops the loop once `future` is done. It may still sit in the ready
+    // queue when run_forever returns for another reason; it then deletes
+    // itself when it is run or dropped.
+    struct StopNode final : detail::Waiter, detail::Recycled {
+        explicit StopNode(EventLoop& loop) noexcept : Waiter(&fire), loop(&loop) {}
+        static void fire(detail::ReadyNode& node, Action action) noexcept {
+            auto* self = static_cast<StopNode*>(static_cast<detail::Waiter*>(&node));
+            if (self->orphaned) {
+                delete self;
+                return;
+            }
+            self->ran = true;
+            if (action == Action::run) self->loop->stop();
+        }
+        EventLoop* loop;
+        bool ran = false;
+        bool orphaned = false;
+    };
+    auto* node = new StopNode(*this);
+    if (future.done()) {
+        schedule(*node);
+    } else {
+        future.add_waiter(*node);
+    }
+    const auto release_node = [node] {
+        if (node->Hook<detail::WaiterTag>::linked()) {
+            node->Hook<detail::WaiterTag>::unlink();
+            delete node;
+        } else if (node->ran) {
+            delete node;
+        } else {
+            node->orphaned = true;
+        }
+    };
+    try {
+        run_forever();
+    } catch (...) {
+        release_node();
+        throw;
+    }
+    release_node();
+    if (!future.done()) throw RuntimeError("Event loop stopped before Future completed.");
+}
+
+void EventLoop::run_once() {
+    prune_timers();
+    std::int64_t timeout = -1;
+    if (!ready_.empty() || stopping_) {
+        timeout = 0;
+    } else if (!timers_.empty()) {
+        timeout = std::max<std::int64_t>(0, timers_.front().when - monotonic_ns());
+    }
+    backend_->poll(timeout);
+    drain_threadsafe();
+
+    const std::int64_t now = monotonic_ns();
+    while (!timers_.empty() && timers_.front().when <= now) {
+        std::pop_heap(timers_.begin(), timers_.end(), TimerLater{});
+        detail::HandleState* handle = timers_.back().handle;
+        timers_.pop_back();
+        handle->scheduled_ = false;
+        if (handle->cancelled()) {
+            --cancelled_timers_;
+            handle->destroy_callable();
+            handle->release();
+        } else {
+            ready_.push(*handle);  // the heap's reference passes to the queue
+        }
+    }
+
+    // Run only what was ready when the iteration started: callbacks scheduled
+    // now wait for the next iteration.
+    for (std::size_t n = ready_.size(); n != 0; --n)
+        run_ready(ready_.pop());
+}
+
+void EventLoop::run_ready(detail::ReadyNode& node) noexcept {
+    if (!debug_) {
+        node.fn(node, detail::ReadyNode::Action::run);
+        return;
+    }
+    std::string what;
+    try {
+        if (node.fn == &detail::HandleState::from_queue) {
+            what = detail::describe_handle(static_cast<detail::HandleState&>(node));
+        } else if (node.fn == &detail::Waiter::resume_task) {
+            what = static_cast<detail::Waiter&>(node).task->repr();
+        } else {
+            what = "<internal callback>";
+        }
+    } catch (...) {
+    }
+    const std::int64_t start = monotonic_ns();
+    node.fn(node, detail::ReadyNode::Action::run);
+    const double took = static_cast<double>(monotonic_ns() - start) * 1e-9;
+    if (took >= slow_callback_duration)
+        log(LogLevel::warning, "Executing {} took {:.3f} seconds", what, took);
+}
+
+void EventLoop::prune_timers() noexcept {
+    constexpr std::size_t kMinScheduledForCompaction = 100;  // CPython's thresholds
+    if (timers_.size() > kMinScheduledForCompaction && cancelled_timers_ * 2 > timers_.size()) {
+        std::erase_if(timers_, [](const TimerEntry& entry) {
+            if (!entry.handle->cancelled()) return false;
+            entry.handle->scheduled_ = false;
+            entry.handle->destroy_callable();
+            entry.handle->release();
+            return true;
+        });
+        std::make_heap(timers_.begin(), timers_.end(), TimerLater{});
+        cancelled_timers_ = 0;
+        return;
+    }
+    while (!timers_.empty() && timers_.front().handle->cancelled()) {
+        std::pop_heap(timers_.begin(), timers_.end(), TimerLater{});
+        detail::HandleState* handle = timers_.back().handle;
+        timers_.pop_back();
+        handle->scheduled_ = false;
+        --cancelled_timers_;
+        handle->destroy_callable();
+        handle->release();
+    }
+}
+
+void EventLoop::push_timer(detail::HandleState& state, std::int64_t when_ns) {
+    timers_.reserve(timers_.size() + 1);  // may throw; nothing changed yet
+    state.add_ref();                      // the heap's reference
+    state.when_ns = when_ns;
+    state.scheduled_ = true;
+    timers_.push_back(TimerEntry{when_ns, timer_seq_++, &state});
+    std::push_heap(timers_.begin(), timers_.end(), TimerLater{});
+}
+
+// -- call_soon_threadsafe -------------------------------------------------------------
+
+void EventLoop::push_threadsafe(detail::HandleState& state) {
+    {
+        std::lock_guard lock(threadsafe_mutex_);
+        if (!closed_) {
+            threadsafe_queue_.push(state);
+            threadsafe_pending_.store(true);
+        } else {
+            state.destroy_callable();
+            state.release();  // the queue's reference
+            state.release();  // the handle's
+            throw RuntimeError("Event loop is closed");
+        }
+    }
+    if (!wake_pending_.exchange(true)) backend_->wakeup();
+}
+
+void EventLoop::drain_threadsafe() noexcept {
+    wake_pending_.store(false);
+    if (!threadsafe_pending_.load()) return;
+    std::lock_guard lock(threadsafe_mutex_);
+    threadsafe_pending_.store(false);
+    ready_.splice(threadsafe_queue_);
+}
+
+// -- closing ------------------------------------------------------------------------------
+
+void EventLoop::close() {
+    if (running_) throw RuntimeError("Cannot close a running event loop");
+    if (closed_) return;
+    {
+        std::lock_guard lock(threadsafe_mutex_);
+        closed_ = true;
+    }
+    drop_everything();
+}
+
+void EventLoop::drop_everything() noexcept {
+    for (auto* map : {&readers_, &writers_}) {
+        while (!map->empty())
+            remove_watch(map->begin()->first, map == &readers_);
+    }
+    // Freeing a task's coroutine may run destructors that schedule more work
+    // or release other tasks: repeat until nothing is left.
+    do {
+        {
+            std::lock_guard lock(threadsafe_mutex_);
+            ready_.splice(threadsafe_queue_);
+            threadsafe_pending_.store(false);
+        }
+        while (!ready_.empty()) {
+            detail::ReadyNode& node = ready_.pop();
+            node.fn(node, detail::ReadyNode::Action::drop);
+        }
+        for (const TimerEntry& entry : std::exchange(timers_, {})) {
+            entry.handle->scheduled_ = false;
+            entry.handle->destroy_callable();
+            entry.handle->release();
+        }
+        cancelled_timers_ = 0;
+
+        std::vector<detail::TaskBase*> pending;
+        tasks_.for_each([&](detail::TaskBase& task) {
+            task.add_ref();
+            pending.push_back(&task);
+        });
+        for (detail::TaskBase* task : pending) {
+            if (task->Hook<detail::AllTasksTag>::linked()) {
+                if (task->log_destroy_pending) {
+                    ExceptionContext context;
+                    context.message = "Task was destroyed but it is pending!";
+                    task->add_ref();
+                    context.task = Task<>(task, detail::AdoptRef{});
+                    context.repr = task->repr();
+                    context.source = task->created_at();
+                    call_exception_handler(context);
+                }
+                task->abandon();
+            }
+            task->release();
+        }
+    } while (!ready_.empty() || !tasks_.empty() || !timers_.empty());
+}
+
+// -- errors ---------------------------------------------------------------------------------
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+    if (!handler_) {
+        default_exception_handler(context);
+        return;
+    }
+    try {
+        handler_(*this, context);
+    } catch (...) {
+        try {
+            ExceptionContext failure;
+            failure.message = "Unhandled error in exception handler";
+            failure.exception = std::current_exception();
+            failure.repr = "while handling: " + context.message;
+            default_exception_handler(failure);
+        } catch (...) {
+            log_message(LogLevel::error, "Unhandled error in exception handler");
+        }
+    }
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) noexcept {
+    try {
+        std::string text =
+            context.message.empty() ? "Unhandled exception in event loop" : context.message;
+        if (context.exception) {
+            text += "\nexception: " + detail::describe_exception(context.exception);
+        }
+        if (context.task) {
+            text += "\ntask: " + context.task->base().repr();
+        } else if (context.future) {
+            text +=
+                context.future->state()->is_task()
+                    ? "\nfuture: " + static_cast<detail::TaskBase*>(context.future->state())->repr()
+                    : std::string("\nfuture: <Future>");
+        }
+        if (context.handle && context.handle->state() != nullptr) {
+            text += "\nhandle: " + detail::describe_handle(*context.handle->state());
+        }
+        if (!context.repr.empty() && !context.task) text += "\nobject: " + context.repr;
+        if (context.source && context.source->line() != 0) {
+            text += fmt::format("\nsource: {}:{} in {}", context.source->file_name(),
+                                context.source->line(), context.source->function_name());
+        }
+        log_message(LogLevel::error, text);
+    } catch (...) {
+        log_message(LogLevel::error, "Exception in default exception handler");
+    }
+}
+
+LoopStats EventLoop::stats() const noexcept {
+    LoopStats out;
+    out.ready = ready_.size();
+    out.timers = timers_.size();
+    out.cancelled_timers = cancelled_timers_;
+    out.tasks = tasks_.size();
+    return out;
+}
+
+}  // namespace asyncio

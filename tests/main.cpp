@@ -1,0 +1,39 @@
+// Test runner: Catch2's main plus `--backend <name>`, which selects the I/O
+// backend of every loop the tests create (through ASYNCIO_BACKEND). A backend
+// that this machine cannot run makes the whole executable exit with 77, which
+// CTest reports as skipped.
+#define CATCH_CONFIG_RUNNER
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "asyncio/backend.hpp"
+#include "support.hpp"
+
+#if ASYNCIO_CATCH_MAJOR >= 3
+namespace CatchClara = Catch::Clara;
+#else
+namespace CatchClara = Catch::clara;
+#endif
+
+int main(int argc, char** argv) {
+    Catch::Session session;
+    std::string backend;
+    auto cli = session.cli() |
+               CatchClara::Opt(backend, "name")["--backend"]("I/O backend of the loops under test");
+    session.cli(cli);
+    if (int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
+    if (!backend.empty()) {
+        auto kind = asyncio::backend_from_string(backend);
+        if (!kind) {
+            std::fprintf(stderr, "unknown backend '%s'\n", backend.c_str());
+            return 2;
+        }
+        if (!asyncio::backend_available(*kind)) {
+            std::fprintf(stderr, "backend '%s' is not available here: skipped\n", backend.c_str());
+            return 77;
+        }
+        ::setenv("ASYNCIO_BACKEND", backend.c_str(), 1);
+    }
+    return session.run();
+}

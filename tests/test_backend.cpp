@@ -1,0 +1,325 @@
+// The backend interface, exercised directly with IoOps on pipes and
+// sockets: try-first completion, waiting, FIFO order, cancellation of an
+// operation through its task, discard, forget_fd. Runs on every backend.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using asyncio::Coro;
+using asyncio::IoOp;
+using asyncio::detail::IoAwaiter;
+
+namespace {
+
+struct SocketPair {
+    int a = -1, b = -1;
+    SocketPair() {
+        int sv[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+        a = sv[0];
+        b = sv[1];
+    }
+    ~SocketPair() {
+        ::close(a);
+        ::close(b);
+    }
+};
+
+/// Awaits one recv of up to `n` bytes on `fd`.
+Coro<std::string> recv_some(int fd, std::size_t n) {
+    std::string buf(n, '\0');
+    IoAwaiter op(asyncio::get_running_loop().backend());
+    op.kind = IoOp::Kind::recv;
+    op.fd = fd;
+    op.buf = buf.data();
+    op.len = n;
+    const std::int64_t r = co_await op;
+    if (r < 0) throw std::system_error(static_cast<int>(-r), std::system_category(), "recv");
+    buf.resize(static_cast<std::size_t>(r));
+    co_return buf;
+}
+
+Coro<std::int64_t> send_some(int fd, const std::string& data) {
+    IoAwaiter op(asyncio::get_running_loop().backend());
+    op.kind = IoOp::Kind::send;
+    op.fd = fd;
+    op.buf = const_cast<char*>(data.data());
+    op.len = data.size();
+    co_return co_await op;
+}
+
+Coro<std::int64_t> wait_readable(int fd) {
+    IoAwaiter op(asyncio::get_running_loop().backend());
+    op.kind = IoOp::Kind::poll_readable;
+    op.fd = fd;
+    co_return co_await op;
+}
+
+}  // namespace
+
+TEST_CASE("backend names round-trip") {
+    for (auto b : {asyncio::Backend::epoll, asyncio::Backend::io_uring, asyncio::Backend::kqueue,
+                   asyncio::Backend::iocp, asyncio::Backend::poll}) {
+        CHECK(asyncio::backend_from_string(asyncio::to_string(b)) == b);
+    }
+    CHECK_FALSE(asyncio::backend_from_string("select").has_value());
+    const auto available = asyncio::available_backends();
+    REQUIRE_FALSE(available.empty());
+    for (auto b : available)
+        CHECK(asyncio::backend_available(b));
+}
+
+TEST_CASE("an unavailable backend is refused with a clear error") {
+    CHECK_THROWS_WITH(asyncio::EventLoop(asyncio::Backend::iocp),
+                      "the iocp backend is not available on this machine");
+}
+
+TEST_CASE("an op whose data is already there completes without suspending") {
+    SocketPair sp;
+    REQUIRE(::write(sp.b, "ready", 5) == 5);
+    auto main = [](int fd) -> Coro<std::string> {
+        int iterations = 0;
+        asyncio::get_running_loop().call_soon([&] { ++iterations; });
+        std::string got = co_await recv_some(fd, 16);
+        CHECK(iterations == 0);
+        co_return got;
+    };
+    CHECK(asyncio::run(main(sp.a)) == "ready");
+}
+
+TEST_CASE("an op waits until the fd is ready") {
+    SocketPair sp;
+    auto main = [](int reader, int writer) -> Coro<std::string> {
+        auto pending = asyncio::create_task(recv_some(reader, 16));
+        co_await asyncio::sleep(0);
+        co_await asyncio::sleep(0);
+        CHECK_FALSE(pending.done());
+        asyncio::get_running_loop().call_later(
+            5ms, [writer] { REQUIRE(::write(writer, "later", 5) == 5); });
+        co_return co_await pending;
+    };
+    CHECK(asyncio::run(main(sp.a, sp.b)) == "later");
+}
+
+TEST_CASE("ops waiting on one fd complete in FIFO order") {
+    SocketPair sp;
+    auto main = [](int reader, int writer) -> Coro<std::vector<std::string>> {
+        auto first = asyncio::create_task(recv_some(reader, 3));
+        auto second = asyncio::create_task(recv_some(reader, 3));
+        co_await asyncio::sleep(0);
+        REQUIRE(::write(writer, "abcdef", 6) == 6);
+        std::vector<std::string> got;
+        got.push_back(co_await first);
+        got.push_back(co_await second);
+        co_return got;
+    };
+    CHECK(asyncio::run(main(sp.a, sp.b)) == std::vector<std::string>{"abc", "def"});
+}
+
+TEST_CASE("a large send waits for the peer to drain") {
+    SocketPair sp;
+    auto main = [](int a, int b) -> Coro<std::pair<std::size_t, std::size_t>> {
+        const std::string chunk(1 << 20, 'x');
+        std::size_t sent = 0;
+        auto writer = [&]() -> Coro<void> {
+            while (sent < 8 * chunk.size()) {
+                const std::int64_t r = co_await send_some(a, chunk);
+                REQUIRE(r > 0);
+                sent += static_cast<std::size_t>(r);
+            }
+            ::shutdown(a, SHUT_WR);
+        };
+        auto w = asyncio::create_task(writer());
+        std::size_t received = 0;
+        for (;;) {
+            std::string part = co_await recv_some(b, 1 << 16);
+            if (part.empty()) break;
+            CHECK(part.find_first_not_of('x') == std::string::npos);
+            received += part.size();
+        }
+        co_await w;
+        co_return std::pair{sent, received};
+    };
+    const auto [sent, received] = asyncio::run(main(sp.a, sp.b));
+    CHECK(sent >= 8u << 20);
+    CHECK(received == sent);
+}
+
+TEST_CASE("cancelling a task cancels the operation it waits on") {
+    SocketPair sp;
+    auto main = [](int reader, int writer) -> Coro<std::string> {
+        auto victim = asyncio::create_task(recv_some(reader, 16));
+        co_await asyncio::sleep(0);
+        victim.cancel("no more waiting");
+        std::string outcome;
+        try {
+            co_await victim;
+        } catch (const asyncio::CancelledError& e) {
+            outcome = e.message();
+        }
+        // The cancelled op is gone: new data goes to the next reader.
+        REQUIRE(::write(writer, "next", 4) == 4);
+        outcome += "/" + co_await recv_some(reader, 16);
+        co_return outcome;
+    };
+    CHECK(asyncio::run(main(sp.a, sp.b)) == "no more waiting/next");
+}
+
+TEST_CASE("an op in a task destroyed at loop close is discarded") {
+    SocketPair sp;
+    auto loop = asyncio::new_event_loop();
+    asyncio_test::RecordedReports reports(*loop);
+    auto task = loop->create_task(recv_some(sp.a, 16));
+    loop->call_soon([&] { loop->stop(); });
+    loop->run_forever();
+    loop->close();  // the op's awaiter dies with the task's frame
+    CHECK(reports.contains("Task was destroyed but it is pending!"));
+    REQUIRE(::write(sp.b, "x", 1) == 1);  // nothing may touch the dead op
+    auto fresh = asyncio::new_event_loop();
+    CHECK(fresh->run_until_complete(recv_some(sp.a, 16)) == "x");
+}
+
+TEST_CASE("poll ops complete when the fd is ready") {
+    SocketPair sp;
+    auto main = [](int reader, int writer) -> Coro<std::int64_t> {
+        auto waiting = asyncio::create_task(wait_readable(reader));
+        co_await asyncio::sleep(0);
+        CHECK_FALSE(waiting.done());
+        REQUIRE(::write(writer, "p", 1) == 1);
+        co_return co_await waiting;
+    };
+    CHECK(asyncio::run(main(sp.a, sp.b)) >= 0);
+}
+
+TEST_CASE("accept and connect over loopback TCP") {
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE(listener >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener, 16) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+
+    auto main = [](int lfd, sockaddr_in target) -> Coro<std::string> {
+        auto& backend = asyncio::get_running_loop().backend();
+        auto server = [&]() -> Coro<std::string> {
+            IoAwaiter accept_op(backend);
+            accept_op.kind = IoOp::Kind::accept;
+            accept_op.fd = lfd;
+            const std::int64_t conn = co_await accept_op;
+            REQUIRE(conn >= 0);
+            CHECK((::fcntl(static_cast<int>(conn), F_GETFL) & O_NONBLOCK) != 0);
+            std::string got = co_await recv_some(static_cast<int>(conn), 64);
+            asyncio::get_running_loop().backend().forget_fd(static_cast<int>(conn));
+            ::close(static_cast<int>(conn));
+            co_return got;
+        };
+        auto accepted = asyncio::create_task(server());
+        const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        IoAwaiter connect_op(backend);
+        connect_op.kind = IoOp::Kind::connect;
+        connect_op.fd = client;
+        connect_op.addr = reinterpret_cast<sockaddr*>(&target);
+        connect_op.addrlen = sizeof target;
+        const std::int64_t r = co_await connect_op;
+        REQUIRE(r == 0);
+        const std::int64_t sent = co_await send_some(client, "over tcp");
+        CHECK(sent == 8);
+        std::string got = co_await accepted;
+        backend.forget_fd(client);
+        ::close(client);
+        co_return got;
+    };
+    CHECK(asyncio::run(main(listener, addr)) == "over tcp");
+    ::close(listener);
+}
+
+TEST_CASE("connect to a closed port fails with ECONNREFUSED") {
+    // Bind a port, then close it, so that nothing listens there.
+    const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    ::close(probe);
+
+    auto main = [](sockaddr_in target) -> Coro<std::int64_t> {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        IoAwaiter op(asyncio::get_running_loop().backend());
+        op.kind = IoOp::Kind::connect;
+        op.fd = fd;
+        op.addr = reinterpret_cast<sockaddr*>(&target);
+        op.addrlen = sizeof target;
+        const std::int64_t r = co_await op;
+        asyncio::get_running_loop().backend().forget_fd(fd);
+        ::close(fd);
+        co_return r;
+    };
+    CHECK(asyncio::run(main(addr)) == -ECONNREFUSED);
+}
+
+TEST_CASE("forget_fd completes the ops still waiting with EBADF") {
+    SocketPair sp;
+    auto main = [](int fd) -> Coro<std::string> {
+        auto waiting = asyncio::create_task(recv_some(fd, 8));
+        co_await asyncio::sleep(0);
+        asyncio::get_running_loop().backend().forget_fd(fd);
+        try {
+            co_await waiting;
+        } catch (const std::system_error& e) {
+            co_return std::to_string(e.code().value());
+        }
+        co_return "no error";
+    };
+    CHECK(asyncio::run(main(sp.a)) == std::to_string(EBADF));
+}
+
+TEST_CASE("pipes: read and write ops") {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+    auto main = [](int r, int w) -> Coro<std::string> {
+        auto& backend = asyncio::get_running_loop().backend();
+        std::string buf(16, '\0');
+        auto reader = [&]() -> Coro<std::int64_t> {
+            IoAwaiter op(backend);
+            op.kind = IoOp::Kind::read;
+            op.fd = r;
+            op.buf = buf.data();
+            op.len = buf.size();
+            co_return co_await op;
+        };
+        auto pending = asyncio::create_task(reader());
+        co_await asyncio::sleep(0);
+        std::string msg = "piped";
+        IoAwaiter write_op(backend);
+        write_op.kind = IoOp::Kind::write;
+        write_op.fd = w;
+        write_op.buf = msg.data();
+        write_op.len = msg.size();
+        const std::int64_t written = co_await write_op;
+        CHECK(written == 5);
+        const std::int64_t n = co_await pending;
+        buf.resize(static_cast<std::size_t>(n));
+        backend.forget_fd(r);
+        backend.forget_fd(w);
+        co_return buf;
+    };
+    CHECK(asyncio::run(main(fds[0], fds[1])) == "piped");
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
