@@ -391,11 +391,12 @@ void EventLoop::prune_timers() noexcept {
 }
 
 void EventLoop::push_timer(detail::HandleState& state, std::int64_t when_ns) {
-    timers_.reserve(timers_.size() + 1);  // may throw; nothing changed yet
-    state.add_ref();                      // the heap's reference
+    // push_back first: if it throws, nothing has changed yet.
+    timers_.push_back(TimerEntry{when_ns, timer_seq_, &state});
+    ++timer_seq_;
+    state.add_ref();  // the heap's reference
     state.when_ns = when_ns;
     state.scheduled_ = true;
-    timers_.push_back(TimerEntry{when_ns, timer_seq_++, &state});
     std::push_heap(timers_.begin(), timers_.end(), TimerLater{});
 }
 

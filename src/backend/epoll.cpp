@@ -156,13 +156,13 @@ class EpollBackend final : public IoBackend {
         const bool reading = is_read_side(op.kind);
         auto& waiting = reading ? fd.readers : fd.writers;
         if (is_poll(op.kind)) {
-            waiting.push_back(op);
+            enqueue(waiting, op);
             op.in_flight = true;
             ++fd.poll_ops;
             // Applied now so that a bad fd fails here (add_reader throws);
             // removals are left to flush() so re-arming is free.
             if (const int error = apply(op.fd, fd, /*now=*/true); error != 0) {
-                static_cast<Hook<WaiterTag>&>(op).unlink();
+                dequeue(op);
                 op.in_flight = false;
                 --fd.poll_ops;
                 op.result = -error;
@@ -178,11 +178,11 @@ class EpollBackend final : public IoBackend {
                 return true;
             }
         }
-        waiting.push_back(op);
+        enqueue(waiting, op);
         op.in_flight = true;
         fd.edge_sticky = true;
         if (const int error = apply(op.fd, fd, /*now=*/fd.registered == 0); error != 0) {
-            static_cast<Hook<WaiterTag>&>(op).unlink();
+            dequeue(op);
             op.in_flight = false;
             op.result = -error;
             return true;
@@ -218,6 +218,9 @@ class EpollBackend final : public IoBackend {
     }
 
     void poll(std::int64_t timeout_ns) override {
+        // Nothing can complete: skip the system call (wake-ups from other
+        // threads are seen by the loop without it).
+        if (timeout_ns == 0 && waiting_ == 0 && dirty_.empty()) return;
         flush();
         const int n = wait(timeout_ns);
         if (n < 0) {
@@ -356,14 +359,14 @@ class EpollBackend final : public IoBackend {
                     return;
                 }
             }
-            static_cast<Hook<WaiterTag>&>(op).unlink();
+            dequeue(op);
             complete(op, r);
         });
         apply(fd, state, /*now=*/false);
     }
 
     void detach(IoOp& op) noexcept {
-        static_cast<Hook<WaiterTag>&>(op).unlink();
+        dequeue(op);
         if (is_poll(op.kind)) {
             FdState& fd = *fds_[op.fd];
             --fd.poll_ops;
@@ -371,10 +374,21 @@ class EpollBackend final : public IoBackend {
         }
     }
 
+    void enqueue(IntrusiveList<IoOp, WaiterTag>& list, IoOp& op) noexcept {
+        list.push_back(op);
+        ++waiting_;
+    }
+    void dequeue(IoOp& op) noexcept {
+        static_cast<Hook<WaiterTag>&>(op).unlink();
+        --waiting_;
+    }
+
     void fail_all(FdState& state, std::int64_t error) noexcept {
         for (auto* list : {&state.readers, &state.writers}) {
-            while (IoOp* op = list->pop_front())
+            while (IoOp* op = list->pop_front()) {
+                --waiting_;
                 complete(*op, error);
+            }
         }
         state.poll_ops = 0;
     }
@@ -382,6 +396,7 @@ class EpollBackend final : public IoBackend {
     int epoll_fd_ = -1;
     int wake_fd_ = -1;
     bool use_pwait2_ = true;
+    std::size_t waiting_ = 0;  // operations queued on some fd
     std::vector<std::unique_ptr<FdState>> fds_;
     std::vector<int> dirty_;
     std::vector<epoll_event> events_;

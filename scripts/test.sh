@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds and runs the whole test suite, as CI does (.ci/run calls this):
+#   1. GCC, optimized: unit tests on every available backend, examples;
+#   2. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
+#   3. Clang 16: the same tests;
+#   4. install, then build and run a separate project against the installed
+#      package with find_package(asyncio).
+# Build trees live in build/<preset> and are reused between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev catch2 liburing-dev libssl-dev \
+  clang-16 python3 curl
+
+jobs=$(nproc)
+for preset in release asan clang; do
+  echo "== ${preset}: build"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  echo "== ${preset}: test"
+  ctest --preset "$preset" -j "$jobs"
+done
+
+echo "== install + find_package(asyncio) from another project"
+rm -rf build/install-root build/consumer
+cmake --install build/release --prefix "$PWD/build/install-root" >/dev/null
+cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$PWD/build/install-root" >/dev/null
+cmake --build build/consumer
+build/consumer/consumer
+
+echo "== all tests passed"
