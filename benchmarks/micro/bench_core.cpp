@@ -26,7 +26,9 @@ void run_one_iteration(asyncio::EventLoop& loop) {
     loop.run_forever();
 }
 
-asyncio::Coro<int> trivial() { co_return 1; }
+asyncio::Coro<int> trivial() {
+    co_return 1;
+}
 
 // 1. loop.call_soon(cb) of a plain callback, then the loop runs them all.
 void BM_call_soon(benchmark::State& state) {
@@ -34,7 +36,8 @@ void BM_call_soon(benchmark::State& state) {
     auto loop = asyncio::new_event_loop();
     std::int64_t counter = 0;
     for (auto _ : state) {
-        for (std::int64_t i = 0; i < n; ++i) loop->call_soon([&counter] { ++counter; });
+        for (std::int64_t i = 0; i < n; ++i)
+            loop->call_soon([&counter] { ++counter; });
         run_one_iteration(*loop);
     }
     if (counter != state.iterations() * n) state.SkipWithError("not every callback ran");
@@ -47,7 +50,8 @@ void BM_create_task(benchmark::State& state) {
     const std::int64_t n = state.range(0);
     auto loop = asyncio::new_event_loop();
     for (auto _ : state) {
-        for (std::int64_t i = 0; i < n; ++i) loop->create_task(trivial());
+        for (std::int64_t i = 0; i < n; ++i)
+            loop->create_task(trivial());
         run_one_iteration(*loop);
     }
     if (loop->stats().tasks != 0) state.SkipWithError("tasks left pending");
@@ -59,7 +63,8 @@ asyncio::Coro<std::int64_t> await_done(std::int64_t n) {
     auto future = asyncio::get_running_loop().create_future<int>();
     future.set_result(1);
     std::int64_t sum = 0;
-    for (std::int64_t i = 0; i < n; ++i) sum += co_await future;
+    for (std::int64_t i = 0; i < n; ++i)
+        sum += co_await future;
     co_return sum;
 }
 
@@ -75,14 +80,16 @@ void BM_await_done_future(benchmark::State& state) {
 BENCHMARK(BM_await_done_future)->Arg(kBatch)->UseRealTime();
 
 asyncio::Coro<> yield_many(std::int64_t n) {
-    for (std::int64_t i = 0; i < n; ++i) co_await asyncio::sleep(0);
+    for (std::int64_t i = 0; i < n; ++i)
+        co_await asyncio::sleep(0);
 }
 
 // 4. sleep(0): a round trip through the loop.
 void BM_sleep0(benchmark::State& state) {
     const std::int64_t n = state.range(0);
     auto loop = asyncio::new_event_loop();
-    for (auto _ : state) loop->run_until_complete(yield_many(n));
+    for (auto _ : state)
+        loop->run_until_complete(yield_many(n));
     report_batch(state, n);
 }
 BENCHMARK(BM_sleep0)->Arg(kBatch)->UseRealTime();
@@ -92,7 +99,8 @@ void BM_timer_cancel(benchmark::State& state) {
     const std::int64_t n = state.range(0);
     auto loop = asyncio::new_event_loop();
     for (auto _ : state) {
-        for (std::int64_t i = 0; i < n; ++i) loop->call_later(3600s, [] {}).cancel();
+        for (std::int64_t i = 0; i < n; ++i)
+            loop->call_later(3600s, [] {}).cancel();
         run_one_iteration(*loop);
     }
     if (loop->stats().timers != 0) state.SkipWithError("cancelled timers were not purged");

@@ -1,0 +1,176 @@
+// The steady state allocates nothing from the global heap: this executable
+// replaces operator new and counts the calls made while a workload repeats
+// after a warm-up (DESIGN: no allocation per call_soon, per await of a leaf
+// operation, or per I/O completion; frames and states come from the
+// per-thread recycling allocator).
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <new>
+
+#include "support.hpp"
+
+namespace {
+std::atomic<long> allocations{0};
+}
+
+// Every form of the unaligned global new/delete, so that each pair matches.
+void* operator new(std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) {
+    return ::operator new(size);
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    return std::malloc(size == 0 ? 1 : size);
+}
+void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept {
+    return ::operator new(size, tag);
+}
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+    std::free(p);
+}
+
+using namespace std::chrono_literals;
+using asyncio::Coro;
+
+namespace {
+
+/// Allocations made by `body()` on its `rounds`-th and later repetitions.
+template <class Body>
+long steady_state_allocations(Body&& body, int warmup = 3, int rounds = 50) {
+    for (int i = 0; i < warmup; ++i)
+        body();
+    const long before = allocations.load();
+    for (int i = 0; i < rounds; ++i)
+        body();
+    return allocations.load() - before;
+}
+
+Coro<int> trivial() {
+    co_return 1;
+}
+
+}  // namespace
+
+TEST_CASE("call_soon of a small callable allocates nothing") {
+    auto loop = asyncio::new_event_loop();
+    int counter = 0;
+    const long n = steady_state_allocations([&] {
+        for (int i = 0; i < 100; ++i)
+            loop->call_soon([&counter] { ++counter; });
+        loop->stop();
+        loop->run_forever();
+    });
+    CHECK(n == 0);
+    CHECK(counter > 0);
+}
+
+TEST_CASE("call_soon_threadsafe allocates nothing") {
+    auto loop = asyncio::new_event_loop();
+    int counter = 0;
+    const long n = steady_state_allocations([&] {
+        for (int i = 0; i < 100; ++i)
+            loop->call_soon_threadsafe([&counter] { ++counter; });
+        loop->stop();
+        loop->run_forever();
+    });
+    CHECK(n == 0);
+}
+
+TEST_CASE("create_task and its completion allocate nothing") {
+    auto loop = asyncio::new_event_loop();
+    const long n = steady_state_allocations([&] {
+        for (int i = 0; i < 100; ++i)
+            loop->create_task(trivial());
+        loop->stop();
+        loop->run_forever();
+    });
+    CHECK(n == 0);
+    CHECK(loop->stats().tasks == 0);
+}
+
+TEST_CASE("awaiting futures, sleep(0) and timers allocates nothing") {
+    auto loop = asyncio::new_event_loop();
+    auto body = []() -> Coro<int> {
+        auto done = asyncio::get_running_loop().create_future<int>();
+        done.set_result(2);
+        int sum = 0;
+        for (int i = 0; i < 50; ++i) {
+            sum += co_await done;
+            co_await asyncio::sleep(0);
+            co_await asyncio::sleep(1us);
+            auto pending = asyncio::get_running_loop().create_future<int>();
+            asyncio::get_running_loop().call_soon([pending]() mutable { pending.set_result(1); });
+            sum += co_await pending;
+        }
+        co_return sum;
+    };
+    const long n =
+        steady_state_allocations([&] { CHECK(loop->run_until_complete(body()) == 150); }, 3, 10);
+    CHECK(n == 0);
+}
+
+TEST_CASE("an I/O operation that waits and completes allocates nothing") {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    auto loop = asyncio::new_event_loop();
+    auto ping = [](int reader, int writer) -> Coro<int> {
+        char byte = 0;
+        int got = 0;
+        for (int i = 0; i < 50; ++i) {
+            asyncio::get_running_loop().call_soon([writer] {
+                const char c = 'x';
+                REQUIRE(::write(writer, &c, 1) == 1);
+            });
+            asyncio::detail::IoAwaiter op(asyncio::get_running_loop().backend());
+            op.kind = asyncio::IoOp::Kind::recv;
+            op.fd = reader;
+            op.buf = &byte;
+            op.len = 1;
+            got += static_cast<int>(co_await op);
+        }
+        co_return got;
+    };
+    const long n = steady_state_allocations(
+        [&] { CHECK(loop->run_until_complete(ping(sv[0], sv[1])) == 50); }, 3, 10);
+    CHECK(n == 0);
+    loop->backend().forget_fd(sv[0]);
+    ::close(sv[0]);
+    ::close(sv[1]);
+}
+
+TEST_CASE("the count sees allocations: a callable too big to store inline allocates") {
+    auto loop = asyncio::new_event_loop();
+    std::array<long, 32> big{};
+    long sum = 0;
+    const long n = steady_state_allocations([&] {
+        loop->call_soon([big, &sum] { sum += big[0] + 1; });
+        loop->stop();
+        loop->run_forever();
+    });
+    CHECK(n == 50);
+    CHECK(sum > 0);
+}
