@@ -1,6 +1,7 @@
 #include "asyncio/log.hpp"
 
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -9,8 +10,10 @@ namespace {
 
 std::mutex sink_mutex;
 
-LogSink& custom_sink() {
-    static LogSink sink;
+// Shared so that a sink can be called without holding the mutex: a sink may
+// itself log or replace the sink.
+std::shared_ptr<const LogSink>& custom_sink() {
+    static std::shared_ptr<const LogSink> sink;
     return sink;
 }
 
@@ -33,15 +36,24 @@ const char* level_name(LogLevel level) noexcept {
 }  // namespace
 
 LogSink set_log_sink(LogSink sink) {
-    std::lock_guard lock(sink_mutex);
-    return std::exchange(custom_sink(), std::move(sink));
+    auto next = sink ? std::make_shared<const LogSink>(std::move(sink)) : nullptr;
+    std::shared_ptr<const LogSink> previous;
+    {
+        std::lock_guard lock(sink_mutex);
+        previous = std::exchange(custom_sink(), std::move(next));
+    }
+    return previous ? *previous : LogSink{};
 }
 
 void log_message(LogLevel level, std::string_view message) noexcept {
-    std::lock_guard lock(sink_mutex);
-    if (LogSink& sink = custom_sink()) {
+    std::shared_ptr<const LogSink> sink;
+    {
+        std::lock_guard lock(sink_mutex);
+        sink = custom_sink();
+    }
+    if (sink) {
         try {
-            sink(level, message);
+            (*sink)(level, message);
             return;
         } catch (...) {
             std::fputs("asyncio: the log sink threw; logging to stderr\n", stderr);

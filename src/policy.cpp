@@ -44,7 +44,7 @@ EventLoopPolicy::ThreadState& EventLoopPolicy::local() {
 EventLoop& EventLoopPolicy::get_event_loop() {
     ThreadState& state = local();
     if (state.loop == nullptr && !state.set_called && std::this_thread::get_id() == main_thread) {
-        state.owned = new_event_loop();
+        if (!state.owned) state.owned = new_event_loop();
         state.loop = state.owned.get();
     }
     if (state.loop == nullptr) throw RuntimeError("There is no current event loop in this thread.");
@@ -54,7 +54,8 @@ EventLoop& EventLoopPolicy::get_event_loop() {
 void EventLoopPolicy::set_event_loop(EventLoop* loop) {
     ThreadState& state = local();
     state.set_called = true;
-    if (state.owned && state.owned.get() != loop) state.owned.reset();
+    // A loop get_event_loop() created stays alive (Python only drops its
+    // reference; futures bound to it may still be in use).
     state.loop = loop;
 }
 

@@ -46,6 +46,8 @@ void Runner::close() {
         state_ = State::closed;
         return;
     }
+    if (loop_->is_running())
+        throw RuntimeError("Runner.close() cannot be called while its loop runs");
     struct Finally {
         Runner& runner;
         ~Finally() {
@@ -56,6 +58,8 @@ void Runner::close() {
         }
     } finally{*this};
     cancel_all_tasks();
+    loop_->run_until_complete(loop_->shutdown_asyncgens());
+    loop_->run_until_complete(loop_->shutdown_default_executor());
 }
 
 void Runner::cancel_all_tasks() {
