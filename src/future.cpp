@@ -103,7 +103,9 @@ void report_never_awaited(std::source_location where) noexcept {
 /// A callback given to Future.add_done_callback, waiting in the future's list.
 struct CallbackNode final : Waiter, Recycled {
     CallbackNode(FutureBase& future, std::function<void(FutureBase&)> fn, std::size_t id)
-        : Waiter(&run), future(&future), fn(std::move(fn)), id(id) {}
+        : Waiter(&run), future(&future), fn(std::move(fn)), id(id) {
+        pin = &future;
+    }
 
     static void run(ReadyNode& node, Action action) noexcept {
         auto* self = static_cast<CallbackNode*>(static_cast<Waiter*>(&node));
@@ -120,7 +122,7 @@ struct CallbackNode final : Waiter, Recycled {
             }
         }
         delete self;
-        future->release();  // taken when the callback was scheduled
+        future->release();  // the pin, taken when the callback was scheduled
     }
 
     FutureBase* future;
@@ -155,7 +157,7 @@ void FutureBase::set_exception(std::exception_ptr error) {
     if (!error) throw std::invalid_argument("set_exception() needs an exception, got nullptr");
     exception_ = std::move(error);
     status_ = Status::finished;
-    log_traceback_ = true;
+    log_traceback_ = !observed_;
     schedule_callbacks();
 }
 
@@ -221,11 +223,19 @@ TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> roo
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),
       created_at_(created_at) {
     step_node_.task = this;
+    own_context_.data = current_context().data;  // contextvars.copy_context()
     loop.register_task(*this);
 }
 
 TaskBase::~TaskBase() {
     if (root_) root_.destroy();
+    if (context_ != &own_context_) Context release(context_);  // drops our reference
+}
+
+void TaskBase::use_context(const Context& context) noexcept {
+    if (context_ != &own_context_) Context release(context_);
+    context_ = context.state();
+    context_->refs.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool TaskBase::cancel(const std::string& message) noexcept {
@@ -279,7 +289,7 @@ void TaskBase::finish_with_exception(std::exception_ptr error) noexcept {
     }
     exception_ = std::move(error);
     status_ = Status::finished;
-    log_traceback_ = true;
+    log_traceback_ = !observed_;
     schedule_callbacks();
 }
 
@@ -299,6 +309,10 @@ void TaskBase::report_unretrieved() noexcept {
 void TaskBase::abandon() noexcept {
     fut_waiter_ = nullptr;
     if (root_) std::exchange(root_, {}).destroy();
+    // It will never run again: end it cancelled, so that whatever waits for
+    // it (done callbacks, gather, TaskGroup) is released rather than kept
+    // pending forever.
+    if (!done()) mark_cancelled("the event loop was closed while the task was pending");
     loop_->unregister_task(*this);
 }
 

@@ -189,6 +189,7 @@ void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
 }
 
 bool EventLoop::remove_watch(int fd, bool reading) {
+    if (debug_) check_thread();
     auto& map = reading ? readers_ : writers_;
     auto it = map.find(fd);
     if (it == map.end()) return false;
@@ -217,6 +218,7 @@ EventLoop::EventLoop() : EventLoop(default_backend()) {}
 EventLoop::EventLoop(Backend backend) {
     backend_ = make_backend(backend, *this);
     debug_ = debug_from_environment();
+    gate_->loop = this;
 }
 
 EventLoop::~EventLoop() {
@@ -225,6 +227,8 @@ EventLoop::~EventLoop() {
         std::terminate();
     }
     close();
+    std::lock_guard lock(gate_->mutex);
+    gate_->loop = nullptr;
 }
 
 std::int64_t EventLoop::monotonic_ns() noexcept {
@@ -431,6 +435,10 @@ void EventLoop::drain_threadsafe() noexcept {
 void EventLoop::close() {
     if (running_) throw RuntimeError("Cannot close a running event loop");
     if (closed_) return;
+    // Unlike CPython, wait for the default executor's threads: work still
+    // running must not outlive the loop it reports to. Results it posts are
+    // dropped with the rest below.
+    if (default_executor_) default_executor_->shutdown(true);
     {
         std::lock_guard lock(threadsafe_mutex_);
         closed_ = true;
@@ -443,6 +451,12 @@ void EventLoop::drop_everything() noexcept {
         while (!map->empty())
             remove_watch(map->begin()->first, map == &readers_);
     }
+    const auto drop_ready = [this] {
+        while (!ready_.empty()) {
+            detail::ReadyNode& node = ready_.pop();
+            node.fn(node, detail::ReadyNode::Action::drop);
+        }
+    };
     // Freeing a task's coroutine may run destructors that schedule more work
     // or release other tasks: repeat until nothing is left.
     do {
@@ -451,10 +465,7 @@ void EventLoop::drop_everything() noexcept {
             ready_.splice(threadsafe_queue_);
             threadsafe_pending_.store(false);
         }
-        while (!ready_.empty()) {
-            detail::ReadyNode& node = ready_.pop();
-            node.fn(node, detail::ReadyNode::Action::drop);
-        }
+        drop_ready();
         for (const TimerEntry& entry : std::exchange(timers_, {})) {
             entry.handle->scheduled_ = false;
             entry.handle->destroy_callable();
@@ -479,6 +490,10 @@ void EventLoop::drop_everything() noexcept {
                     call_exception_handler(context);
                 }
                 task->abandon();
+                // What that scheduled may live in another task's frame (a
+                // lock handing itself to a waiter, say): drop it before
+                // that frame is freed in turn.
+                drop_ready();
             }
             task->release();
         }

@@ -32,6 +32,14 @@ class CancelledError {
     std::string message_;
 };
 
+/// Python's GeneratorExit: thrown into an AsyncGenerator at its co_yield by
+/// aclose(). Like CancelledError it is not a std::exception (Python's is a
+/// BaseException), so `catch (const std::exception&)` does not swallow it.
+class GeneratorExit {
+  public:
+    const char* what() const noexcept { return "GeneratorExit"; }
+};
+
 /// asyncio.TimeoutError (an alias of the builtin TimeoutError since 3.11).
 class TimeoutError : public std::runtime_error {
   public:

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "asyncio/contextvars.hpp"
 #include "asyncio/detail/allocator.hpp"
 #include "asyncio/detail/intrusive.hpp"
 #include "asyncio/detail/loop_core.hpp"
@@ -125,8 +126,12 @@ class HandleState final : public ReadyNode, public Recycled {
     }
     bool cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
 
-    /// Calls the callable; an exception it throws goes to the loop's exception handler.
+    /// Calls the callable in a copy of the context it was scheduled from
+    /// (PEP 567); an exception it throws goes to the loop's exception handler.
     void run() noexcept {
+        ContextState context;
+        context.data = context_;  // a copy: add_reader runs its handle many times
+        ContextScope scope(context);
         try {
             ops_->invoke(storage_);
         } catch (...) {
@@ -164,7 +169,8 @@ class HandleState final : public ReadyNode, public Recycled {
           threadsafe_(threadsafe),
           timer_(timer),
           loop_(&loop),
-          where_(where) {}
+          where_(where),
+          context_(current_context().data) {}
     ~HandleState() = default;
 
     template <class C>
@@ -189,6 +195,7 @@ class HandleState final : public ReadyNode, public Recycled {
     LoopCore* loop_;
     std::source_location where_;
     const CallableOps* ops_ = nullptr;
+    ContextDataRef context_;  // contextvars.copy_context() when scheduled
     alignas(std::max_align_t) unsigned char storage_[kInlineSize];
 };
 

@@ -51,23 +51,24 @@ namespace asyncio {
 
 /// What the loop's exception handler receives (Python's context dict).
 struct ExceptionContext {
-    std::string message;
-    std::exception_ptr exception;
-    std::optional<Future<>> future;
-    std::optional<Task<>> task;
-    std::optional<Handle> handle;
+    std::string message{};
+    std::exception_ptr exception{};
+    std::optional<Future<>> future{};
+    std::optional<Task<>> task{};
+    std::optional<Handle> handle{};
     /// Python's repr of the object the report is about, when no handle to it
     /// can be given (a future being destroyed, say).
-    std::string repr;
+    std::string repr{};
     /// Where the object was created (Python's source_traceback), if known.
-    std::optional<std::source_location> source;
+    std::optional<std::source_location> source{};
 };
 
 using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
 
-/// loop.set_task_factory: called for every new task before its first step.
-/// It may rename the task or change the options it starts with; it cannot
-/// replace the task's type (C++: a factory cannot build Task<T> for every T).
+/// loop.set_task_factory: called for every new task before its first step,
+/// with the options create_task was given. It may change them (name,
+/// context, eager_start: they are applied after it returns) or the task; it
+/// cannot replace the task's type (C++: no factory can build every Task<T>).
 using TaskFactory = std::function<void(EventLoop&, Task<>&, TaskOptions&)>;
 
 /// Counters for tests and diagnostics.
@@ -77,6 +78,16 @@ struct LoopStats {
     std::size_t cancelled_timers = 0;  ///< cancelled entries not yet removed from the heap
     std::size_t tasks = 0;             ///< pending tasks
 };
+
+class Executor;
+
+namespace detail {
+/// Lets worker threads reach a loop only while it exists and is open.
+struct ThreadsafeGate {
+    std::mutex mutex;
+    EventLoop* loop = nullptr;
+};
+}  // namespace detail
 
 template <class A>
 concept Callback = std::invocable < std::decay_t<A>
@@ -186,6 +197,7 @@ class EventLoop : public detail::LoopCore {
 
     template <class T = void>
     Future<T> create_future() {
+        if (debug_) check_thread();
         return Future<T>(new detail::FutureState<T>(*this), detail::AdoptRef{});
     }
 
@@ -196,16 +208,39 @@ class EventLoop : public detail::LoopCore {
             coro.close();
             check_closed();
         }
-        Task<T> task = detail::make_task(*this, std::move(coro), opts, where);
+        if (debug_) check_thread();
+        Task<T> task = detail::make_task(*this, std::move(coro), where);
         if (task_factory_) {
             Task<> erased(task);
             task_factory_(*this, erased, opts);
         }
-        task.base().start();
+        if (opts.name) task.base().set_name(std::move(*opts.name));
+        if (opts.context) task.base().use_context(*opts.context);
+        if (opts.eager_start && running_ && detail::running_loop == this) {
+            task.base().start_eagerly();
+        } else {
+            task.base().start();
+        }
         return task;
     }
 
     void set_task_factory(TaskFactory factory) { task_factory_ = std::move(factory); }
+
+    // Executors (threads.hpp) ------------------------------------------------------
+
+    /// Runs `fn()` on `executor` (nullptr: the default ThreadPoolExecutor)
+    /// and returns a Future of its result. Cancelling the Future before the
+    /// work starts keeps it from running.
+    template <class F>
+    Future<std::invoke_result_t<F&>> run_in_executor(Executor* executor, F fn);
+    void set_default_executor(std::unique_ptr<Executor> executor);
+    /// Closes every async generator of this loop that started and has not
+    /// finished (aclose() on each, concurrently); errors are reported.
+    Coro<void> shutdown_asyncgens();
+    /// Shuts the default executor down and waits (in another thread, so the
+    /// loop keeps running) for its threads; after `timeout_seconds` (default
+    /// 300) it stops waiting and logs a warning.
+    Coro<void> shutdown_default_executor(std::optional<double> timeout_seconds = {});
     const TaskFactory& get_task_factory() const noexcept { return task_factory_; }
 
     // Watching file descriptors ----------------------------------------------
@@ -215,6 +250,7 @@ class EventLoop : public detail::LoopCore {
     template <Callback F>
     void add_reader(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
+        if (debug_) check_thread();
         add_watch(fd, true,
                   detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
     }
@@ -224,6 +260,7 @@ class EventLoop : public detail::LoopCore {
     template <Callback F>
     void add_writer(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
+        if (debug_) check_thread();
         add_watch(fd, false,
                   detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
     }
@@ -269,8 +306,11 @@ class EventLoop : public detail::LoopCore {
     static std::int64_t monotonic_ns() noexcept;
 
     template <class Rep, class Period>
-    static std::int64_t clamp_ns(std::chrono::duration<Rep, Period> delay) noexcept {
+    static std::int64_t clamp_ns(std::chrono::duration<Rep, Period> delay) {
         using namespace std::chrono;
+        if constexpr (std::is_floating_point_v<Rep>) {
+            if (std::isnan(delay.count())) throw std::invalid_argument("delay must not be NaN");
+        }
         if (delay <= delay.zero()) return 0;
         if (duration<double, std::nano>(delay).count() >= static_cast<double>(kNeverNs)) {
             return kNeverNs;
@@ -320,9 +360,17 @@ class EventLoop : public detail::LoopCore {
     TaskFactory task_factory_;
     std::unordered_map<int, FdWatch*> readers_;
     std::unordered_map<int, FdWatch*> writers_;
+    std::shared_ptr<detail::ThreadsafeGate> gate_ = std::make_shared<detail::ThreadsafeGate>();
+    std::unique_ptr<Executor> default_executor_;
+    bool executor_shutdown_called_ = false;
+    Executor& default_executor();
 
     friend class detail::LoopCore;
 };
+
+/// The loop running in this thread; RuntimeError("no running event loop") if
+/// none (also declared in policy.hpp, with the other ways to find a loop).
+EventLoop& get_running_loop();
 
 template <class A>
 awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
@@ -342,7 +390,7 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         return task.value(task.state()->use_count() == 1);
     } else {
         check_closed();
-        Future<T> future = aw;
+        Future<T> future = std::forward<A>(aw);
         if (&future.state()->loop() != this) {
             throw std::invalid_argument(
                 "The future belongs to a different loop than the one specified as the loop "
@@ -350,8 +398,12 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         }
         run_until_done(*future.state());
         future.state()->check_result();
-        return future.value(false);
+        return future.value(future.state()->use_count() == 1);
     }
 }
 
 }  // namespace asyncio
+
+// run_in_executor is defined with the executors; everyone who can name the
+// loop can call it.
+#include "asyncio/threads.hpp"

@@ -20,7 +20,7 @@ namespace asyncio {
 /// Keyword arguments of asyncio.run and asyncio.Runner.
 struct RunOptions {
     bool debug = false;
-    std::optional<Backend> backend;
+    std::optional<Backend> backend{};
 };
 
 class Runner {

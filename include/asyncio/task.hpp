@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "asyncio/contextvars.hpp"
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/future.hpp"
@@ -25,7 +26,12 @@ namespace asyncio {
 
 /// Keyword arguments of create_task.
 struct TaskOptions {
-    std::optional<std::string> name;
+    std::optional<std::string> name{};
+    /// The Context the task runs in; by default a copy of the creator's.
+    std::optional<Context> context{};
+    /// Run the first step inside create_task, before it returns (3.12's
+    /// eager tasks), when the loop is running on this thread.
+    bool eager_start = false;
 };
 
 template <class T = void>
@@ -104,9 +110,10 @@ class TaskState final : public TaskBase {
     }
 };
 
-/// Builds a task for `coro` on `loop` without starting it.
+/// Builds a task for `coro` on `loop` without starting it; the caller
+/// applies the options (after the task factory had its say).
 template <class T>
-Task<T> make_task(LoopCore& loop, Coro<T> coro, TaskOptions& opts, std::source_location where) {
+Task<T> make_task(LoopCore& loop, Coro<T> coro, std::source_location where) {
     auto root = coro.release();
     TaskState<T>* state = nullptr;
     try {
@@ -115,7 +122,6 @@ Task<T> make_task(LoopCore& loop, Coro<T> coro, TaskOptions& opts, std::source_l
         root.destroy();
         throw;
     }
-    if (opts.name) state->set_name(std::move(*opts.name));
     return Task<T>(state, AdoptRef{});
 }
 

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "asyncio/contextvars.hpp"
 #include "asyncio/detail/allocator.hpp"
 #include "asyncio/detail/intrusive.hpp"
 #include "asyncio/detail/loop_core.hpp"
@@ -49,6 +50,10 @@ struct Waiter : ReadyNode, Hook<WaiterTag> {
     TaskBase* task = nullptr;
     std::coroutine_handle<> resume_at;
     CancelFn cancel = nullptr;
+    /// Kept alive while this waiter sits in the ready queue after a future
+    /// scheduled it: FutureBase::schedule_callbacks adds a reference, and
+    /// the waiter's fn must release it (on run and on drop).
+    class FutureBase* pin = nullptr;
 
     /// ReadyNode::Fn of a waiter: steps `task` at `resume_at`.
     static void resume_task(ReadyNode& node, Action action) noexcept;
@@ -104,6 +109,16 @@ class FutureBase : public Recycled {
     }
 
     void add_waiter(Waiter& waiter) noexcept { callbacks_.push_back(waiter); }
+    /// add_waiter, or schedule `waiter` at once (pinning as schedule_callbacks
+    /// would) if the future is already done: add_done_callback's rule.
+    void add_waiter_or_schedule(Waiter& waiter) noexcept {
+        if (!done()) {
+            callbacks_.push_back(waiter);
+            return;
+        }
+        if (waiter.pin != nullptr) waiter.pin->add_ref();
+        loop_->schedule(waiter);
+    }
     /// Future.add_done_callback: `fn` runs from the ready queue once the
     /// future is done. Returns an id for remove_done_callback.
     std::size_t add_done_callback(std::function<void(FutureBase&)> fn);
@@ -112,6 +127,9 @@ class FutureBase : public Recycled {
     /// The Storage<T> of a typed state, nullptr for Future<void>.
     void* value_slot() const noexcept { return value_slot_; }
     const std::string& cancel_message() const noexcept { return cancel_message_; }
+    /// An exception this future gets later counts as retrieved (gather marks
+    /// the children it stopped watching, as CPython's callback does).
+    void mark_observed() noexcept { observed_ = true; }
 
   protected:
     FutureBase(LoopCore& loop, void* value_slot, bool is_task) noexcept
@@ -120,7 +138,7 @@ class FutureBase : public Recycled {
 
     void schedule_callbacks() noexcept {
         while (Waiter* waiter = callbacks_.pop_front()) {
-            if (waiter->fn == callback_fn_) add_ref();  // held until the callback has run
+            if (waiter->pin != nullptr) waiter->pin->add_ref();
             loop_->schedule(*waiter);
         }
     }
@@ -134,6 +152,7 @@ class FutureBase : public Recycled {
     std::uint32_t refs_ = 1;
     Status status_ = Status::pending;
     bool log_traceback_ = false;
+    bool observed_ = false;  // someone (gather) takes charge of a later exception
     bool is_task_;
     LoopCore* loop_;
     void* value_slot_;
@@ -189,6 +208,11 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
         step_node_.resume_at = root_;
         loop_->schedule(step_node_);
     }
+    /// Runs the first step now, inside create_task (eager start).
+    void start_eagerly() noexcept { step(root_); }
+
+    /// Runs the task in `context` (shared) instead of its own copy.
+    void use_context(const Context& context) noexcept;
 
     /// Runs the coroutine from `at` until it suspends or finishes (Task.__step).
     void step(std::coroutine_handle<> at) noexcept {
@@ -210,7 +234,10 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
         LoopCore& loop = *loop_;
         TaskBase* outer = loop.current_task_;
         loop.current_task_ = this;
-        at.resume();
+        {
+            ContextScope scope(*context_);
+            at.resume();
+        }
         loop.current_task_ = outer;
         inject_cancel_ = false;
         if (root_.done()) {
@@ -248,7 +275,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     bool log_destroy_pending = true;
 
     /// Called by the loop when it closes with this task still pending: frees
-    /// the coroutine (running its destructors) without finishing the task.
+    /// the coroutine (running its destructors) and marks the task cancelled.
     void abandon() noexcept;
 
   protected:
@@ -273,6 +300,8 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     std::uint64_t id_;
     std::string name_;
     std::source_location created_at_;
+    ContextState own_context_;  // a copy of the creator's, unless given one
+    ContextState* context_ = &own_context_;
 
     friend class asyncio::EventLoop;
     friend class LoopCore;

@@ -20,7 +20,9 @@ namespace detail {
 
 class TaskBase;
 class HandleState;
+class AsyncGenBase;
 struct AllTasksTag;
+struct AsyncGenTag;
 
 class LoopCore {
   public:
@@ -57,6 +59,10 @@ class LoopCore {
         tasks_.for_each(fn);
     }
 
+    // Async generators that started and have not finished (shutdown_asyncgens).
+    void register_asyncgen(AsyncGenBase& generator) noexcept;
+    bool asyncgens_shutdown_called() const noexcept { return asyncgens_shutdown_called_; }
+
     /// Called when a scheduled TimerHandle is cancelled (for heap compaction).
     void timer_cancelled() noexcept { ++cancelled_timers_; }
 
@@ -73,6 +79,8 @@ class LoopCore {
     ReadyQueue ready_;
     TaskBase* current_task_ = nullptr;
     IntrusiveList<TaskBase, AllTasksTag> tasks_;
+    IntrusiveList<AsyncGenBase, AsyncGenTag> asyncgens_;
+    bool asyncgens_shutdown_called_ = false;
     std::size_t cancelled_timers_ = 0;
     bool debug_ = false;
     bool closed_ = false;

@@ -1,0 +1,230 @@
+// contextvars (PEP 567): ContextVar, Token, Context, copy_context.
+//
+//     request_id = ContextVar('request_id', default=0)      asyncio::ContextVar<int>
+//     request_id("request_id", 0); token = request_id.set(42)                             auto
+//     token = request_id.set(42); request_id.get()  # 42 request_id.get();  // 42
+//     request_id.reset(token)                                request_id.reset(token);
+//
+// As in Python, every task runs in its own Context, a copy of its creator's
+// taken when the task is created; callbacks run in a copy taken when they
+// were scheduled; to_thread carries the context into the worker thread. A
+// value set inside a task is therefore invisible to its creator and to
+// sibling tasks. Contexts are copy-on-write: copying one costs a reference.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "asyncio/exceptions.hpp"
+
+namespace asyncio {
+
+namespace detail {
+
+/// An immutable mapping from variable ids to values, shared by contexts.
+struct ContextData {
+    std::atomic<std::uint32_t> refs{1};
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<const void>>> entries;  // sorted by id
+
+    const std::shared_ptr<const void>* find(std::uint64_t id) const noexcept;
+};
+
+/// A counted reference to ContextData; null is the empty mapping.
+class ContextDataRef {
+  public:
+    ContextDataRef() noexcept = default;
+    explicit ContextDataRef(ContextData* adopted) noexcept : data_(adopted) {}
+    ContextDataRef(const ContextDataRef& other) noexcept : data_(other.data_) {
+        if (data_ != nullptr) data_->refs.fetch_add(1, std::memory_order_relaxed);
+    }
+    ContextDataRef(ContextDataRef&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+    ContextDataRef& operator=(ContextDataRef other) noexcept {
+        std::swap(data_, other.data_);
+        return *this;
+    }
+    ~ContextDataRef() {
+        if (data_ != nullptr && data_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            delete data_;
+    }
+    const ContextData* get() const noexcept { return data_; }
+
+    /// The mapping with `id` set to `value` (null `value`: removed).
+    ContextDataRef with(std::uint64_t id, std::shared_ptr<const void> value) const;
+
+  private:
+    ContextData* data_ = nullptr;
+};
+
+/// The state of one Context object: its current mapping.
+struct ContextState {
+    ContextDataRef data;
+    bool entered = false;
+    std::atomic<std::uint32_t> refs{1};  // unused when embedded in a task
+};
+
+/// The context code on this thread runs in; nullptr means the thread's own
+/// base context.
+constinit inline thread_local ContextState* current_context_state = nullptr;
+ContextState& current_context();
+
+/// Makes `state` current for its lifetime (a task step, a callback).
+class ContextScope {
+  public:
+    explicit ContextScope(ContextState& state) noexcept
+        : previous_(std::exchange(current_context_state, &state)) {}
+    ContextScope(const ContextScope&) = delete;
+    ContextScope& operator=(const ContextScope&) = delete;
+    ~ContextScope() { current_context_state = previous_; }
+
+  private:
+    ContextState* previous_;
+};
+
+std::uint64_t next_context_var_id() noexcept;
+
+}  // namespace detail
+
+/// contextvars.Context: a mapping from ContextVars to values. A cheap handle:
+/// copies refer to the same context; copy() makes an independent one.
+class Context {
+  public:
+    /// An empty context.
+    Context();
+    Context(const Context& other) noexcept;
+    Context& operator=(Context other) noexcept {
+        std::swap(state_, other.state_);
+        return *this;
+    }
+    ~Context();
+
+    /// Context.copy(): a new context with the same values.
+    Context copy() const;
+    /// Number of variables set.
+    std::size_t size() const noexcept;
+
+    /// Context.run: calls `fn` with this context current. RuntimeError if the
+    /// context is already entered (on any thread).
+    template <class F>
+    decltype(auto) run(F&& fn) {
+        if (state_->entered) throw RuntimeError("cannot enter context: it is already entered");
+        state_->entered = true;
+        struct Exit {
+            detail::ContextState& state;
+            ~Exit() { state.entered = false; }
+        } exit{*state_};
+        detail::ContextScope scope(*state_);
+        return std::forward<F>(fn)();
+    }
+
+    /// Library use.
+    explicit Context(detail::ContextState* adopted) noexcept : state_(adopted) {}
+    detail::ContextState* state() const noexcept { return state_; }
+
+  private:
+    detail::ContextState* state_;
+};
+
+/// contextvars.copy_context(): a copy of the current context.
+Context copy_context();
+
+template <class T>
+class ContextVar;
+
+/// contextvars.Token: what ContextVar::set returns, to undo the set.
+template <class T>
+class Token {
+  public:
+    /// The variable the token belongs to.
+    const ContextVar<T>& var() const noexcept { return *var_; }
+    /// The value before set(), nullopt if the variable was unset (Token.MISSING).
+    std::optional<T> old_value() const {
+        if (!old_) return std::nullopt;
+        return *static_cast<const T*>(old_.get());
+    }
+
+  private:
+    friend class ContextVar<T>;
+    Token(const ContextVar<T>* var, const detail::ContextState* context,
+          std::shared_ptr<const void> old)
+        : var_(var),
+          context_(context),
+          old_(std::move(old)),
+          used_(std::make_shared<bool>(false)) {}
+
+    const ContextVar<T>* var_;
+    const detail::ContextState* context_;
+    std::shared_ptr<const void> old_;
+    std::shared_ptr<bool> used_;  // shared by copies: a token is used once
+};
+
+/// contextvars.ContextVar.
+template <class T>
+class ContextVar {
+  public:
+    explicit ContextVar(std::string name) : name_(std::move(name)) {}
+    ContextVar(std::string name, T default_value)
+        : name_(std::move(name)), default_(std::make_shared<const T>(std::move(default_value))) {}
+    ContextVar(const ContextVar&) = delete;
+    ContextVar& operator=(const ContextVar&) = delete;
+
+    const std::string& name() const noexcept { return name_; }
+
+    /// The value in the current context, else the default; std::out_of_range
+    /// (Python's LookupError) if there is neither.
+    T get() const {
+        if (const auto* value = lookup()) return *static_cast<const T*>(value->get());
+        if (default_) return *default_;
+        throw std::out_of_range("LookupError: <ContextVar name='" + name_ + "'>");
+    }
+    /// The value in the current context, else `fallback`.
+    T get(T fallback) const {
+        if (const auto* value = lookup()) return *static_cast<const T*>(value->get());
+        return fallback;
+    }
+
+    /// Sets the value in the current context.
+    Token<T> set(T value) {
+        detail::ContextState& context = detail::current_context();
+        std::shared_ptr<const void> old;
+        if (const auto* previous = context.data.get() ? context.data.get()->find(id_) : nullptr) {
+            old = *previous;
+        }
+        context.data = context.data.with(id_, std::make_shared<const T>(std::move(value)));
+        return Token<T>(this, &context, std::move(old));
+    }
+
+    /// Restores the value from before `token`'s set(). RuntimeError if the
+    /// token was used already; std::invalid_argument (ValueError) if it
+    /// belongs to another variable or was created in another context.
+    void reset(const Token<T>& token) {
+        if (*token.used_) throw RuntimeError("Token has already been used once");
+        if (token.var_ != this) {
+            throw std::invalid_argument("Token was created by a different ContextVar");
+        }
+        detail::ContextState& context = detail::current_context();
+        if (token.context_ != &context) {
+            throw std::invalid_argument("Token was created in a different Context");
+        }
+        context.data = context.data.with(id_, token.old_);
+        *token.used_ = true;
+    }
+
+  private:
+    const std::shared_ptr<const void>* lookup() const noexcept {
+        const detail::ContextData* data = detail::current_context().data.get();
+        return data != nullptr ? data->find(id_) : nullptr;
+    }
+
+    std::string name_;
+    std::shared_ptr<const T> default_;
+    const std::uint64_t id_ = detail::next_context_var_id();
+};
+
+}  // namespace asyncio
