@@ -36,10 +36,17 @@ bool Timeout::expired() const noexcept {
 void Timeout::reschedule(std::optional<double> when) {
     State& s = *state_;
     if (s.phase != State::Phase::entered) {
-        if (s.phase == State::Phase::created) throw RuntimeError("Timeout has not been entered");
-        throw RuntimeError(s.phase == State::Phase::exited
-                               ? "Cannot change state of finished Timeout"
-                               : "Cannot change state of expired Timeout");
+        // CPython's state names: created, active, expiring, expired, finished.
+        switch (s.phase) {
+            case State::Phase::created:
+                throw RuntimeError("Timeout has not been entered");
+            case State::Phase::expiring:
+                throw RuntimeError("Cannot change state of expiring Timeout");
+            case State::Phase::expired:
+                throw RuntimeError("Cannot change state of expired Timeout");
+            default:
+                throw RuntimeError("Cannot change state of finished Timeout");
+        }
     }
     s.when = when;
     if (s.handler) s.handler->cancel();

@@ -1,4 +1,5 @@
 // timeout / timeout_at / Timeout: ports of CPython's test_timeouts.py.
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -251,4 +252,50 @@ TEST_CASE("timeout(seconds) with a double and with no deadline") {
         co_return a + b;
     };
     CHECK(asyncio::run(main()) == 4);
+}
+
+TEST_CASE("reschedule while the timeout is expiring names that state") {
+    auto main = []() -> Coro<std::string> {
+        std::string message;
+        co_await asyncio::timeout(1ms, [&](Timeout cm) -> Coro<void> {
+            try {
+                co_await forever();
+            } catch (const CancelledError&) {
+                try {
+                    cm.reschedule(std::nullopt);
+                } catch (const asyncio::RuntimeError& e) {
+                    message = e.what();
+                }
+            }
+        });
+        co_return message;
+    };
+    CHECK(asyncio::run(main()) == "Cannot change state of expiring Timeout");
+}
+
+TEST_CASE("a timeout refused at entry does not report its body as never awaited") {
+    auto main = []() -> Coro<void> {
+        asyncio_test::RecordedReports reports(asyncio::get_running_loop());
+        bool refused = false;
+        try {
+            co_await asyncio::timeout(std::optional<double>(std::nan("")), asyncio::sleep(0));
+        } catch (const std::invalid_argument&) {
+            refused = true;
+        }
+        CHECK(refused);
+        CHECK(reports.contexts.empty());
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("timeout(seconds) with a body that takes the Timeout") {
+    auto main = []() -> Coro<bool> {
+        bool has_deadline = true;
+        co_await asyncio::timeout(std::nullopt, [&](Timeout cm) -> Coro<void> {
+            has_deadline = cm.when().has_value();
+            co_return;
+        });
+        co_return has_deadline;
+    };
+    CHECK_FALSE(asyncio::run(main()));
 }

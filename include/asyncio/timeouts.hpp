@@ -44,8 +44,8 @@ class Timeout {
     /// The deadline, nullopt if there is none.
     std::optional<double> when() const noexcept;
     /// Moves the deadline (nullopt removes it). RuntimeError unless the
-    /// timeout is in force ("Timeout has not been entered", or "Cannot
-    /// change state of expired Timeout" after the body ended).
+    /// timeout is in force: "Timeout has not been entered", or "Cannot
+    /// change state of expiring/expired/finished Timeout".
     void reschedule(std::optional<double> when);
     /// Whether the deadline passed and the body was cancelled for it.
     bool expired() const noexcept;
@@ -67,7 +67,12 @@ namespace detail {
 
 template <class T>
 Coro<T> run_with_timeout(Timeout cm, Coro<T> body) {
-    cm.enter();
+    try {
+        cm.enter();
+    } catch (...) {
+        body.close();  // refused before it started: not "never awaited"
+        throw;
+    }
     std::exception_ptr error;
     Storage<T> result;
     try {
@@ -135,6 +140,12 @@ Coro<detail::timeout_body_result_t<F>> timeout_at(std::optional<double> when, F 
 template <class Rep, class Period, detail::TimeoutBody F>
 Coro<detail::timeout_body_result_t<F>> timeout(std::chrono::duration<Rep, Period> delay, F body) {
     return timeout_at(detail::deadline_after(std::chrono::duration<double>(delay).count()),
+                      std::move(body));
+}
+template <detail::TimeoutBody F>
+Coro<detail::timeout_body_result_t<F>> timeout(std::optional<double> delay_seconds, F body) {
+    return timeout_at(delay_seconds ? std::optional<double>(detail::deadline_after(*delay_seconds))
+                                    : std::nullopt,
                       std::move(body));
 }
 
