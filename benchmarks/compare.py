@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Run the core micro benchmarks of every implementation and compare them.
+"""Run one suite of micro benchmarks of every implementation and compare them.
 
 Side by side, in one invocation (one after the other, never concurrently):
   ours            our Google Benchmark binary              (--ours PATH)
   Asio            benchmarks/peers/asio asio_core_bench     (--asio PATH)
-  Python          peers/python/core.py, asyncio loop        (--python, default python3)
-  uvloop          peers/python/core.py, uvloop loop         (--uvloop-python, default
+  Python          peers/python/<suite>.py, asyncio loop     (--python, default python3)
+  uvloop          peers/python/<suite>.py, uvloop loop      (--uvloop-python, default
                                                              /usr/bin/python3; skipped
                                                              if uvloop is not importable)
+
+--suite picks the workloads and the Python script: core (the default), tasks
+or sync; the C++ binaries of that suite are given with --ours and --asio.
 
 Contract with the Google Benchmark binaries: the benchmarks are named
 BM_<workload> (any /arg or /real_time suffix is ignored), one iteration runs one
@@ -21,6 +24,8 @@ fails or reports an error. Standard library only.
 Example:
     benchmarks/compare.py --ours build/benchmarks/asyncio_core_bench \\
         --asio build/benchmarks/peers/asio/asio_core_bench --json /tmp/core.json
+    benchmarks/compare.py --suite sync --ours build/bench/benchmarks/bench_sync \\
+        --asio build/bench/benchmarks/peers/asio/asio_sync_bench
 """
 
 import argparse
@@ -35,15 +40,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-WORKLOADS = ("call_soon", "create_task", "await_done_future", "sleep0", "timer_cancel")
+PEERS_PY = Path(__file__).resolve().parent / "peers" / "python"
+
+# suite -> its workloads (in table order) and the Python peer that runs them.
+SUITES = {
+    "core": {
+        "workloads": ("call_soon", "create_task", "await_done_future", "sleep0", "timer_cancel"),
+        "python": PEERS_PY / "core.py",
+    },
+    "tasks": {"workloads": ("gather", "taskgroup"), "python": PEERS_PY / "tasks.py"},
+    "sync": {"workloads": ("queue_pingpong", "lock_contended"), "python": PEERS_PY / "sync.py"},
+}
 
 # Column order of the table; "ours" is the denominator of every ratio.
 IMPLS = ("ours", "asio", "python-asyncio", "python-uvloop")
 LABELS = {"ours": "ours", "asio": "Asio", "python-asyncio": "Python", "python-uvloop": "uvloop"}
 
 NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-
-CORE_PY = Path(__file__).resolve().parent / "peers" / "python" / "core.py"
 
 # Every C++ peer batch holds 10000 operations (kBatch in peers/asio/core.cpp).
 # Python batches default to the same size (rather than core.py's own default of
@@ -100,12 +113,12 @@ def workload_of(run_name):
     return base[3:] if base.startswith("BM_") else None
 
 
-def parse_gbench(report, where):
+def parse_gbench(report, where, workloads):
     """ns/op per workload from a Google Benchmark JSON report."""
     medians, singles = {}, {}
     for b in report.get("benchmarks", []):
         workload = workload_of(b.get("run_name", b.get("name", "")))
-        if workload not in WORKLOADS:
+        if workload not in workloads:
             continue
         if b.get("error_occurred"):
             raise BenchError(f"{where}: {b['name']}: {b.get('error_message', 'error')}")
@@ -153,17 +166,18 @@ def run_gbench(binary, args, pin, workloads):
             report = json.loads(out.read_text())
         except (OSError, ValueError) as e:
             raise BenchError(f"{binary}: unreadable JSON report: {e}") from e
-    results = parse_gbench(report, binary)
+    results = parse_gbench(report, binary, workloads)
     missing = [w for w in workloads if w not in results]
     if missing:
         log(f"warning: {binary} has no benchmark for: {', '.join(missing)}")
     return results, {"context": report.get("context", {})}
 
 
-def run_core_py(python, loop, args, pin, workloads):
+def run_peer_py(python, loop, args, pin, workloads):
+    script = SUITES[args.suite]["python"]
     cmd = pin + [
         python,
-        str(CORE_PY),
+        str(script),
         "--loop",
         loop,
         "--repetitions",
@@ -177,7 +191,7 @@ def run_core_py(python, loop, args, pin, workloads):
     try:
         report = json.loads(proc.stdout)
     except ValueError as e:
-        raise BenchError(f"core.py ({python}, {loop}): invalid JSON output: {e}") from e
+        raise BenchError(f"{script.name} ({python}, {loop}): invalid JSON output: {e}") from e
     info = {k: report.get(k) for k in ("python", "executable", "uvloop", "batch")}
     return report["results"], info
 
@@ -233,8 +247,11 @@ def parse_args(argv):
         description=__doc__.split("\n\n")[0],
         epilog="Ratios are peer ns/op divided by ours: above 1.00x, ours is faster.",
     )
-    p.add_argument("--ours", type=Path, help="our Google Benchmark binary")
-    p.add_argument("--asio", type=Path, help="asio_core_bench binary (optional)")
+    p.add_argument(
+        "--suite", choices=sorted(SUITES), default="core", help="which workloads to compare [core]"
+    )
+    p.add_argument("--ours", type=Path, help="our Google Benchmark binary of that suite")
+    p.add_argument("--asio", type=Path, help="the Asio peer binary of that suite (optional)")
     p.add_argument("--python", default="python3", help="interpreter for asyncio [python3]")
     p.add_argument(
         "--uvloop-python",
@@ -262,7 +279,7 @@ def parse_args(argv):
         "--python-n",
         type=int,
         default=DEFAULT_PYTHON_N,
-        help=f"operations per batch in core.py [{DEFAULT_PYTHON_N}, the C++ batch size]",
+        help=f"operations per batch in the Python peer [{DEFAULT_PYTHON_N}, the C++ batch size]",
     )
     p.add_argument("--cpu", default="1", help="CPU to pin every run to with taskset, or none [1]")
     p.add_argument("--filter", default="", help="comma-separated workloads (default: all)")
@@ -270,12 +287,13 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.repetitions < 1 or args.rounds < 1 or args.python_n < 1:
         p.error("--repetitions, --rounds and --python-n must be positive")
-    args.workloads = [w.strip() for w in args.filter.split(",") if w.strip()] or list(WORKLOADS)
-    unknown = sorted(set(args.workloads) - set(WORKLOADS))
+    known = SUITES[args.suite]["workloads"]
+    args.workloads = [w.strip() for w in args.filter.split(",") if w.strip()] or list(known)
+    unknown = sorted(set(args.workloads) - set(known))
     if unknown:
-        p.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+        p.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
     # Keep the canonical order whatever order --filter used.
-    args.workloads = [w for w in WORKLOADS if w in args.workloads]
+    args.workloads = [w for w in known if w in args.workloads]
     return args
 
 
@@ -299,7 +317,7 @@ def main(argv=None):
     elif not shutil.which(args.python):
         notes.append(f"Python: skipped ({args.python} not found)")
     else:
-        runners["python-asyncio"] = lambda: run_core_py(
+        runners["python-asyncio"] = lambda: run_peer_py(
             args.python, "asyncio", args, pin, args.workloads
         )
     if args.no_uvloop:
@@ -307,7 +325,7 @@ def main(argv=None):
     elif not uvloop_available(args.uvloop_python):
         notes.append(f"uvloop: skipped (cannot import uvloop with {args.uvloop_python})")
     else:
-        runners["python-uvloop"] = lambda: run_core_py(
+        runners["python-uvloop"] = lambda: run_peer_py(
             args.uvloop_python, "uvloop", args, pin, args.workloads
         )
 
@@ -350,7 +368,10 @@ def main(argv=None):
             "awaitable<int> that returns immediately (one coroutine frame per op)."
         )
     if "python-asyncio" in results or "python-uvloop" in results:
-        notes.append(f"Python batches: {args.python_n} ops (create_task: min(that, 20000)).")
+        note = f"Python batches: {args.python_n} ops"
+        if args.suite == "core":
+            note += " (create_task: min(that, 20000))"
+        notes.append(note + ".")
     for impl, err in failures.items():
         notes.append(f"{LABELS[impl]}: FAILED: {err}")
     for note in notes:
@@ -361,6 +382,7 @@ def main(argv=None):
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "host": platform.node(),
             "settings": {
+                "suite": args.suite,
                 "repetitions": args.repetitions,
                 "rounds": args.rounds,
                 "min_time": args.min_time or None,

@@ -12,46 +12,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "counting_new.hpp"
 #include "support.hpp"
-
-namespace {
-std::atomic<long> allocations{0};
-}
-
-// Every form of the unaligned global new/delete, so that each pair matches.
-void* operator new(std::size_t size) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) {
-    return ::operator new(size);
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::malloc(size == 0 ? 1 : size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept {
-    return ::operator new(size, tag);
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-    std::free(p);
-}
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
@@ -63,10 +25,10 @@ template <class Body>
 long steady_state_allocations(Body&& body, int warmup = 3, int rounds = 50) {
     for (int i = 0; i < warmup; ++i)
         body();
-    const long before = allocations.load();
+    const long before = asyncio_test::global_allocations();
     for (int i = 0; i < rounds; ++i)
         body();
-    return allocations.load() - before;
+    return asyncio_test::global_allocations() - before;
 }
 
 Coro<int> trivial() {
