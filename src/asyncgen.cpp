@@ -45,6 +45,9 @@ Coro<void> close_asyncgen(AsyncGenBase& g) {
     } catch (...) {
         error = std::current_exception();
     }
+    // One GeneratorExit per aclose(): a generator that ignored it and
+    // yielded again resumes normally at its next next().
+    g.closing = false;
     if (error) std::rethrow_exception(error);
     if (g.state != AsyncGenBase::State::finished) {
         throw RuntimeError("async generator ignored GeneratorExit");
@@ -57,6 +60,10 @@ void report_close_error(LoopCore& loop, const AsyncGenBase& g, std::exception_pt
     ExceptionContext context;
     context.message = "an error occurred during closing of asynchronous generator";
     context.exception = std::move(error);
+    try {
+        context.repr = fmt::format("<async_generator object {}>", g.where.function_name());
+    } catch (...) {
+    }
     context.source = g.where;
     loop.report(context);
 }
@@ -89,7 +96,14 @@ Coro<void> close_dropped(AdoptedRef generator) {
 }  // namespace
 
 void AsyncGenBase::finalize() noexcept {
-    if (state == State::suspended && loop != nullptr && running_loop == loop && !loop->closed()) {
+    // Python finalizes a generator once: one that survives its closing task
+    // (it ignored GeneratorExit) is freed when that task lets go of it.
+    if (state == State::suspended && !finalizing && loop != nullptr && running_loop == loop &&
+        !loop->closed()) {
+        finalizing = true;
+        // Python's finalizer hook discards the generator from the loop's set
+        // first: shutdown_asyncgens must not close it a second time.
+        Hook<AsyncGenTag>::unlink();
         ++refs;  // adopted by close_dropped's frame
         try {
             loop->owner().create_task(close_dropped(AdoptedRef(this)));

@@ -43,6 +43,11 @@ ContextState& current_context() {
     return base;
 }
 
+std::uint64_t next_context_id() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 std::uint64_t next_context_var_id() noexcept {
     static std::atomic<std::uint64_t> next{1};
     return next.fetch_add(1, std::memory_order_relaxed);

@@ -31,6 +31,10 @@ std::vector<Task<>> all_tasks() {
     return all_tasks(get_running_loop());
 }
 
+void eager_task_factory(EventLoop&, Task<>&, TaskOptions& opts) {
+    opts.eager_start = true;
+}
+
 namespace detail {
 
 Coro<void> sleep_ns(std::int64_t delay_ns) {

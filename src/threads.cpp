@@ -11,10 +11,16 @@ namespace asyncio {
 
 // -- ThreadPoolExecutor -----------------------------------------------------------
 
+namespace {
+std::size_t default_max_workers() noexcept {
+    // Python: min(32, (os.process_cpu_count() or 1) + 4).
+    const std::size_t cpus = std::max(1U, std::thread::hardware_concurrency());
+    return std::min<std::size_t>(32, cpus + 4);
+}
+}  // namespace
+
 ThreadPoolExecutor::ThreadPoolExecutor(std::size_t max_workers)
-    : max_workers_(max_workers != 0
-                       ? max_workers
-                       : std::min<std::size_t>(32, std::thread::hardware_concurrency() + 4)) {}
+    : max_workers_(max_workers != 0 ? max_workers : default_max_workers()) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
     shutdown(true);
@@ -24,7 +30,9 @@ void ThreadPoolExecutor::execute(std::function<void()> work) {
     std::unique_lock lock(mutex_);
     if (shutdown_) throw RuntimeError("cannot schedule new futures after shutdown");
     queue_.push_back(std::move(work));
-    if (idle_ == 0 && threads_.size() < max_workers_) {
+    // Each idle thread takes one item: start a thread when the queue holds
+    // more than the idle threads will take (Python's _adjust_thread_count).
+    if (queue_.size() > idle_ && threads_.size() < max_workers_) {
         threads_.emplace_back([this] { work_loop(); });
     } else {
         wake_.notify_one();
@@ -46,12 +54,13 @@ void ThreadPoolExecutor::shutdown(bool wait) {
 void ThreadPoolExecutor::work_loop() {
     std::unique_lock lock(mutex_);
     for (;;) {
-        while (queue_.empty() && !shutdown_) {
+        if (queue_.empty()) {
+            if (shutdown_) return;  // shut down, and the queue is drained
             ++idle_;
-            wake_.wait(lock);
+            wake_.wait(lock, [this] { return !queue_.empty() || shutdown_; });
             --idle_;
+            continue;
         }
-        if (queue_.empty()) return;  // shut down, and the queue is drained
         std::function<void()> work = std::move(queue_.front());
         queue_.pop_front();
         lock.unlock();
@@ -69,14 +78,13 @@ void ThreadPoolExecutor::work_loop() {
 
 namespace detail {
 
-bool post_to_loop(const std::shared_ptr<ThreadsafeGate>& gate, std::function<void()> fn) noexcept {
-    std::lock_guard lock(gate->mutex);
-    if (gate->loop == nullptr) return false;
+void keep_forever(void* leaked) noexcept {
+    static std::mutex mutex;
+    static auto* kept = new std::vector<void*>;  // reachable, never freed
     try {
-        gate->loop->call_soon_threadsafe(std::move(fn));
-        return true;
+        std::lock_guard lock(mutex);
+        kept->push_back(leaked);
     } catch (...) {
-        return false;
     }
 }
 
@@ -101,33 +109,37 @@ void EventLoop::set_default_executor(std::unique_ptr<Executor> executor) {
 Coro<void> EventLoop::shutdown_default_executor(std::optional<double> timeout_seconds) {
     executor_shutdown_called_ = true;
     if (!default_executor_) co_return;
-    // The joiner thread only ever touches `done` through the loop thread.
-    struct Signal {
-        Future<> done;
+    // A thread joins the executor's threads while the loop keeps running,
+    // then sets `done` through the loop. It owns the executor from here on,
+    // so that nothing it uses dies under it if we stop waiting (timeout,
+    // cancellation, or this coroutine freed with its loop); it reaches
+    // `done` only through `link`, which this frame disarms when it ends.
+    struct Link {
+        Future<>* done = nullptr;  // touched only on the loop thread
     };
-    auto signal = std::make_shared<Signal>(Signal{create_future()});
-    Executor* executor = default_executor_.get();
-    std::thread joiner([executor, signal, gate = gate_] {
+    Future<> done = create_future();
+    auto link = std::make_shared<Link>(Link{&done});
+    struct Disarm {
+        Link& link;
+        ~Disarm() { link.done = nullptr; }
+    } disarm{*link};
+    std::shared_ptr<Executor> executor(std::move(default_executor_));
+    std::thread([executor, link, gate = gate_] {
         executor->shutdown(true);
-        detail::post_to_loop(gate, [signal] {
-            if (signal->done.state() != nullptr && !signal->done.done()) signal->done.set_result();
+        detail::post_to_loop(*gate, [link] {
+            if (link->done != nullptr && !link->done->done()) link->done->set_result();
         });
-    });
+    }).detach();
+    const double timeout = timeout_seconds.value_or(300.0);
     bool timed_out = false;
     try {
-        co_await wait_for(signal->done, timeout_seconds.value_or(300.0));
+        co_await wait_for(done, timeout);
     } catch (const TimeoutError&) {
         timed_out = true;
     }
     if (timed_out) {
         log(LogLevel::warning, "The executor did not finish joining its threads within {} seconds.",
-            timeout_seconds.value_or(300.0));
-        signal->done = Future<>(nullptr);  // disarmed: nothing left for the joiner to touch
-        joiner.detach();
-        default_executor_.release();  // still in use by the joiner: leaked, never freed under it
-    } else {
-        joiner.join();
-        default_executor_.reset();
+            timeout);
     }
 }
 

@@ -1,16 +1,28 @@
 // Asynchronous generators (PEP 525): a coroutine that both awaits and yields.
 //
-//     async def ticker(n):                       asyncio::AsyncGenerator<int> ticker(int n) {
-//         for i in range(n):                         for (int i = 0; i < n; ++i) {
-//             await asyncio.sleep(0)                     co_await asyncio::sleep(0);
-//             yield i                                    co_yield i;
-//                                                    }
-//                                                }
-//     async for v in ticker(3):                  auto gen = ticker(3);
-//         print(v)                               while (auto v = co_await gen.next())
+//     async def ticker(n):
+//         for i in range(n):
+//             await asyncio.sleep(0)
+//             yield i
+//
+//     async for v in ticker(3):
+//         print(v)
+//
+// is, in C++:
+//
+//     asyncio::AsyncGenerator<int> ticker(int n) {
+//         for (int i = 0; i < n; ++i) {
+//             co_await asyncio::sleep(0);
+//             co_yield i;
+//         }
+//     }
+//
+//     auto gen = ticker(3);
+//     while (auto v = co_await gen.next())
 //         fmt::print("{}\n", *v);
 //
-// next() is __anext__ (nullopt instead of StopAsyncIteration); aclose()
+// next() is __anext__ (nullopt instead of StopAsyncIteration; an
+// AsyncGenerator<T&> gives a T* that is null at the end); aclose()
 // throws GeneratorExit into the generator at its co_yield so that its
 // cleanup runs. A generator dropped while suspended at a co_yield is closed
 // by a task on its loop (Python's finalizer hook), and
@@ -20,8 +32,10 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <source_location>
+#include <type_traits>
 #include <utility>
 
 #include "asyncio/coro.hpp"
@@ -40,6 +54,12 @@ template <class T>
 class NextAwaiter;
 }  // namespace detail
 
+/// What `co_await gen.next()` gives: std::optional<T>, nullopt once the
+/// generator returned; for a reference T, a pointer that is null then.
+template <class T>
+using next_result_t =
+    std::conditional_t<std::is_reference_v<T>, std::remove_reference_t<T>*, std::optional<T>>;
+
 template <class T>
 class [[nodiscard]] AsyncGenerator {
   public:
@@ -57,7 +77,8 @@ class [[nodiscard]] AsyncGenerator {
     ~AsyncGenerator() { reset(); }
 
     /// __anext__: runs the generator to its next co_yield and returns the
-    /// value; nullopt once it returned. Rethrows what the generator throws.
+    /// value; nullopt (nullptr for a reference T) once it returned, and on
+    /// every later call. Rethrows what the generator throws, which ends it.
     /// RuntimeError if it is already running (another next() in progress).
     detail::NextAwaiter<T> next();
     /// aclose(): throws GeneratorExit at the co_yield where the generator is
@@ -101,11 +122,20 @@ class AsyncGenBase : public Hook<AsyncGenTag> {
             }
             return generator.consumer;
         }
+    };
+    /// co_yield: resumed by next(), or by aclose() with GeneratorExit.
+    struct YieldAwaiter : StopAwaiter {
+        explicit YieldAwaiter(AsyncGenBase& generator) noexcept : StopAwaiter{generator, false} {}
         void await_resume() const {
-            if (!finishing && generator.closing) throw GeneratorExit{};
+            if (generator.closing) throw GeneratorExit{};
         }
     };
-    StopAwaiter final_suspend() noexcept { return {*this, true}; }
+    /// The end (final_suspend's awaiter must not throw).
+    struct FinalAwaiter : StopAwaiter {
+        explicit FinalAwaiter(AsyncGenBase& generator) noexcept : StopAwaiter{generator, true} {}
+        void await_resume() const noexcept {}
+    };
+    FinalAwaiter final_suspend() noexcept { return FinalAwaiter(*this); }
     void unhandled_exception() noexcept { exception = std::current_exception(); }
     void return_void() noexcept {}
 
@@ -125,6 +155,7 @@ class AsyncGenBase : public Hook<AsyncGenTag> {
     bool resumed_inline = false;
     bool stopped_inline = false;
     bool closing = false;
+    bool finalizing = false;  // handed to a closing task once already
     LoopCore* loop = nullptr;
     std::source_location where;
 
@@ -206,9 +237,12 @@ class AsyncGenPromise final : public AsyncGenBase {
     }
 
     template <class U = T>
-    StopAwaiter yield_value(U&& value) {
+    YieldAwaiter yield_value(U&& value) {
+        // A value nobody took (the generator yielded while being closed)
+        // must not be overwritten in place.
+        if (this->value.has_value()) static_cast<void>(this->value.take());
         this->value.emplace(std::forward<U>(value));
-        return {*this, false};
+        return YieldAwaiter(*this);
     }
 
     Storage<T> value;
@@ -219,9 +253,14 @@ class NextAwaiter : public DriveAwaiter {
   public:
     explicit NextAwaiter(AsyncGenPromise<T>& promise) noexcept
         : DriveAwaiter(promise), promise_(&promise) {}
-    std::optional<T> await_resume() {
-        if (!DriveAwaiter::await_resume()) return std::nullopt;
-        return std::optional<T>(promise_->value.take());
+    next_result_t<T> await_resume() {
+        if constexpr (std::is_reference_v<T>) {
+            if (!DriveAwaiter::await_resume()) return nullptr;
+            return std::addressof(promise_->value.take());
+        } else {
+            if (!DriveAwaiter::await_resume()) return std::nullopt;
+            return std::optional<T>(promise_->value.take());
+        }
     }
 
   private:

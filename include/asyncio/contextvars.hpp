@@ -1,9 +1,16 @@
 // contextvars (PEP 567): ContextVar, Token, Context, copy_context.
 //
-//     request_id = ContextVar('request_id', default=0)      asyncio::ContextVar<int>
-//     request_id("request_id", 0); token = request_id.set(42)                             auto
-//     token = request_id.set(42); request_id.get()  # 42 request_id.get();  // 42
-//     request_id.reset(token)                                request_id.reset(token);
+//     request_id = ContextVar('request_id', default=0)
+//     token = request_id.set(42)
+//     request_id.get()  # 42
+//     request_id.reset(token)
+//
+// is, in C++:
+//
+//     asyncio::ContextVar<int> request_id("request_id", 0);
+//     auto token = request_id.set(42);
+//     request_id.get();  // 42
+//     request_id.reset(token);
 //
 // As in Python, every task runs in its own Context, a copy of its creator's
 // taken when the task is created; callbacks run in a copy taken when they
@@ -67,7 +74,16 @@ struct ContextState {
     ContextDataRef data;
     bool entered = false;
     std::atomic<std::uint32_t> refs{1};  // unused when embedded in a task
+    /// Identity for Token checks, given out on the first set(): addresses
+    /// are reused (a callback's context lives on the stack), ids are not.
+    std::uint64_t id = 0;
 };
+
+std::uint64_t next_context_id() noexcept;
+inline std::uint64_t context_id(ContextState& state) noexcept {
+    if (state.id == 0) state.id = next_context_id();
+    return state.id;
+}
 
 /// The context code on this thread runs in; nullptr means the thread's own
 /// base context.
@@ -91,6 +107,9 @@ std::uint64_t next_context_var_id() noexcept;
 
 }  // namespace detail
 
+template <class T>
+class ContextVar;
+
 /// contextvars.Context: a mapping from ContextVars to values. A cheap handle:
 /// copies refer to the same context; copy() makes an independent one.
 class Context {
@@ -106,8 +125,15 @@ class Context {
 
     /// Context.copy(): a new context with the same values.
     Context copy() const;
-    /// Number of variables set.
+    /// Number of variables set (len(ctx)).
     std::size_t size() const noexcept;
+    /// `var in ctx`.
+    template <class T>
+    bool contains(const ContextVar<T>& var) const noexcept;
+    /// ctx.get(var): the value `var` has in this context, nullopt if unset
+    /// (the variable's default does not count, as in Python).
+    template <class T>
+    std::optional<T> get(const ContextVar<T>& var) const;
 
     /// Context.run: calls `fn` with this context current. RuntimeError if the
     /// context is already entered (on any thread).
@@ -134,9 +160,6 @@ class Context {
 /// contextvars.copy_context(): a copy of the current context.
 Context copy_context();
 
-template <class T>
-class ContextVar;
-
 /// contextvars.Token: what ContextVar::set returns, to undo the set.
 template <class T>
 class Token {
@@ -151,15 +174,14 @@ class Token {
 
   private:
     friend class ContextVar<T>;
-    Token(const ContextVar<T>* var, const detail::ContextState* context,
-          std::shared_ptr<const void> old)
+    Token(const ContextVar<T>* var, std::uint64_t context, std::shared_ptr<const void> old)
         : var_(var),
           context_(context),
           old_(std::move(old)),
           used_(std::make_shared<bool>(false)) {}
 
     const ContextVar<T>* var_;
-    const detail::ContextState* context_;
+    std::uint64_t context_;  // ContextState::id
     std::shared_ptr<const void> old_;
     std::shared_ptr<bool> used_;  // shared by copies: a token is used once
 };
@@ -197,7 +219,7 @@ class ContextVar {
             old = *previous;
         }
         context.data = context.data.with(id_, std::make_shared<const T>(std::move(value)));
-        return Token<T>(this, &context, std::move(old));
+        return Token<T>(this, detail::context_id(context), std::move(old));
     }
 
     /// Restores the value from before `token`'s set(). RuntimeError if the
@@ -205,11 +227,11 @@ class ContextVar {
     /// belongs to another variable or was created in another context.
     void reset(const Token<T>& token) {
         if (*token.used_) throw RuntimeError("Token has already been used once");
-        if (token.var_ != this) {
+        if (token.var_->id_ != id_) {
             throw std::invalid_argument("Token was created by a different ContextVar");
         }
         detail::ContextState& context = detail::current_context();
-        if (token.context_ != &context) {
+        if (token.context_ != context.id) {
             throw std::invalid_argument("Token was created in a different Context");
         }
         context.data = context.data.with(id_, token.old_);
@@ -217,6 +239,10 @@ class ContextVar {
     }
 
   private:
+    friend class Context;
+    template <class>
+    friend class ContextVar;
+
     const std::shared_ptr<const void>* lookup() const noexcept {
         const detail::ContextData* data = detail::current_context().data.get();
         return data != nullptr ? data->find(id_) : nullptr;
@@ -226,5 +252,19 @@ class ContextVar {
     std::shared_ptr<const T> default_;
     const std::uint64_t id_ = detail::next_context_var_id();
 };
+
+template <class T>
+bool Context::contains(const ContextVar<T>& var) const noexcept {
+    const detail::ContextData* data = state_->data.get();
+    return data != nullptr && data->find(var.id_) != nullptr;
+}
+
+template <class T>
+std::optional<T> Context::get(const ContextVar<T>& var) const {
+    const detail::ContextData* data = state_->data.get();
+    const auto* value = data != nullptr ? data->find(var.id_) : nullptr;
+    if (value == nullptr) return std::nullopt;
+    return *static_cast<const T*>(value->get());
+}
 
 }  // namespace asyncio

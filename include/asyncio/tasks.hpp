@@ -39,6 +39,9 @@ Task<T> create_task(Coro<T> coro, TaskOptions opts = {},
     return get_running_loop().create_task(std::move(coro), std::move(opts), where);
 }
 
+/// asyncio.eager_task_factory: for loop.set_task_factory; every task starts eagerly.
+void eager_task_factory(EventLoop& loop, Task<>& task, TaskOptions& opts);
+
 /// The task running on the running loop, nullopt outside of a task;
 /// RuntimeError if no loop is running.
 std::optional<Task<>> current_task();

@@ -2,15 +2,17 @@
 // tasks.run_coroutine_threadsafe, futures.wrap_future) and the executor
 // they run on (concurrent.futures.ThreadPoolExecutor).
 //
-//     def blocking(): ...                            int blocking();
-//     r = await asyncio.to_thread(blocking)           int r = co_await
-//     asyncio::to_thread(blocking); r = await loop.run_in_executor(None, blocking)  int r =
-//     co_await loop.run_in_executor(nullptr, blocking);
+//     r = await asyncio.to_thread(blocking)
+//     r = await loop.run_in_executor(None, blocking)
+//     fut = asyncio.run_coroutine_threadsafe(c(), loop)   # from another thread
+//     fut.result()
 //
-//     # from another thread:
-//     fut = asyncio.run_coroutine_threadsafe(c(), loop)
-//     fut.result()                                   asyncio::run_coroutine_threadsafe(c(),
-//     loop).get();
+// is, in C++:
+//
+//     int r = co_await asyncio::to_thread(blocking);
+//     int r = co_await loop.run_in_executor(nullptr, blocking);
+//     std::future<int> fut = asyncio::run_coroutine_threadsafe(c(), loop);
+//     fut.get();
 //
 // Results and exceptions cross threads intact (the same exception object).
 // Only the loop thread touches a Future; workers hand their outcome back
@@ -26,6 +28,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -92,12 +95,29 @@ class ThreadPoolExecutor : public Executor {
 
 namespace detail {
 
+/// Keeps `leaked` reachable (and never frees it): for loop-bound state that
+/// no thread may release any more (its loop closed while a worker held it).
+void keep_forever(void* leaked) noexcept;
+
 /// The outcome of one run_in_executor call, shared by the worker and the
-/// loop. The Future inside is touched only on the loop thread.
+/// loop. The Future inside is touched only on the thread that created the
+/// job (the loop's): released there by deliver() or when the result is
+/// dropped at loop close; a job that dies elsewhere with its Future still
+/// set (its loop closed first) keeps the Future forever rather than
+/// release it off-thread (its count is not atomic).
 template <class R, class F>
 struct ExecutorJob {
-    ExecutorJob(Future<R> future, F fn) : future(std::move(future)), fn(std::move(fn)) {}
+    ExecutorJob(Future<R> future, F fn)
+        : future(std::move(future)), fn(std::move(fn)), owner(std::this_thread::get_id()) {}
+    ExecutorJob(const ExecutorJob&) = delete;
+    ExecutorJob& operator=(const ExecutorJob&) = delete;
+    ~ExecutorJob() {
+        if (future.state() != nullptr && std::this_thread::get_id() != owner) {
+            keep_forever(new Future<R>(std::move(future)));
+        }
+    }
 
+    /// On the worker thread.
     void run() noexcept {
         if (cancelled.load(std::memory_order_acquire)) return;
         try {
@@ -134,11 +154,40 @@ struct ExecutorJob {
     Storage<R> value;
     std::exception_ptr error;
     std::atomic<bool> cancelled{false};
+    std::thread::id owner;
 };
 
-/// Posts `fn` to `loop` from a worker thread if the loop still accepts work.
-/// Returns false (dropping nothing it should not) when it does not.
-bool post_to_loop(const std::shared_ptr<ThreadsafeGate>& gate, std::function<void()> fn) noexcept;
+/// The callback a worker posts to the loop: delivers the outcome; dropped
+/// unrun (the loop closed), it releases the Future on the loop's thread.
+template <class Job>
+class DeliverJob {
+  public:
+    explicit DeliverJob(std::shared_ptr<Job> job) noexcept : job_(std::move(job)) {}
+    DeliverJob(DeliverJob&& other) noexcept = default;
+    DeliverJob& operator=(DeliverJob&&) = delete;
+    ~DeliverJob() {
+        if (job_ && std::this_thread::get_id() == job_->owner)
+            job_->future = decltype(job_->future)(nullptr);
+    }
+    void operator()() { job_->deliver(); }
+
+  private:
+    std::shared_ptr<Job> job_;
+};
+
+/// Posts `fn` to the loop behind `gate` from any thread. False, and `fn`
+/// destroyed on this thread, if the loop is closed or gone.
+template <class Fn>
+bool post_to_loop(ThreadsafeGate& gate, Fn&& fn) noexcept {
+    std::lock_guard lock(gate.mutex);
+    if (gate.loop == nullptr) return false;
+    try {
+        gate.loop->call_soon_threadsafe(std::forward<Fn>(fn));
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
 /// Called when a job's result cannot reach its closed loop.
 void report_orphaned_job() noexcept;
 
@@ -147,24 +196,26 @@ void report_orphaned_job() noexcept;
 template <class F>
 Future<std::invoke_result_t<F&>> EventLoop::run_in_executor(Executor* executor, F fn) {
     using R = std::invoke_result_t<F&>;
+    using Job = detail::ExecutorJob<R, F>;
     check_closed();
     if (debug_) check_thread();
     Executor& target = executor != nullptr ? *executor : default_executor();
     Future<R> future = create_future<R>();
-    auto job = std::make_shared<detail::ExecutorJob<R, F>>(future, std::move(fn));
-    // Cancelling the future keeps work that has not started from running.
-    future.add_done_callback([job](Future<R>& done) {
-        if (done.cancelled()) job->cancelled.store(true, std::memory_order_release);
-    });
-    std::shared_ptr<detail::ThreadsafeGate> gate = gate_;
-    target.execute([job, gate] {
+    auto job = std::make_shared<Job>(future, std::move(fn));
+    // If execute() throws, the job dies here, on the loop thread, unrun.
+    target.execute([job, gate = gate_]() mutable {
         job->run();
-        if (!detail::post_to_loop(gate, [job] { job->deliver(); })) {
-            // The loop is closed: its Future may not be touched from here,
-            // so it is deliberately leaked rather than released off-thread.
-            new Future<R>(std::move(job->future));
+        if (!detail::post_to_loop(*gate, detail::DeliverJob<Job>(job))) {
             detail::report_orphaned_job();
         }
+        job.reset();  // now, on this thread, before the executor goes on
+    });
+    // Cancelling the future keeps work that has not started from running.
+    // The callback refers to the job weakly: the job owns the future.
+    future.add_done_callback([weak = std::weak_ptr<Job>(job)](Future<R>& done) {
+        if (!done.cancelled()) return;
+        if (std::shared_ptr<Job> job = weak.lock())
+            job->cancelled.store(true, std::memory_order_release);
     });
     return future;
 }
@@ -173,23 +224,32 @@ Future<std::invoke_result_t<F&>> EventLoop::run_in_executor(Executor* executor, 
 /// the caller's context, and returns its result.
 template <class F, class... A>
 Coro<std::invoke_result_t<F&, A&...>> to_thread(F fn, A... args) {
-    Context context = copy_context();
-    co_return co_await get_running_loop().run_in_executor(
-        nullptr, [context, fn = std::move(fn), ... args = std::move(args)]() mutable {
-            return context.run([&] { return fn(args...); });
-        });
+    auto call = [context = copy_context(), fn = std::move(fn),
+                 ... args = std::move(args)]() mutable -> decltype(auto) {
+        return context.run([&]() -> decltype(auto) { return fn(args...); });
+    };
+    // A named Future, not a temporary in the co_await (GCC 12, TOOLCHAIN.md).
+    auto future = get_running_loop().run_in_executor(nullptr, std::move(call));
+    co_return co_await std::move(future);
 }
 
 /// asyncio.run_coroutine_threadsafe: schedules `coro` on `loop` from any
 /// thread and returns a std::future of its result (a cancelled task gives a
-/// CancelledError; a loop closed first gives std::future_error).
+/// CancelledError; a loop closed first gives std::future_error, or the
+/// RuntimeError of call_soon_threadsafe if it was closed already).
 template <class T>
 std::future<T> run_coroutine_threadsafe(Coro<T> coro, EventLoop& loop) {
     auto promise = std::make_shared<std::promise<T>>();
     std::future<T> result = promise->get_future();
     loop.call_soon_threadsafe([&loop, promise, coro = std::move(coro)]() mutable {
-        Task<T> task = loop.create_task(std::move(coro));
-        task.add_done_callback([promise](Future<T>& done) {
+        std::optional<Task<T>> task;
+        try {
+            task.emplace(loop.create_task(std::move(coro)));
+        } catch (...) {
+            promise->set_exception(std::current_exception());
+            throw;  // and to the loop's exception handler, as in Python
+        }
+        task->add_done_callback([promise](Future<T>& done) {
             if (done.cancelled()) {
                 promise->set_exception(
                     std::make_exception_ptr(CancelledError(done.state()->cancel_message())));
