@@ -447,6 +447,8 @@ void EventLoop::close() {
 }
 
 void EventLoop::drop_everything() noexcept {
+    while (detail::LoopResource* resource = resources_.pop_front())
+        resource->loop_closing();
     for (auto* map : {&readers_, &writers_}) {
         while (!map->empty())
             remove_watch(map->begin()->first, map == &readers_);

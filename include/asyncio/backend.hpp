@@ -70,7 +70,10 @@ struct IoOp : detail::Waiter {
     explicit IoOp(Fn fn) noexcept : Waiter(fn) {}
 
     Kind kind = Kind::read;
-    bool in_flight = false;          ///< set by the backend while it owns the operation
+    bool in_flight = false;  ///< set by the backend while it owns the operation
+    /// A hint: the fd was drained by the previous operation (a short read),
+    /// so a readiness backend may wait without trying the call first.
+    bool wait_first = false;
     std::uint8_t backend_state = 0;  ///< the backend's own use (a connect's phase, say)
     int fd = -1;
     int flags = 0;
@@ -94,6 +97,10 @@ class IoBackend {
 
     virtual Backend kind() const noexcept = 0;
     std::string_view name() const noexcept { return to_string(kind()); }
+    /// Whether submit() may finish an operation at once, so that it may
+    /// point at memory that only lives for the call (a readiness backend);
+    /// false means operations must own their buffers until they complete.
+    virtual bool completes_inline() const noexcept { return false; }
 
     /// Starts `op`. Returns true if it finished at once (`op.result` is set
     /// and nothing is scheduled); false if it is in flight and will be

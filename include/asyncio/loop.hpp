@@ -30,6 +30,7 @@
 #include <mutex>
 #include <optional>
 #include <source_location>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -45,7 +46,10 @@
 #include "asyncio/exceptions.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/handle.hpp"
+#include "asyncio/protocols.hpp"
+#include "asyncio/socket.hpp"
 #include "asyncio/task.hpp"
+#include "asyncio/transports.hpp"
 
 namespace asyncio {
 
@@ -82,6 +86,16 @@ struct LoopStats {
 class Executor;
 
 namespace detail {
+/// A protocol factory with its type erased (the loop's non-template side).
+using ErasedProtocolFactory = std::function<std::shared_ptr<BaseProtocol>()>;
+template <class F>
+ErasedProtocolFactory erase_protocol_factory(F factory) {
+    // Shared, so that a move-only factory fits in a std::function.
+    return [f = std::make_shared<F>(std::move(factory))]() -> std::shared_ptr<BaseProtocol> {
+        return (*f)();
+    };
+}
+
 /// Lets worker threads reach a loop only while it exists and is open.
 struct ThreadsafeGate {
     std::mutex mutex;
@@ -266,6 +280,86 @@ class EventLoop : public detail::LoopCore {
     }
     bool remove_writer(int fd) { return remove_watch(fd, false); }
 
+    // Sockets (socket.hpp) ---------------------------------------------------------
+    // The low-level socket operations; the socket must be non-blocking (every
+    // Socket is). OS errors are std::system_error; a cancelled task's
+    // operation is cancelled. Data passed as string_view must outlive the
+    // awaited coroutine.
+
+    /// Receives up to `n` bytes; empty at end of stream.
+    Coro<std::string> sock_recv(Socket& sock, std::size_t n);
+    /// Receives into `buffer`; returns the byte count (0 at end of stream).
+    Coro<std::size_t> sock_recv_into(Socket& sock, std::span<std::byte> buffer);
+    /// Receives one datagram of up to `bufsize` bytes and its sender.
+    Coro<std::pair<std::string, Address>> sock_recvfrom(Socket& sock, std::size_t bufsize);
+    Coro<std::pair<std::size_t, Address>> sock_recvfrom_into(Socket& sock,
+                                                             std::span<std::byte> buffer);
+    /// Sends one datagram to `address`; returns the bytes sent.
+    Coro<std::size_t> sock_sendto(Socket& sock, std::string_view data, Address address);
+    /// Sends all of `data`, waiting as long as it takes.
+    Coro<void> sock_sendall(Socket& sock, std::string_view data);
+    /// Connects to `address` (already resolved: see getaddrinfo).
+    Coro<void> sock_connect(Socket& sock, Address address);
+    /// Accepts a connection: the new socket and the peer's address.
+    Coro<std::pair<Socket, Address>> sock_accept(Socket& sock);
+    /// Sends `count` bytes (nullopt: to the end) of the file `file_fd` from
+    /// `offset` with sendfile(2); with `fallback`, reads and sends when the
+    /// zero-copy path is not available, else SendfileNotAvailableError.
+    /// Returns the bytes sent.
+    Coro<std::size_t> sock_sendfile(Socket& sock, int file_fd, std::size_t offset = 0,
+                                    std::optional<std::size_t> count = {}, bool fallback = true);
+    /// getaddrinfo(3) in the default executor (numeric hosts need none).
+    Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
+                                            AddrInfoOptions options = {});
+    /// getnameinfo(3) in the default executor: (host, service).
+    Coro<std::pair<std::string, std::string>> getnameinfo(Address address, int flags = 0);
+
+    // Transports and protocols (transports.hpp, protocols.hpp) --------------------
+    // A ProtocolFactory is a callable returning std::shared_ptr<P>, P a
+    // protocol. The returned Transport* and P* stay valid at least until
+    // P::connection_lost has returned.
+
+    /// Connects to host:port (resolved, every address tried in turn or raced
+    /// with Happy Eyeballs) and returns the transport and protocol once
+    /// connection_made ran.
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::string host,
+                                                                     int port,
+                                                                     ConnectionOptions opts = {});
+    /// Listens on every address `host` resolves to ("" or "0.0.0.0"...: all
+    /// interfaces), calling `factory` for each connection.
+    template <ProtocolFactory F>
+    Coro<Server> create_server(F factory, std::string host, int port, ServerOptions opts = {});
+    /// create_server on several hosts.
+    template <ProtocolFactory F>
+    Coro<Server> create_server(F factory, std::vector<std::string> hosts, int port,
+                               ServerOptions opts = {});
+    /// create_server on a listening socket made elsewhere (Python's sock=).
+    template <ProtocolFactory F>
+    Coro<Server> create_server(F factory, Socket listening, ServerOptions opts = {});
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_unix_connection(
+        F factory, std::string path, ConnectionOptions opts = {});
+    template <ProtocolFactory F>
+    Coro<Server> create_unix_server(F factory, std::string path, ServerOptions opts = {});
+    /// Wraps a connection accepted elsewhere in a transport.
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> connect_accepted_socket(F factory, Socket sock);
+    template <ProtocolFactory F>
+    Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> create_datagram_endpoint(
+        F factory, DatagramOptions opts);
+    /// A transport reading the pipe (or socket, or character device) `fd`,
+    /// which it takes over: closing the transport closes it.
+    template <ProtocolFactory F>
+    Coro<std::pair<ReadTransport*, protocol_of_t<F>*>> connect_read_pipe(F factory, int fd);
+    template <ProtocolFactory F>
+    Coro<std::pair<WriteTransport*, protocol_of_t<F>*>> connect_write_pipe(F factory, int fd);
+    /// Sends a file over `transport` with sendfile(2) once its write buffer
+    /// is flushed (reading paused meanwhile); with `fallback`, by reading and
+    /// writing when zero-copy is not possible. Returns the bytes sent.
+    Coro<std::size_t> sendfile(Transport& transport, int file_fd, std::size_t offset = 0,
+                               std::optional<std::size_t> count = {}, bool fallback = true);
+
     // Errors and debugging ----------------------------------------------------
 
     void set_exception_handler(ExceptionHandler handler) { handler_ = std::move(handler); }
@@ -400,6 +494,108 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         future.state()->check_result();
         return future.value(future.state()->use_count() == 1);
     }
+}
+
+}  // namespace asyncio
+
+namespace asyncio {
+
+namespace detail {
+Coro<std::shared_ptr<BaseTransport>> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
+                                                     std::string host, int port,
+                                                     ConnectionOptions opts, bool unix_socket);
+Coro<std::shared_ptr<BaseTransport>> open_accepted(EventLoop& loop, ErasedProtocolFactory factory,
+                                                   Socket sock);
+Coro<std::shared_ptr<BaseTransport>> open_pipe(EventLoop& loop, ErasedProtocolFactory factory,
+                                               int fd, bool reading);
+Coro<std::shared_ptr<BaseTransport>> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
+                                                   DatagramOptions opts);
+Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
+                         std::vector<std::string> hosts, int port, ServerOptions opts);
+Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Socket listening,
+                            ServerOptions opts);
+Coro<Server> open_unix_server(EventLoop& loop, ErasedProtocolFactory factory, std::string path,
+                              ServerOptions opts);
+
+/// The pair create_connection and friends return.
+template <class T, class P>
+std::pair<T*, P*> transport_pair(const std::shared_ptr<BaseTransport>& transport) {
+    return {dynamic_cast<T*>(transport.get()), static_cast<P*>(transport->get_protocol().get())};
+}
+}  // namespace detail
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
+    F factory, std::string host, int port, ConnectionOptions opts) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(host),
+                                                      port, std::move(opts), false);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(transport);
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_unix_connection(
+    F factory, std::string path, ConnectionOptions opts) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(path), 0,
+                                                      std::move(opts), true);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(transport);
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::connect_accepted_socket(F factory,
+                                                                                  Socket sock) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_accepted(*this, std::move(erased), std::move(sock));
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(transport);
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagram_endpoint(
+    F factory, DatagramOptions opts) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_datagram(*this, std::move(erased), std::move(opts));
+    co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(transport);
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<ReadTransport*, protocol_of_t<F>*>> EventLoop::connect_read_pipe(F factory, int fd) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, true);
+    co_return detail::transport_pair<ReadTransport, protocol_of_t<F>>(transport);
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<WriteTransport*, protocol_of_t<F>*>> EventLoop::connect_write_pipe(F factory,
+                                                                                  int fd) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, false);
+    co_return detail::transport_pair<WriteTransport, protocol_of_t<F>>(transport);
+}
+
+template <ProtocolFactory F>
+Coro<Server> EventLoop::create_server(F factory, std::string host, int port, ServerOptions opts) {
+    std::vector<std::string> hosts{std::move(host)};
+    return create_server(std::move(factory), std::move(hosts), port, opts);
+}
+
+template <ProtocolFactory F>
+Coro<Server> EventLoop::create_server(F factory, std::vector<std::string> hosts, int port,
+                                      ServerOptions opts) {
+    return detail::open_server(*this, detail::erase_protocol_factory(std::move(factory)),
+                               std::move(hosts), port, opts);
+}
+
+template <ProtocolFactory F>
+Coro<Server> EventLoop::create_server(F factory, Socket listening, ServerOptions opts) {
+    return detail::open_server_on(*this, detail::erase_protocol_factory(std::move(factory)),
+                                  std::move(listening), opts);
+}
+
+template <ProtocolFactory F>
+Coro<Server> EventLoop::create_unix_server(F factory, std::string path, ServerOptions opts) {
+    return detail::open_unix_server(*this, detail::erase_protocol_factory(std::move(factory)),
+                                    std::move(path), opts);
 }
 
 }  // namespace asyncio

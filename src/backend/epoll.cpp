@@ -146,6 +146,7 @@ class EpollBackend final : public IoBackend {
     }
 
     Backend kind() const noexcept override { return Backend::epoll; }
+    bool completes_inline() const noexcept override { return true; }
 
     bool submit(IoOp& op) noexcept override {
         if (op.fd < 0) {
@@ -171,7 +172,13 @@ class EpollBackend final : public IoBackend {
             return false;
         }
         op.backend_state = 0;
-        if (waiting.empty()) {  // FIFO: behind others, wait your turn
+        // FIFO: behind others, wait your turn. After a short read, wait for
+        // the next edge without a doomed attempt, unless an edge came while
+        // nobody waited (it will not be reported again) or the peer hung up
+        // (a pending EOF raises no further edge); registering, if needed,
+        // reports data that is already there.
+        if (waiting.empty() && (!op.wait_first || (reading && (fd.read_edge || fd.hung_up)))) {
+            if (reading) fd.read_edge = false;
             const std::int64_t r = perform(op);
             if (r != -EAGAIN) {
                 op.result = r;
@@ -210,6 +217,8 @@ class EpollBackend final : public IoBackend {
         if (state.registered != 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
         state.registered = 0;
         state.edge_sticky = false;
+        state.read_edge = false;
+        state.hung_up = false;
     }
 
     void wakeup() noexcept override {
@@ -238,6 +247,8 @@ class EpollBackend final : public IoBackend {
             if (static_cast<std::size_t>(fd) >= fds_.size() || !fds_[fd]) continue;
             FdState& state = *fds_[fd];
             if (event.events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+                state.read_edge = true;
+                if (event.events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) state.hung_up = true;
                 run_waiting(fd, state, state.readers);
             }
             if (event.events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
@@ -256,6 +267,8 @@ class EpollBackend final : public IoBackend {
         std::uint32_t registered = 0;  // events the kernel has for this fd; 0 = none
         std::uint32_t poll_ops = 0;    // waiting poll operations: level-triggered mode
         bool edge_sticky = false;      // I/O operations used it: keep it registered
+        bool read_edge = false;        // readable reported since the last read attempt
+        bool hung_up = false;          // the peer's EOF or an error was reported
         bool dirty = false;
     };
 
@@ -353,6 +366,7 @@ class EpollBackend final : public IoBackend {
                 --state.poll_ops;
             } else {
                 if (blocked) return;
+                if (&waiting == &state.readers) state.read_edge = false;
                 r = perform(op);
                 if (r == -EAGAIN) {
                     blocked = true;

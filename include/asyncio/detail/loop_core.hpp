@@ -24,6 +24,21 @@ class AsyncGenBase;
 struct AllTasksTag;
 struct AsyncGenTag;
 
+struct ResourceTag;
+
+/// Something the loop must tear down if it closes while it is still open (a
+/// transport, a server): CPython lets the garbage collector find these.
+class LoopResource : public Hook<ResourceTag> {
+  public:
+    /// The loop is closing: release everything without calling back into
+    /// user code (no connection_lost).
+    virtual void loop_closing() noexcept = 0;
+    void unregister_resource() noexcept { Hook<ResourceTag>::unlink(); }
+
+  protected:
+    ~LoopResource() = default;
+};
+
 class LoopCore {
   public:
     LoopCore(const LoopCore&) = delete;
@@ -59,6 +74,8 @@ class LoopCore {
         tasks_.for_each(fn);
     }
 
+    void register_resource(LoopResource& resource) noexcept { resources_.push_back(resource); }
+
     // Async generators that started and have not finished (shutdown_asyncgens).
     void register_asyncgen(AsyncGenBase& generator) noexcept;
     bool asyncgens_shutdown_called() const noexcept { return asyncgens_shutdown_called_; }
@@ -80,6 +97,7 @@ class LoopCore {
     TaskBase* current_task_ = nullptr;
     IntrusiveList<TaskBase, AllTasksTag> tasks_;
     IntrusiveList<AsyncGenBase, AsyncGenTag> asyncgens_;
+    IntrusiveList<LoopResource, ResourceTag> resources_;
     bool asyncgens_shutdown_called_ = false;
     std::size_t cancelled_timers_ = 0;
     bool debug_ = false;

@@ -1,0 +1,157 @@
+// Sockets and addresses (Python's socket module, as asyncio uses it).
+//
+//     sock = socket.socket(AF_INET, SOCK_STREAM)     asyncio::Socket sock(AF_INET, SOCK_STREAM);
+//     sock.bind(("127.0.0.1", 0))                    sock.bind(asyncio::Address::parse("127.0.0.1",
+//     0)); sock.listen()                                   sock.listen(); conn, addr = await
+//     loop.sock_accept(sock)       auto [conn, addr] = co_await loop.sock_accept(sock);
+//
+// A Socket is an RAII owner of a non-blocking, close-on-exec descriptor.
+// An Address is an IPv4, IPv6 or Unix socket address; it formats with fmt as
+// "127.0.0.1:80", "[::1]:80" or "/tmp/socket". Name resolution
+// (loop.getaddrinfo) runs in the default executor and never blocks the loop.
+#pragma once
+
+#include <fmt/format.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace asyncio {
+
+namespace detail {
+class LoopCore;
+}
+
+/// A socket address: IPv4, IPv6 (with scope id) or a Unix path ("@name" for
+/// Linux's abstract namespace).
+class Address {
+  public:
+    /// An empty address (family AF_UNSPEC).
+    Address() noexcept = default;
+
+    /// A numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "fe80::1%eth0")
+    /// and a port. std::invalid_argument for anything else: host names need
+    /// loop.getaddrinfo.
+    static Address parse(std::string_view host, int port);
+    /// A Unix socket path; a leading '@' selects the abstract namespace.
+    static Address unix_path(std::string path);
+    /// From a sockaddr the OS filled in.
+    static Address from_sockaddr(const ::sockaddr* address, ::socklen_t length);
+    /// Parses "host:port", "[v6]:port" or a Unix path (containing '/').
+    static Address from_string(std::string_view text);
+
+    int family() const noexcept { return storage_.ss_family; }
+    /// The numeric host ("127.0.0.1", "::1"), or the Unix path.
+    std::string host() const;
+    /// The port; 0 for Unix addresses.
+    int port() const noexcept;
+    /// "127.0.0.1:80", "[::1]:80", "/tmp/s".
+    std::string to_string() const;
+
+    const ::sockaddr* data() const noexcept {
+        return reinterpret_cast<const ::sockaddr*>(&storage_);
+    }
+    ::sockaddr* data() noexcept { return reinterpret_cast<::sockaddr*>(&storage_); }
+    ::socklen_t size() const noexcept { return length_; }
+    /// Library use: the capacity to pass to accept/recvfrom, then fix with set_size.
+    static constexpr ::socklen_t capacity() noexcept { return sizeof(::sockaddr_storage); }
+    void set_size(::socklen_t length) noexcept { length_ = length; }
+
+    friend bool operator==(const Address& a, const Address& b) noexcept;
+
+  private:
+    ::sockaddr_storage storage_{};
+    ::socklen_t length_ = 0;
+};
+
+/// One result of getaddrinfo.
+struct AddrInfo {
+    int family = 0, type = 0, protocol = 0;
+    std::string canonname{};
+    Address address{};
+};
+
+/// Keyword arguments of loop.getaddrinfo.
+struct AddrInfoOptions {
+    int family = AF_UNSPEC;
+    int type = 0;
+    int proto = 0;
+    int flags = 0;
+};
+
+/// socket.socket: an RAII, non-blocking, close-on-exec socket.
+class Socket {
+  public:
+    /// An empty socket (fileno() == -1).
+    Socket() noexcept = default;
+    /// socket(2); std::system_error on failure.
+    Socket(int family, int type, int proto = 0);
+    /// Adopts `fd`, making it non-blocking and close-on-exec.
+    static Socket from_fd(int fd);
+    Socket(Socket&& other) noexcept
+        : fd_(std::exchange(other.fd_, -1)), loop_(std::exchange(other.loop_, nullptr)) {}
+    Socket& operator=(Socket&& other) noexcept;
+    ~Socket() { close(); }
+
+    int fileno() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+
+    void bind(const Address& address);
+    void listen(int backlog = 128);
+    void setsockopt(int level, int option, int value);
+    int getsockopt(int level, int option) const;
+    Address getsockname() const;
+    Address getpeername() const;
+    /// shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR.
+    void shutdown(int how);
+    int family() const;
+    int type() const;
+
+    /// Closes the descriptor (once; later calls do nothing) and tells the
+    /// loop that waited on it to forget it.
+    void close() noexcept;
+    /// Gives up ownership of the descriptor without closing it.
+    int detach() noexcept;
+
+    /// Library use: the loop whose backend has state for this descriptor.
+    void attach(detail::LoopCore& loop) noexcept { loop_ = &loop; }
+
+  private:
+    void forget() noexcept;
+
+    int fd_ = -1;
+    detail::LoopCore* loop_ = nullptr;
+};
+
+/// The category of getaddrinfo's EAI_* errors (Python's socket.gaierror).
+const std::error_category& gai_category() noexcept;
+
+namespace detail {
+/// getaddrinfo(3), blocking: run it in an executor.
+std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
+                                       const AddrInfoOptions& options);
+/// The numeric fast path of getaddrinfo (no resolver needed), if it applies.
+std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
+                                                     const std::string& port,
+                                                     const AddrInfoOptions& options);
+std::pair<std::string, std::string> name_info_blocking(const Address& address, int flags);
+}  // namespace detail
+
+}  // namespace asyncio
+
+template <>
+struct fmt::formatter<asyncio::Address> : fmt::formatter<std::string_view> {
+    template <class Context>
+    auto format(const asyncio::Address& address, Context& context) const {
+        return fmt::formatter<std::string_view>::format(address.to_string(), context);
+    }
+};

@@ -1,0 +1,234 @@
+// Streams (Lib/asyncio/streams.py): high-level connections with coroutines.
+//
+//     reader, writer = await asyncio.open_connection("127.0.0.1", 8888)
+//     writer.write(b"Hello")                    auto [reader, writer] = co_await
+//     asyncio::open_connection("127.0.0.1", 8888); await writer.drain() writer.write("Hello"); data
+//     = await reader.read(100)             co_await writer.drain(); writer.close() std::string data
+//     = co_await reader.read(100); await writer.wait_closed()                writer.close();
+//                                               co_await writer.wait_closed();
+//
+// StreamReader and StreamWriter are handles: copies refer to the same
+// stream. When the last handle to a writer goes away its transport is
+// closed (CPython 3.13 does this when an unclosed writer is collected).
+#pragma once
+
+#include <any>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "asyncio/coro.hpp"
+#include "asyncio/loop.hpp"
+#include "asyncio/policy.hpp"
+#include "asyncio/protocols.hpp"
+#include "asyncio/transports.hpp"
+
+namespace asyncio {
+
+/// Keyword arguments of open_connection / open_unix_connection. The TLS
+/// fields are accepted by the TLS slice; the others are create_connection's.
+struct OpenOptions {
+    std::optional<std::string> server_hostname{};
+    std::size_t limit = 64 * 1024;
+    std::optional<Address> local_addr{};
+    std::optional<std::chrono::nanoseconds> happy_eyeballs_delay{};
+    std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+    int interleave = 0;
+    int family = AF_UNSPEC;
+    bool all_errors = false;
+};
+
+/// Keyword arguments of start_server / start_unix_server.
+struct StartOptions {
+    std::size_t limit = 64 * 1024;
+    int backlog = 100;
+    bool reuse_address = true;
+    bool reuse_port = false;
+    bool start_serving = true;
+    std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+    int family = AF_UNSPEC;
+    bool keep_alive = false;
+};
+
+namespace detail {
+struct ReaderState;
+struct WriterState;
+class StreamReaderProtocol;
+}  // namespace detail
+
+/// asyncio.StreamReader.
+class StreamReader {
+  public:
+    /// std::invalid_argument if `limit` is 0.
+    explicit StreamReader(std::size_t limit = 64 * 1024);
+
+    /// Up to `n` bytes (n < 0: everything until EOF); empty at EOF.
+    Coro<std::string> read(std::ptrdiff_t n = -1);
+    /// A line including its "\n"; at EOF the partial last line (possibly
+    /// empty). A line longer than the limit: std::invalid_argument (Python's
+    /// ValueError), with the stream advanced past it.
+    Coro<std::string> readline();
+    /// Exactly `n` bytes; IncompleteReadError{partial, n} at EOF first.
+    Coro<std::string> readexactly(std::size_t n);
+    /// Data up to and including `separator`. LimitOverrunError if not found
+    /// within the limit (the data stays in the buffer); IncompleteReadError
+    /// {partial, nullopt} at EOF.
+    Coro<std::string> readuntil(std::string_view separator = "\n");
+    /// readuntil with several separators: stops at whichever ends first.
+    Coro<std::string> readuntil(std::vector<std::string> separators);
+    /// EOF was fed and the buffer is empty.
+    bool at_eof() const;
+    /// The exception the stream was failed with, if any.
+    std::exception_ptr exception() const;
+
+    void feed_data(std::string_view data);
+    void feed_eof();
+    void set_exception(std::exception_ptr error);
+    /// Library use.
+    void set_transport(std::shared_ptr<BaseTransport> transport);
+    std::size_t limit() const;
+
+  private:
+    Coro<std::string> readuntil_any(std::vector<std::string> separators);
+    std::shared_ptr<detail::ReaderState> state_;
+    friend class detail::StreamReaderProtocol;
+};
+
+/// asyncio.StreamWriter.
+class StreamWriter {
+  public:
+    void write(std::string_view data);
+    void writelines(const std::vector<std::string>& lines);
+    /// Waits while the transport's buffer is above its high-water mark;
+    /// rethrows the reader's exception and ConnectionResetError
+    /// (std::system_error, connection_reset) once the connection is lost.
+    Coro<void> drain();
+    bool can_write_eof() const;
+    void write_eof();
+    void close();
+    bool is_closing() const;
+    /// Waits until the connection is closed; rethrows what closed it.
+    Coro<void> wait_closed();
+    Transport& transport() const;
+    std::optional<Address> peername() const;
+    std::optional<Address> sockname() const;
+    std::any get_extra_info(std::string_view name) const;
+
+    /// Library use.
+    StreamWriter(std::shared_ptr<Transport> transport,
+                 std::shared_ptr<detail::StreamReaderProtocol> protocol,
+                 std::optional<StreamReader> reader);
+
+  private:
+    std::shared_ptr<detail::WriterState> state_;
+};
+
+namespace detail {
+
+/// streams.StreamReaderProtocol: feeds a StreamReader, tracks write flow
+/// control for drain(), and, on a server, starts the client_connected
+/// callback. The callback is kept alive until its coroutine has finished.
+class StreamReaderProtocol final : public Protocol,
+                                   public std::enable_shared_from_this<StreamReaderProtocol> {
+  public:
+    using ConnectedCallback = std::function<Coro<void>(StreamReader, StreamWriter)>;
+
+    StreamReaderProtocol(std::optional<StreamReader> reader,
+                         std::shared_ptr<ConnectedCallback> on_connected = nullptr);
+
+    void connection_made(BaseTransport& transport) override;
+    void connection_lost(std::exception_ptr error) override;
+    void data_received(std::string_view data) override;
+    bool eof_received() override;
+    void pause_writing() override { paused_ = true; }
+    void resume_writing() override;
+
+    Coro<void> drain_helper();
+    Future<> closed() const { return closed_; }
+
+  private:
+    std::optional<StreamReader> reader_;
+    std::shared_ptr<ConnectedCallback> on_connected_;
+    Future<> closed_;
+    std::vector<Future<>> drain_waiters_;
+    bool paused_ = false;
+    bool connection_lost_ = false;
+};
+
+Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
+                                                        OpenOptions opts, bool unix_socket);
+Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                                 std::vector<std::string> hosts, int port, StartOptions opts,
+                                 bool unix_socket);
+
+// Runs one connection's callback; the callable's owner rides in the frame.
+template <class F>
+Coro<void> run_connected(std::shared_ptr<F> callback, StreamReader reader, StreamWriter writer) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, StreamReader, StreamWriter>>) {
+        (*callback)(std::move(reader), std::move(writer));
+        co_return;
+    } else {
+        co_await (*callback)(std::move(reader), std::move(writer));
+    }
+}
+
+/// Adapts a user's client_connected callback (returning a Coro or nothing)
+/// to StreamReaderProtocol's.
+template <class F>
+std::shared_ptr<StreamReaderProtocol::ConnectedCallback> connected_callback(F callback) {
+    auto shared = std::make_shared<F>(std::move(callback));
+    return std::make_shared<StreamReaderProtocol::ConnectedCallback>(
+        [shared](StreamReader reader, StreamWriter writer) {
+            return run_connected(shared, std::move(reader), std::move(writer));
+        });
+}
+
+}  // namespace detail
+
+/// asyncio.open_connection: a connected (reader, writer) pair.
+inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
+                                                                   OpenOptions opts = {}) {
+    return detail::open_stream(std::move(host), port, std::move(opts), false);
+}
+
+/// asyncio.open_unix_connection.
+inline Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                        OpenOptions opts = {}) {
+    return detail::open_stream(std::move(path), 0, std::move(opts), true);
+}
+
+/// asyncio.start_server: calls `client_connected(reader, writer)` for each
+/// connection, in a new task when it returns a Coro. The callback is kept
+/// alive until every coroutine started from it has finished.
+template <class F>
+Coro<Server> start_server(F client_connected, std::string host, int port, StartOptions opts = {}) {
+    std::vector<std::string> hosts{std::move(host)};
+    return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
+                                       std::move(hosts), port, opts, false);
+}
+
+/// start_server on several hosts.
+template <class F>
+Coro<Server> start_server(F client_connected, std::vector<std::string> hosts, int port,
+                          StartOptions opts = {}) {
+    return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
+                                       std::move(hosts), port, opts, false);
+}
+
+/// asyncio.start_unix_server.
+template <class F>
+Coro<Server> start_unix_server(F client_connected, std::string path, StartOptions opts = {}) {
+    std::vector<std::string> paths{std::move(path)};
+    return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
+                                       std::move(paths), 0, opts, true);
+}
+
+}  // namespace asyncio

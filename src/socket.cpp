@@ -1,0 +1,361 @@
+// Sockets, addresses and name resolution.
+#include "asyncio/socket.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+
+#include "asyncio/backend.hpp"
+#include "asyncio/loop.hpp"
+
+namespace asyncio {
+
+namespace {
+
+[[noreturn]] void throw_errno(const char* what) {
+    throw std::system_error(errno, std::system_category(), what);
+}
+
+std::optional<int> parse_port(std::string_view text) {
+    int port = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), port);
+    if (error != std::errc{} || end != text.data() + text.size() || port < 0 || port > 65535) {
+        return std::nullopt;
+    }
+    return port;
+}
+
+}  // namespace
+
+// -- Address ----------------------------------------------------------------------
+
+Address Address::parse(std::string_view host, int port) {
+    if (port < 0 || port > 65535) {
+        throw std::invalid_argument(fmt::format("port must be 0-65535, got {}", port));
+    }
+    Address out;
+    std::string text(host);
+    if (!text.empty() && text.front() == '[' && text.back() == ']')
+        text = text.substr(1, text.size() - 2);
+    auto* v4 = reinterpret_cast<::sockaddr_in*>(&out.storage_);
+    if (::inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(static_cast<std::uint16_t>(port));
+        out.length_ = sizeof(::sockaddr_in);
+        return out;
+    }
+    auto* v6 = reinterpret_cast<::sockaddr_in6*>(&out.storage_);
+    std::string address = text;
+    std::string scope;
+    if (auto percent = text.find('%'); percent != std::string::npos) {
+        address = text.substr(0, percent);
+        scope = text.substr(percent + 1);
+    }
+    if (::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(static_cast<std::uint16_t>(port));
+        if (!scope.empty()) {
+            unsigned index = ::if_nametoindex(scope.c_str());
+            if (index == 0) {
+                auto number = parse_port(scope);  // a numeric scope id
+                if (!number) {
+                    throw std::invalid_argument(fmt::format("unknown IPv6 scope '{}'", scope));
+                }
+                index = static_cast<unsigned>(*number);
+            }
+            v6->sin6_scope_id = index;
+        }
+        out.length_ = sizeof(::sockaddr_in6);
+        return out;
+    }
+    throw std::invalid_argument(fmt::format(
+        "'{}' is not a numeric IPv4 or IPv6 address (use getaddrinfo for names)", host));
+}
+
+Address Address::unix_path(std::string path) {
+    Address out;
+    auto* un = reinterpret_cast<::sockaddr_un*>(&out.storage_);
+    if (path.size() >= sizeof(un->sun_path)) {
+        throw std::invalid_argument(fmt::format("Unix socket path too long ({} bytes, at most {})",
+                                                path.size(), sizeof(un->sun_path) - 1));
+    }
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, path.data(), path.size());
+    if (!path.empty() && path.front() == '@') un->sun_path[0] = '\0';  // abstract namespace
+    out.length_ = static_cast<::socklen_t>(offsetof(::sockaddr_un, sun_path) + path.size() +
+                                           (path.empty() || path.front() != '@' ? 1 : 0));
+    return out;
+}
+
+Address Address::from_sockaddr(const ::sockaddr* address, ::socklen_t length) {
+    Address out;
+    if (length > sizeof(out.storage_)) length = sizeof(out.storage_);
+    std::memcpy(&out.storage_, address, length);
+    out.length_ = length;
+    return out;
+}
+
+Address Address::from_string(std::string_view text) {
+    if (text.find('/') != std::string_view::npos || (!text.empty() && text.front() == '@')) {
+        return unix_path(std::string(text));
+    }
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+        throw std::invalid_argument(fmt::format("'{}' is not host:port", text));
+    }
+    auto port = parse_port(text.substr(colon + 1));
+    if (!port) throw std::invalid_argument(fmt::format("bad port in '{}'", text));
+    return parse(text.substr(0, colon), *port);
+}
+
+std::string Address::host() const {
+    char buffer[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
+    switch (family()) {
+        case AF_INET: {
+            auto* v4 = reinterpret_cast<const ::sockaddr_in*>(&storage_);
+            ::inet_ntop(AF_INET, &v4->sin_addr, buffer, sizeof buffer);
+            return buffer;
+        }
+        case AF_INET6: {
+            auto* v6 = reinterpret_cast<const ::sockaddr_in6*>(&storage_);
+            ::inet_ntop(AF_INET6, &v6->sin6_addr, buffer, sizeof buffer);
+            std::string out = buffer;
+            if (v6->sin6_scope_id != 0) {
+                char name[IF_NAMESIZE] = {};
+                out += '%';
+                out += ::if_indextoname(v6->sin6_scope_id, name) != nullptr
+                           ? std::string(name)
+                           : std::to_string(v6->sin6_scope_id);
+            }
+            return out;
+        }
+        case AF_UNIX: {
+            auto* un = reinterpret_cast<const ::sockaddr_un*>(&storage_);
+            const std::size_t offset = offsetof(::sockaddr_un, sun_path);
+            if (length_ <= offset) return {};  // unnamed
+            std::size_t n = length_ - offset;
+            if (un->sun_path[0] == '\0') return "@" + std::string(un->sun_path + 1, n - 1);
+            return std::string(un->sun_path, ::strnlen(un->sun_path, n));
+        }
+        default:
+            return {};
+    }
+}
+
+int Address::port() const noexcept {
+    switch (family()) {
+        case AF_INET:
+            return ntohs(reinterpret_cast<const ::sockaddr_in*>(&storage_)->sin_port);
+        case AF_INET6:
+            return ntohs(reinterpret_cast<const ::sockaddr_in6*>(&storage_)->sin6_port);
+        default:
+            return 0;
+    }
+}
+
+std::string Address::to_string() const {
+    switch (family()) {
+        case AF_INET:
+            return fmt::format("{}:{}", host(), port());
+        case AF_INET6:
+            return fmt::format("[{}]:{}", host(), port());
+        case AF_UNIX:
+            return host();
+        default:
+            return "<unspecified address>";
+    }
+}
+
+bool operator==(const Address& a, const Address& b) noexcept {
+    return a.length_ == b.length_ && std::memcmp(&a.storage_, &b.storage_, a.length_) == 0;
+}
+
+// -- Socket ---------------------------------------------------------------------------
+
+Socket::Socket(int family, int type, int proto) {
+    fd_ = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+    if (fd_ < 0) throw_errno("socket");
+}
+
+Socket Socket::from_fd(int fd) {
+    if (fd < 0) throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw_errno("fcntl(O_NONBLOCK)");
+    const int fd_flags = ::fcntl(fd, F_GETFD);
+    if (fd_flags < 0 || ::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) < 0)
+        throw_errno("fcntl(FD_CLOEXEC)");
+    Socket out;
+    out.fd_ = fd;
+    return out;
+}
+
+Socket& Socket::operator=(Socket&& other) noexcept {
+    if (this != &other) {
+        close();
+        fd_ = std::exchange(other.fd_, -1);
+        loop_ = std::exchange(other.loop_, nullptr);
+    }
+    return *this;
+}
+
+void Socket::bind(const Address& address) {
+    if (::bind(fd_, address.data(), address.size()) < 0) {
+        throw std::system_error(errno, std::system_category(),
+                                fmt::format("bind({})", address.to_string()));
+    }
+}
+
+void Socket::listen(int backlog) {
+    if (::listen(fd_, backlog) < 0) throw_errno("listen");
+}
+
+void Socket::setsockopt(int level, int option, int value) {
+    if (::setsockopt(fd_, level, option, &value, sizeof value) < 0) throw_errno("setsockopt");
+}
+
+int Socket::getsockopt(int level, int option) const {
+    int value = 0;
+    ::socklen_t length = sizeof value;
+    if (::getsockopt(fd_, level, option, &value, &length) < 0) throw_errno("getsockopt");
+    return value;
+}
+
+Address Socket::getsockname() const {
+    Address out;
+    ::socklen_t length = Address::capacity();
+    if (::getsockname(fd_, out.data(), &length) < 0) throw_errno("getsockname");
+    out.set_size(length);
+    return out;
+}
+
+Address Socket::getpeername() const {
+    Address out;
+    ::socklen_t length = Address::capacity();
+    if (::getpeername(fd_, out.data(), &length) < 0) throw_errno("getpeername");
+    out.set_size(length);
+    return out;
+}
+
+void Socket::shutdown(int how) {
+    if (::shutdown(fd_, how) < 0) throw_errno("shutdown");
+}
+
+int Socket::family() const {
+    return getsockopt(SOL_SOCKET, SO_DOMAIN);
+}
+int Socket::type() const {
+    return getsockopt(SOL_SOCKET, SO_TYPE);
+}
+
+void Socket::forget() noexcept {
+    if (loop_ != nullptr && detail::LoopCore::alive(loop_)) loop_->owner().backend().forget_fd(fd_);
+    loop_ = nullptr;
+}
+
+void Socket::close() noexcept {
+    if (fd_ < 0) return;
+    forget();
+    ::close(std::exchange(fd_, -1));
+}
+
+int Socket::detach() noexcept {
+    forget();
+    return std::exchange(fd_, -1);
+}
+
+// -- name resolution -------------------------------------------------------------------
+
+namespace {
+
+class GaiCategory final : public std::error_category {
+  public:
+    const char* name() const noexcept override { return "getaddrinfo"; }
+    std::string message(int code) const override { return ::gai_strerror(code); }
+};
+
+}  // namespace
+
+const std::error_category& gai_category() noexcept {
+    static const GaiCategory category;
+    return category;
+}
+
+namespace detail {
+
+std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
+                                       const AddrInfoOptions& options) {
+    ::addrinfo hints{};
+    hints.ai_family = options.family;
+    hints.ai_socktype = options.type;
+    hints.ai_protocol = options.proto;
+    hints.ai_flags = options.flags;
+    ::addrinfo* results = nullptr;
+    const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                                 port.empty() ? nullptr : port.c_str(), &hints, &results);
+    if (rc != 0) {
+        if (rc == EAI_SYSTEM) {
+            throw std::system_error(errno, std::system_category(), "getaddrinfo(" + host + ")");
+        }
+        throw std::system_error(rc, gai_category(), "getaddrinfo(" + host + ")");
+    }
+    std::vector<AddrInfo> out;
+    for (::addrinfo* ai = results; ai != nullptr; ai = ai->ai_next) {
+        AddrInfo info;
+        info.family = ai->ai_family;
+        info.type = ai->ai_socktype;
+        info.protocol = ai->ai_protocol;
+        if (ai->ai_canonname != nullptr) info.canonname = ai->ai_canonname;
+        info.address = Address::from_sockaddr(ai->ai_addr, ai->ai_addrlen);
+        out.push_back(std::move(info));
+    }
+    ::freeaddrinfo(results);
+    return out;
+}
+
+std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
+                                                     const std::string& port,
+                                                     const AddrInfoOptions& options) {
+    // CPython's _ipaddr_info: a numeric host needs no resolver, given a
+    // definite socket type.
+    if (options.flags != 0 || (options.type != SOCK_STREAM && options.type != SOCK_DGRAM)) {
+        return std::nullopt;
+    }
+    auto port_number = port.empty() ? std::optional<int>(0) : parse_port(port);
+    if (!port_number) return std::nullopt;
+    Address address;
+    try {
+        address = Address::parse(host, *port_number);
+    } catch (const std::invalid_argument&) {
+        return std::nullopt;
+    }
+    if (options.family != AF_UNSPEC && options.family != address.family()) return std::nullopt;
+    AddrInfo info;
+    info.family = address.family();
+    info.type = options.type;
+    info.protocol = options.proto != 0 ? options.proto
+                                       : (options.type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
+    info.address = address;
+    return std::vector<AddrInfo>{std::move(info)};
+}
+
+std::pair<std::string, std::string> name_info_blocking(const Address& address, int flags) {
+    char host[NI_MAXHOST] = {};
+    char service[NI_MAXSERV] = {};
+    const int rc = ::getnameinfo(address.data(), address.size(), host, sizeof host, service,
+                                 sizeof service, flags);
+    if (rc != 0) {
+        if (rc == EAI_SYSTEM) throw std::system_error(errno, std::system_category(), "getnameinfo");
+        throw std::system_error(rc, gai_category(), "getnameinfo");
+    }
+    return {host, service};
+}
+
+}  // namespace detail
+}  // namespace asyncio

@@ -1,0 +1,204 @@
+// The loop's low-level socket operations (selector_events.sock_*,
+// base_events.getaddrinfo / getnameinfo / sock_sendfile), written on the
+// backend's operations so that they work on every backend.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+
+#include "asyncio/loop.hpp"
+#include "asyncio/threads.hpp"
+
+namespace asyncio {
+
+namespace {
+
+[[noreturn]] void throw_io_error(std::int64_t result, const std::string& what) {
+    throw std::system_error(static_cast<int>(-result), std::system_category(), what);
+}
+
+void check_socket(const Socket& sock) {
+    if (sock.fileno() < 0) throw std::invalid_argument("the socket is closed");
+}
+
+/// Points `op` at `sock` and attaches the socket to the loop.
+void prepare(detail::IoAwaiter& op, EventLoop& loop, Socket& sock, IoOp::Kind kind) {
+    check_socket(sock);
+    sock.attach(loop);
+    op.kind = kind;
+    op.fd = sock.fileno();
+}
+
+}  // namespace
+
+Coro<std::string> EventLoop::sock_recv(Socket& sock, std::size_t n) {
+    std::string buffer(n, '\0');
+    detail::IoAwaiter op(*backend_);
+    prepare(op, *this, sock, IoOp::Kind::recv);
+    op.buf = buffer.data();
+    op.len = n;
+    const std::int64_t r = co_await op;
+    if (r < 0) throw_io_error(r, "recv");
+    buffer.resize(static_cast<std::size_t>(r));
+    co_return buffer;
+}
+
+Coro<std::size_t> EventLoop::sock_recv_into(Socket& sock, std::span<std::byte> buffer) {
+    detail::IoAwaiter op(*backend_);
+    prepare(op, *this, sock, IoOp::Kind::recv);
+    op.buf = buffer.data();
+    op.len = buffer.size();
+    const std::int64_t r = co_await op;
+    if (r < 0) throw_io_error(r, "recv");
+    co_return static_cast<std::size_t>(r);
+}
+
+Coro<std::pair<std::size_t, Address>> EventLoop::sock_recvfrom_into(Socket& sock,
+                                                                    std::span<std::byte> buffer) {
+    Address from;
+    ::iovec iov{buffer.data(), buffer.size()};
+    ::msghdr msg{};
+    msg.msg_name = from.data();
+    msg.msg_namelen = Address::capacity();
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    detail::IoAwaiter op(*backend_);
+    prepare(op, *this, sock, IoOp::Kind::recvmsg);
+    op.msg = &msg;
+    const std::int64_t r = co_await op;
+    if (r < 0) throw_io_error(r, "recvfrom");
+    from.set_size(msg.msg_namelen);
+    co_return std::pair{static_cast<std::size_t>(r), std::move(from)};
+}
+
+Coro<std::pair<std::string, Address>> EventLoop::sock_recvfrom(Socket& sock, std::size_t bufsize) {
+    std::string buffer(bufsize, '\0');
+    auto [n, from] = co_await sock_recvfrom_into(
+        sock, std::as_writable_bytes(std::span(buffer.data(), bufsize)));
+    buffer.resize(n);
+    co_return std::pair{std::move(buffer), std::move(from)};
+}
+
+Coro<std::size_t> EventLoop::sock_sendto(Socket& sock, std::string_view data, Address address) {
+    ::iovec iov{const_cast<char*>(data.data()), data.size()};
+    ::msghdr msg{};
+    msg.msg_name = address.data();
+    msg.msg_namelen = address.size();
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    detail::IoAwaiter op(*backend_);
+    prepare(op, *this, sock, IoOp::Kind::sendmsg);
+    op.msg = &msg;
+    const std::int64_t r = co_await op;
+    if (r < 0) throw_io_error(r, "sendto(" + address.to_string() + ")");
+    co_return static_cast<std::size_t>(r);
+}
+
+Coro<void> EventLoop::sock_sendall(Socket& sock, std::string_view data) {
+    while (!data.empty()) {
+        detail::IoAwaiter op(*backend_);
+        prepare(op, *this, sock, IoOp::Kind::send);
+        op.buf = const_cast<char*>(data.data());
+        op.len = data.size();
+        const std::int64_t r = co_await op;
+        if (r < 0) throw_io_error(r, "send");
+        data.remove_prefix(static_cast<std::size_t>(r));
+    }
+}
+
+Coro<void> EventLoop::sock_connect(Socket& sock, Address address) {
+    detail::IoAwaiter op(*backend_);
+    prepare(op, *this, sock, IoOp::Kind::connect);
+    op.addr = address.data();
+    op.addrlen = address.size();
+    const std::int64_t r = co_await op;
+    if (r < 0) throw_io_error(r, "Connect call failed " + address.to_string());
+}
+
+Coro<std::pair<Socket, Address>> EventLoop::sock_accept(Socket& sock) {
+    Address peer;
+    detail::IoAwaiter op(*backend_);
+    prepare(op, *this, sock, IoOp::Kind::accept);
+    op.addr = peer.data();
+    op.addrlen = Address::capacity();
+    const std::int64_t r = co_await op;
+    if (r < 0) throw_io_error(r, "accept");
+    peer.set_size(op.addrlen);
+    co_return std::pair{Socket::from_fd(static_cast<int>(r)), std::move(peer)};
+}
+
+Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_t offset,
+                                           std::optional<std::size_t> count, bool fallback) {
+    check_socket(sock);
+    if (sock.type() != SOCK_STREAM) {
+        throw std::invalid_argument("only SOCK_STREAM type sockets are supported");
+    }
+    if (count && *count == 0) {
+        throw std::invalid_argument("count must be a positive integer (got 0)");
+    }
+    struct ::stat info {};
+    if (::fstat(file_fd, &info) < 0)
+        throw std::system_error(errno, std::system_category(), "fstat");
+    // Only a regular file has a size to send up to; anything else is read
+    // to its end (or `count`).
+    const bool regular = S_ISREG(info.st_mode);
+    std::optional<std::size_t> end;
+    if (count) end = offset + *count;
+    if (regular) end = std::min(end.value_or(SIZE_MAX), static_cast<std::size_t>(info.st_size));
+    std::size_t sent = 0;
+    bool zero_copy = regular;
+    while (zero_copy && offset + sent < *end) {
+        detail::IoAwaiter op(*backend_);
+        prepare(op, *this, sock, IoOp::Kind::sendfile);
+        op.in_fd = file_fd;
+        op.offset = static_cast<std::int64_t>(offset + sent);
+        op.len = std::min<std::size_t>(*end - offset - sent, 0x7ffff000);
+        const std::int64_t r = co_await op;
+        if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP) {
+            if (sent != 0) throw_io_error(r, "sendfile");  // it worked before: a real error
+            zero_copy = false;
+            break;
+        }
+        if (r < 0) throw_io_error(r, "sendfile");
+        if (r == 0) break;  // the file is shorter than it said
+        sent += static_cast<std::size_t>(r);
+    }
+    if (zero_copy) co_return sent;
+    if (!fallback) throw SendfileNotAvailableError("os.sendfile() is not available for this file");
+    // Read and send, as CPython's _sock_sendfile_fallback does.
+    std::string chunk(256 * 1024, '\0');
+    while (!end || offset + sent < *end) {
+        std::size_t want = chunk.size();
+        if (end) want = std::min(want, *end - offset - sent);
+        const ssize_t n =
+            regular ? ::pread(file_fd, chunk.data(), want, static_cast<off_t>(offset + sent))
+                    : ::read(file_fd, chunk.data(), want);
+        if (n < 0) throw std::system_error(errno, std::system_category(), "read");
+        if (n == 0) break;
+        co_await sock_sendall(sock, std::string_view(chunk.data(), static_cast<std::size_t>(n)));
+        sent += static_cast<std::size_t>(n);
+    }
+    co_return sent;
+}
+
+Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port,
+                                                   AddrInfoOptions options) {
+    if (auto numeric = detail::resolve_numeric(host, port, options)) co_return std::move(*numeric);
+    // A named local, not a temporary in the co_await: GCC 12 PR 100611
+    // destroys a lambda's captures twice there.
+    auto resolve = [host = std::move(host), port = std::move(port), options] {
+        return detail::resolve_blocking(host, port, options);
+    };
+    co_return co_await run_in_executor(nullptr, std::move(resolve));
+}
+
+Coro<std::pair<std::string, std::string>> EventLoop::getnameinfo(Address address, int flags) {
+    auto lookup = [address, flags] {
+        return detail::name_info_blocking(address, flags);
+    };  // PR 100611
+    co_return co_await run_in_executor(nullptr, std::move(lookup));
+}
+
+}  // namespace asyncio

@@ -1,0 +1,508 @@
+// Streams (Lib/asyncio/streams.py, 3.13).
+#include "asyncio/streams.hpp"
+
+#include <algorithm>
+
+#include "asyncio/tasks.hpp"
+
+namespace asyncio {
+
+namespace detail {
+
+struct ReaderState {
+    std::size_t limit;
+    std::string buffer;
+    std::size_t start = 0;  // bytes at the front of `buffer` already consumed
+    bool eof = false;
+    bool paused = false;
+    std::exception_ptr exception;
+    std::optional<Future<>> waiter;
+    std::shared_ptr<BaseTransport> transport;
+
+    std::size_t size() const noexcept { return buffer.size() - start; }
+    std::string_view view() const noexcept { return std::string_view(buffer).substr(start); }
+    std::string take(std::size_t n) {
+        std::string out = buffer.substr(start, n);
+        start += n;
+        if (start == buffer.size()) {
+            buffer.clear();
+            start = 0;
+        } else if (start > buffer.size() / 2) {
+            buffer.erase(0, start);  // compact once half is consumed: amortised O(1)
+            start = 0;
+        }
+        return out;
+    }
+    void clear() noexcept {
+        buffer.clear();
+        start = 0;
+    }
+
+    void wakeup() noexcept {
+        if (!waiter) return;
+        Future<> w = std::move(*waiter);
+        waiter.reset();
+        if (!w.cancelled()) w.set_result();
+    }
+
+    void maybe_resume_transport() {
+        if (paused && size() <= limit) {
+            paused = false;
+            if (auto* reading = dynamic_cast<ReadTransport*>(transport.get()))
+                reading->resume_reading();
+        }
+    }
+
+    Coro<void> wait_for_data(const char* function) {
+        if (waiter) {
+            throw RuntimeError(
+                std::string(function) +
+                "() called while another coroutine is already waiting for incoming data");
+        }
+        // Waiting while paused would deadlock (readexactly(n) with n > limit).
+        if (paused) {
+            paused = false;
+            if (auto* reading = dynamic_cast<ReadTransport*>(transport.get()))
+                reading->resume_reading();
+        }
+        Future<> w = get_running_loop().create_future();
+        waiter = w;
+        std::exception_ptr error;
+        try {
+            co_await w;
+        } catch (...) {
+            error = std::current_exception();
+        }
+        waiter.reset();
+        if (error) std::rethrow_exception(error);
+    }
+};
+
+struct WriterState {
+    std::shared_ptr<Transport> transport;
+    std::shared_ptr<StreamReaderProtocol> protocol;
+    std::optional<StreamReader> reader;
+
+    // CPython 3.13: an unclosed writer that is collected closes its transport.
+    ~WriterState() {
+        if (transport && !transport->is_closing()) transport->close();
+    }
+};
+
+}  // namespace detail
+
+// -- StreamReader -----------------------------------------------------------------
+
+StreamReader::StreamReader(std::size_t limit) : state_(std::make_shared<detail::ReaderState>()) {
+    if (limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    state_->limit = limit;
+}
+
+std::size_t StreamReader::limit() const {
+    return state_->limit;
+}
+bool StreamReader::at_eof() const {
+    return state_->eof && state_->size() == 0;
+}
+std::exception_ptr StreamReader::exception() const {
+    return state_->exception;
+}
+
+void StreamReader::set_transport(std::shared_ptr<BaseTransport> transport) {
+    state_->transport = std::move(transport);
+}
+
+void StreamReader::feed_data(std::string_view data) {
+    detail::ReaderState& s = *state_;
+    if (s.eof) throw RuntimeError("feed_data after feed_eof");
+    if (data.empty()) return;
+    s.buffer.append(data);
+    s.wakeup();
+    if (s.transport && !s.paused && s.size() > 2 * s.limit) {
+        if (auto* reading = dynamic_cast<ReadTransport*>(s.transport.get())) {
+            reading->pause_reading();
+            s.paused = true;
+        }
+    }
+}
+
+void StreamReader::feed_eof() {
+    state_->eof = true;
+    state_->wakeup();
+}
+
+void StreamReader::set_exception(std::exception_ptr error) {
+    detail::ReaderState& s = *state_;
+    s.exception = error;
+    if (!s.waiter) return;
+    Future<> w = std::move(*s.waiter);
+    s.waiter.reset();
+    if (!w.cancelled()) w.set_exception(std::move(error));
+}
+
+namespace detail {
+Coro<std::string> read_state(std::shared_ptr<ReaderState> s, std::ptrdiff_t n) {
+    if (s->exception) std::rethrow_exception(s->exception);
+    if (n == 0) co_return std::string();
+    if (n < 0) {
+        std::string all;
+        for (;;) {
+            std::string block = co_await read_state(s, static_cast<std::ptrdiff_t>(s->limit));
+            if (block.empty()) break;
+            all += block;
+        }
+        co_return all;
+    }
+    if (s->size() == 0 && !s->eof) co_await s->wait_for_data("read");
+    std::string data = s->take(std::min(static_cast<std::size_t>(n), s->size()));
+    s->maybe_resume_transport();
+    co_return data;
+}
+}  // namespace detail
+
+Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
+    return detail::read_state(state_, n);
+}
+
+namespace detail {
+Coro<std::string> readexactly_state(std::shared_ptr<ReaderState> s, std::size_t n) {
+    if (s->exception) std::rethrow_exception(s->exception);
+    if (n == 0) co_return std::string();
+    while (s->size() < n) {
+        if (s->eof) {
+            std::string partial(s->view());
+            s->clear();
+            throw IncompleteReadError(std::move(partial), n);
+        }
+        co_await s->wait_for_data("readexactly");
+    }
+    std::string data = s->take(n);
+    s->maybe_resume_transport();
+    co_return data;
+}
+}  // namespace detail
+
+Coro<std::string> StreamReader::readexactly(std::size_t n) {
+    return detail::readexactly_state(state_, n);
+}
+
+Coro<std::string> StreamReader::readuntil(std::string_view separator) {
+    // Copied now: the caller's view need not outlive this call.
+    std::vector<std::string> separators{std::string(separator)};
+    return readuntil_any(std::move(separators));
+}
+
+Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
+    return readuntil_any(std::move(separators));
+}
+
+namespace detail {
+Coro<std::string> readuntil_state(std::shared_ptr<ReaderState> s,
+                                  std::vector<std::string> separators) {
+    std::sort(separators.begin(), separators.end(),
+              [](const std::string& a, const std::string& b) { return a.size() < b.size(); });
+    if (separators.empty())
+        throw std::invalid_argument("Separator should contain at least one element");
+    const std::size_t min_seplen = separators.front().size();
+    const std::size_t max_seplen = separators.back().size();
+    if (min_seplen == 0)
+        throw std::invalid_argument("Separator should be at least one-byte string");
+    if (s->exception) std::rethrow_exception(s->exception);
+
+    std::size_t offset = 0;
+    std::size_t match_start = 0, match_end = 0;
+    bool found = false;
+    for (;;) {
+        const std::size_t buflen = s->size();
+        if (buflen - offset >= min_seplen) {
+            const std::string_view buffer = s->view();
+            for (const std::string& sep : separators) {
+                const std::size_t at = buffer.find(sep, offset);
+                if (at == std::string_view::npos) continue;
+                if (!found || at + sep.size() < match_end) {
+                    found = true;
+                    match_start = at;
+                    match_end = at + sep.size();
+                }
+            }
+            if (found) break;
+            offset = buflen + 1 > max_seplen ? buflen + 1 - max_seplen : 0;
+            if (offset > s->limit) {
+                throw LimitOverrunError("Separator is not found, and chunk exceed the limit",
+                                        offset);
+            }
+        }
+        if (s->eof) {
+            std::string partial(s->view());
+            s->clear();
+            throw IncompleteReadError(std::move(partial), std::nullopt);
+        }
+        co_await s->wait_for_data("readuntil");
+    }
+    if (match_start > s->limit) {
+        throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
+    }
+    std::string chunk = s->take(match_end);
+    s->maybe_resume_transport();
+    co_return chunk;
+}
+}  // namespace detail
+
+Coro<std::string> StreamReader::readuntil_any(std::vector<std::string> separators) {
+    return detail::readuntil_state(state_, std::move(separators));
+}
+
+namespace detail {
+Coro<std::string> readline_state(std::shared_ptr<ReaderState> s) {
+    std::string line;
+    std::optional<std::size_t> overrun;
+    std::string overrun_message;
+    try {
+        std::vector<std::string> newline{"\n"};
+        line = co_await readuntil_state(s, std::move(newline));
+    } catch (IncompleteReadError& e) {
+        co_return std::move(e.partial);
+    } catch (const LimitOverrunError& e) {
+        overrun = e.consumed;
+        overrun_message = e.what();
+    }
+    if (overrun) {
+        // Skip the over-long line (or all that was buffered) and report it
+        // as Python's ValueError.
+        const std::string_view buffer = s->view();
+        if (buffer.substr(*overrun, 1) == "\n") {
+            s->take(*overrun + 1);
+        } else {
+            s->clear();
+        }
+        s->maybe_resume_transport();
+        throw std::invalid_argument(overrun_message);
+    }
+    co_return line;
+}
+}  // namespace detail
+
+Coro<std::string> StreamReader::readline() {
+    return detail::readline_state(state_);
+}
+
+// -- StreamReaderProtocol -----------------------------------------------------------
+
+namespace detail {
+
+StreamReaderProtocol::StreamReaderProtocol(std::optional<StreamReader> reader,
+                                           std::shared_ptr<ConnectedCallback> on_connected)
+    : reader_(std::move(reader)),
+      on_connected_(std::move(on_connected)),
+      closed_(get_running_loop().create_future()) {}
+
+void StreamReaderProtocol::connection_made(BaseTransport& transport) {
+    std::shared_ptr<BaseTransport> shared = transport.shared_from_this();
+    if (reader_) reader_->set_transport(shared);
+    if (!on_connected_) return;
+    auto stream = std::dynamic_pointer_cast<Transport>(shared);
+    StreamWriter writer(stream, shared_from_this(), reader_);
+    Coro<void> handler = (*on_connected_)(*reader_, std::move(writer));
+    on_connected_.reset();
+    EventLoop& loop = get_running_loop();
+    Task<void> task = loop.create_task(std::move(handler));
+    std::weak_ptr<Transport> weak = stream;
+    task.add_done_callback([weak, &loop](Future<>& done) {
+        auto transport = weak.lock();
+        if (done.cancelled()) {
+            if (transport) transport->close();
+            return;
+        }
+        if (std::exception_ptr error = done.exception()) {
+            ExceptionContext context;
+            context.message = "Unhandled exception in client_connected_cb";
+            context.exception = error;
+            loop.call_exception_handler(context);
+            if (transport) transport->close();
+        }
+    });
+}
+
+void StreamReaderProtocol::connection_lost(std::exception_ptr error) {
+    if (reader_) {
+        if (error) {
+            reader_->set_exception(error);
+        } else {
+            reader_->feed_eof();
+        }
+    }
+    if (!closed_.done()) {
+        if (error) {
+            closed_.set_exception(error);
+            closed_.exception();  // retrieved: wait_closed is optional
+        } else {
+            closed_.set_result();
+        }
+    }
+    connection_lost_ = true;
+    if (paused_) {  // wake the writers waiting in drain()
+        for (Future<>& waiter : drain_waiters_) {
+            if (waiter.done()) continue;
+            if (error) {
+                waiter.set_exception(error);
+            } else {
+                waiter.set_result();
+            }
+        }
+    }
+    reader_.reset();
+}
+
+void StreamReaderProtocol::data_received(std::string_view data) {
+    if (reader_) reader_->feed_data(data);
+}
+
+bool StreamReaderProtocol::eof_received() {
+    if (reader_) reader_->feed_eof();
+    return true;
+}
+
+void StreamReaderProtocol::resume_writing() {
+    paused_ = false;
+    for (Future<>& waiter : drain_waiters_) {
+        if (!waiter.done()) waiter.set_result();
+    }
+}
+
+Coro<void> StreamReaderProtocol::drain_helper() {
+    std::shared_ptr<StreamReaderProtocol> keep = shared_from_this();
+    if (connection_lost_) {
+        throw std::system_error(std::make_error_code(std::errc::connection_reset),
+                                "Connection lost");
+    }
+    if (!paused_) co_return;
+    Future<> waiter = get_running_loop().create_future();
+    drain_waiters_.push_back(waiter);
+    std::exception_ptr error;
+    try {
+        co_await waiter;
+    } catch (...) {
+        error = std::current_exception();
+    }
+    std::erase(drain_waiters_, waiter);
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace detail
+
+// -- StreamWriter ---------------------------------------------------------------------
+
+StreamWriter::StreamWriter(std::shared_ptr<Transport> transport,
+                           std::shared_ptr<detail::StreamReaderProtocol> protocol,
+                           std::optional<StreamReader> reader)
+    : state_(std::make_shared<detail::WriterState>()) {
+    state_->transport = std::move(transport);
+    state_->protocol = std::move(protocol);
+    state_->reader = std::move(reader);
+}
+
+void StreamWriter::write(std::string_view data) {
+    state_->transport->write(data);
+}
+void StreamWriter::writelines(const std::vector<std::string>& lines) {
+    state_->transport->writelines(lines);
+}
+bool StreamWriter::can_write_eof() const {
+    return state_->transport->can_write_eof();
+}
+void StreamWriter::write_eof() {
+    state_->transport->write_eof();
+}
+void StreamWriter::close() {
+    state_->transport->close();
+}
+bool StreamWriter::is_closing() const {
+    return state_->transport->is_closing();
+}
+Transport& StreamWriter::transport() const {
+    return *state_->transport;
+}
+std::optional<Address> StreamWriter::peername() const {
+    return state_->transport->peername();
+}
+std::optional<Address> StreamWriter::sockname() const {
+    return state_->transport->sockname();
+}
+std::any StreamWriter::get_extra_info(std::string_view name) const {
+    return state_->transport->get_extra_info(name);
+}
+
+namespace detail {
+Coro<void> wait_closed_state(std::shared_ptr<WriterState> s) {
+    Future<> closed = s->protocol->closed();
+    co_await closed;
+}
+
+Coro<void> drain_state(std::shared_ptr<WriterState> s) {
+    if (s->reader) {
+        if (std::exception_ptr error = s->reader->exception()) std::rethrow_exception(error);
+    }
+    if (s->transport->is_closing()) {
+        // Let connection_lost run first, so that a loop of write + drain sees
+        // the error of a closed connection.
+        co_await sleep(0);
+    }
+    co_await s->protocol->drain_helper();
+}
+}  // namespace detail
+
+// Member functions hand the state to free coroutines: nothing depends on the
+// handle object (`this`) once the Coro exists.
+Coro<void> StreamWriter::wait_closed() {
+    return detail::wait_closed_state(state_);
+}
+Coro<void> StreamWriter::drain() {
+    return detail::drain_state(state_);
+}
+
+// -- open_connection / start_server ----------------------------------------------------
+
+namespace detail {
+
+Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
+                                                        OpenOptions opts, bool unix_socket) {
+    EventLoop& loop = get_running_loop();
+    StreamReader reader(opts.limit);
+    auto protocol = std::make_shared<StreamReaderProtocol>(reader);
+    auto factory = [protocol] { return protocol; };
+    ConnectionOptions copts;
+    copts.local_addr = opts.local_addr;
+    copts.happy_eyeballs_delay = opts.happy_eyeballs_delay;
+    copts.interleave = opts.interleave;
+    copts.family = opts.family;
+    copts.all_errors = opts.all_errors;
+    std::pair<Transport*, StreamReaderProtocol*> connected =
+        unix_socket ? co_await loop.create_unix_connection(factory, std::move(host), copts)
+                    : co_await loop.create_connection(factory, std::move(host), port, copts);
+    auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
+    StreamWriter writer(std::move(transport), protocol, reader);
+    co_return std::pair{std::move(reader), std::move(writer)};
+}
+
+Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                                 std::vector<std::string> hosts, int port, StartOptions opts,
+                                 bool unix_socket) {
+    EventLoop& loop = get_running_loop();
+    const std::size_t limit = opts.limit;
+    auto factory = [callback, limit] {
+        return std::make_shared<StreamReaderProtocol>(StreamReader(limit), callback);
+    };
+    ServerOptions sopts;
+    sopts.family = opts.family;
+    sopts.backlog = opts.backlog;
+    sopts.reuse_address = opts.reuse_address;
+    sopts.reuse_port = opts.reuse_port;
+    sopts.keep_alive = opts.keep_alive;
+    sopts.start_serving = opts.start_serving;
+    if (unix_socket)
+        co_return co_await loop.create_unix_server(factory, std::move(hosts.front()), sopts);
+    co_return co_await loop.create_server(factory, std::move(hosts), port, sopts);
+}
+
+}  // namespace detail
+}  // namespace asyncio

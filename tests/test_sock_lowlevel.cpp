@@ -1,0 +1,357 @@
+// Socket, Address and the loop's sock_* operations: ports of CPython's
+// test_sock_lowlevel.py plus address parsing and name resolution.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using asyncio::Address;
+using asyncio::Coro;
+using asyncio::Socket;
+using asyncio::Task;
+
+namespace {
+
+/// A listening TCP socket on an ephemeral loopback port.
+Socket listener(int family = AF_INET) {
+    Socket sock(family, SOCK_STREAM);
+    sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+    sock.bind(Address::parse(family == AF_INET ? "127.0.0.1" : "::1", 0));
+    sock.listen();
+    return sock;
+}
+
+/// Accepts one connection and echoes everything back until EOF.
+Coro<std::size_t> echo_one(Socket& server) {
+    auto& loop = asyncio::get_running_loop();
+    auto [conn, peer] = co_await loop.sock_accept(server);
+    std::size_t total = 0;
+    for (;;) {
+        std::string data = co_await loop.sock_recv(conn, 64 * 1024);
+        if (data.empty()) break;
+        total += data.size();
+        co_await loop.sock_sendall(conn, data);
+    }
+    co_return total;
+}
+
+}  // namespace
+
+// -- Address ------------------------------------------------------------------------
+
+TEST_CASE("Address parses and formats IPv4, IPv6 and Unix addresses") {
+    Address v4 = Address::parse("127.0.0.1", 8080);
+    CHECK(v4.family() == AF_INET);
+    CHECK(v4.host() == "127.0.0.1");
+    CHECK(v4.port() == 8080);
+    CHECK(v4.to_string() == "127.0.0.1:8080");
+    CHECK(fmt::format("{}", v4) == "127.0.0.1:8080");
+
+    Address v6 = Address::parse("::1", 443);
+    CHECK(v6.family() == AF_INET6);
+    CHECK(v6.to_string() == "[::1]:443");
+    CHECK(Address::parse("[::1]", 443) == v6);
+
+    Address path = Address::unix_path("/tmp/asyncio.sock");
+    CHECK(path.family() == AF_UNIX);
+    CHECK(path.to_string() == "/tmp/asyncio.sock");
+    CHECK(path.port() == 0);
+    CHECK(Address::unix_path("@abstract").to_string() == "@abstract");
+
+    CHECK(Address::from_string("10.0.0.1:53") == Address::parse("10.0.0.1", 53));
+    CHECK(Address::from_string("[::1]:80") == Address::parse("::1", 80));
+    CHECK(Address::from_string("/run/x.sock").family() == AF_UNIX);
+}
+
+TEST_CASE("Address refuses what it cannot parse") {
+    CHECK_THROWS_AS(Address::parse("localhost", 80), std::invalid_argument);
+    CHECK_THROWS_AS(Address::parse("1.2.3.4", 70000), std::invalid_argument);
+    CHECK_THROWS_AS(Address::parse("::1%nosuchif0", 1), std::invalid_argument);
+    CHECK_THROWS_AS(Address::unix_path(std::string(200, 'x')), std::invalid_argument);
+    CHECK_THROWS_AS(Address::from_string("1.2.3.4"), std::invalid_argument);
+}
+
+// -- Socket ---------------------------------------------------------------------------
+
+TEST_CASE("a Socket is non-blocking and close-on-exec, and closes once") {
+    Socket sock(AF_INET, SOCK_STREAM);
+    const int fd = sock.fileno();
+    CHECK((::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
+    CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+    CHECK(sock.type() == SOCK_STREAM);
+    CHECK(sock.family() == AF_INET);
+    sock.close();
+    CHECK(sock.fileno() == -1);
+    sock.close();
+    Socket other(AF_INET, SOCK_DGRAM);
+    const int raw = other.detach();
+    CHECK(other.fileno() == -1);
+    Socket adopted = Socket::from_fd(raw);
+    CHECK(adopted.fileno() == raw);
+}
+
+TEST_CASE("socket errors carry the OS error") {
+    Socket a = listener();
+    Socket b(AF_INET, SOCK_STREAM);
+    try {
+        b.bind(a.getsockname());  // in use
+        FAIL("bind succeeded");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::address_in_use);
+    }
+}
+
+// -- sock_* -----------------------------------------------------------------------------
+
+TEST_CASE("sock_connect, sock_sendall, sock_recv and sock_accept over TCP") {
+    auto main = []() -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        Socket server = listener();
+        auto echo = asyncio::create_task(echo_one(server));
+        Socket client(AF_INET, SOCK_STREAM);
+        co_await loop.sock_connect(client, server.getsockname());
+        co_await loop.sock_sendall(client, "hello");
+        std::string reply = co_await loop.sock_recv(client, 5);
+        client.shutdown(SHUT_WR);
+        const std::size_t echoed = co_await echo;
+        CHECK(echoed == 5);
+        std::string eof = co_await loop.sock_recv(client, 10);
+        CHECK(eof.empty());
+        co_return reply;
+    };
+    CHECK(asyncio::run(main()) == "hello");
+}
+
+TEST_CASE("a large transfer through sock_sendall and sock_recv_into") {
+    auto main = []() -> Coro<std::size_t> {
+        auto& loop = asyncio::get_running_loop();
+        Socket server = listener();
+        auto echo = asyncio::create_task(echo_one(server));
+        Socket client(AF_INET, SOCK_STREAM);
+        co_await loop.sock_connect(client, server.getsockname());
+        std::string payload(8 << 20, '\0');
+        for (std::size_t i = 0; i < payload.size(); ++i)
+            payload[i] = static_cast<char>(i * 7);
+        auto sender = [](Socket& s, const std::string& data) -> Coro<void> {
+            co_await asyncio::get_running_loop().sock_sendall(s, data);
+            s.shutdown(SHUT_WR);
+        };
+        auto send_task = asyncio::create_task(sender(client, payload));
+        std::string received;
+        std::vector<std::byte> buffer(100'000);
+        for (;;) {
+            const std::size_t n = co_await loop.sock_recv_into(client, buffer);
+            if (n == 0) break;
+            received.append(reinterpret_cast<const char*>(buffer.data()), n);
+        }
+        co_await send_task;
+        co_await echo;
+        CHECK(received == payload);
+        co_return received.size();
+    };
+    CHECK(asyncio::run(main()) == 8u << 20);
+}
+
+TEST_CASE("sock_connect to a closed port raises ECONNREFUSED") {
+    auto main = []() -> Coro<std::error_code> {
+        Address nowhere;
+        {
+            Socket probe = listener();
+            nowhere = probe.getsockname();
+        }
+        Socket client(AF_INET, SOCK_STREAM);
+        try {
+            co_await asyncio::get_running_loop().sock_connect(client, nowhere);
+        } catch (const std::system_error& e) {
+            co_return e.code();
+        }
+        co_return std::error_code{};
+    };
+    CHECK(asyncio::run(main()) == std::errc::connection_refused);
+}
+
+TEST_CASE("cancelling sock_recv and sock_accept") {
+    auto main = []() -> Coro<int> {
+        auto& loop = asyncio::get_running_loop();
+        Socket server = listener();
+        auto accepting = [](Socket& s) -> Coro<void> {
+            co_await asyncio::get_running_loop().sock_accept(s);
+        };
+        Task<void> a = asyncio::create_task(accepting(server));
+        co_await asyncio::sleep(0);
+        a.cancel();
+        int cancelled = 0;
+        try {
+            co_await a;
+        } catch (const asyncio::CancelledError&) {
+            ++cancelled;
+        }
+        // The listener still works for the next accept.
+        auto echo = asyncio::create_task(echo_one(server));
+        Socket client(AF_INET, SOCK_STREAM);
+        co_await loop.sock_connect(client, server.getsockname());
+        auto receiving = [](Socket& s) -> Coro<std::string> {
+            co_return co_await asyncio::get_running_loop().sock_recv(s, 10);
+        };
+        Task<std::string> r = asyncio::create_task(receiving(client));
+        co_await asyncio::sleep(0);
+        r.cancel();
+        try {
+            co_await r;
+        } catch (const asyncio::CancelledError&) {
+            ++cancelled;
+        }
+        client.shutdown(SHUT_WR);
+        co_await echo;
+        co_return cancelled;
+    };
+    CHECK(asyncio::run(main()) == 2);
+}
+
+TEST_CASE("sock_sendto and sock_recvfrom over UDP") {
+    auto main = []() -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        Socket receiver(AF_INET, SOCK_DGRAM);
+        receiver.bind(Address::parse("127.0.0.1", 0));
+        Socket sender(AF_INET, SOCK_DGRAM);
+        sender.bind(Address::parse("127.0.0.1", 0));
+        const std::size_t sent =
+            co_await loop.sock_sendto(sender, "datagram", receiver.getsockname());
+        CHECK(sent == 8);
+        auto [data, from] = co_await loop.sock_recvfrom(receiver, 100);
+        CHECK(from == sender.getsockname());
+        co_return data;
+    };
+    CHECK(asyncio::run(main()) == "datagram");
+}
+
+TEST_CASE("sock_* over a Unix socket") {
+    auto main = []() -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        const Address path = Address::unix_path("@asyncio-test-" + std::to_string(::getpid()));
+        Socket server(AF_UNIX, SOCK_STREAM);
+        server.bind(path);
+        server.listen();
+        auto echo = asyncio::create_task(echo_one(server));
+        Socket client(AF_UNIX, SOCK_STREAM);
+        co_await loop.sock_connect(client, path);
+        co_await loop.sock_sendall(client, "unix");
+        std::string reply = co_await loop.sock_recv(client, 4);
+        client.shutdown(SHUT_WR);
+        co_await echo;
+        co_return reply;
+    };
+    CHECK(asyncio::run(main()) == "unix");
+}
+
+TEST_CASE("sock_sendfile sends a file, zero-copy or by the fallback") {
+    char path[] = "/tmp/asyncio-sendfile-XXXXXX";
+    const int file = ::mkstemp(path);
+    REQUIRE(file >= 0);
+    ::unlink(path);
+    std::string content(300'000, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i)
+        content[i] = static_cast<char>('a' + i % 26);
+    REQUIRE(::write(file, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+
+    auto main = [](int fd, std::size_t offset,
+                   std::optional<std::size_t> count) -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        Socket server = listener();
+        auto collect = [](Socket& s) -> Coro<std::string> {
+            auto& l = asyncio::get_running_loop();
+            auto [conn, peer] = co_await l.sock_accept(s);
+            std::string all;
+            for (;;) {
+                std::string part = co_await l.sock_recv(conn, 65536);
+                if (part.empty()) break;
+                all += part;
+            }
+            co_return all;
+        };
+        auto collector = asyncio::create_task(collect(server));
+        Socket client(AF_INET, SOCK_STREAM);
+        co_await loop.sock_connect(client, server.getsockname());
+        const std::size_t sent = co_await loop.sock_sendfile(client, fd, offset, count);
+        client.shutdown(SHUT_WR);
+        std::string got = co_await collector;
+        CHECK(sent == got.size());
+        co_return got;
+    };
+    CHECK(asyncio::run(main(file, 0, std::nullopt)) == content);
+    CHECK(asyncio::run(main(file, 1000, 5000)) == content.substr(1000, 5000));
+
+    // A pipe cannot be sent with sendfile(2) from here: the fallback reads it.
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    auto refuse = [](int fd) -> Coro<void> {
+        Socket s(AF_INET, SOCK_STREAM);
+        co_await asyncio::get_running_loop().sock_sendfile(s, fd, 0, std::nullopt, false);
+    };
+    CHECK_THROWS_AS(asyncio::run(refuse(pipe_fds[0])), asyncio::SendfileNotAvailableError);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    ::close(file);
+}
+
+// -- name resolution --------------------------------------------------------------------
+
+TEST_CASE("getaddrinfo resolves names without blocking and numeric hosts at once") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        auto numeric = co_await loop.getaddrinfo("127.0.0.1", "80", {.type = SOCK_STREAM});
+        REQUIRE(numeric.size() == 1);
+        CHECK(numeric[0].address == Address::parse("127.0.0.1", 80));
+        CHECK(numeric[0].protocol == IPPROTO_TCP);
+        auto local = co_await loop.getaddrinfo("localhost", "443", {.type = SOCK_STREAM});
+        REQUIRE_FALSE(local.empty());
+        for (const auto& info : local)
+            CHECK(info.address.port() == 443);
+        auto [host, service] = co_await loop.getnameinfo(Address::parse("127.0.0.1", 80),
+                                                         NI_NUMERICHOST | NI_NUMERICSERV);
+        CHECK(host == "127.0.0.1");
+        CHECK(service == "80");
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("getaddrinfo of an unknown host raises a gaierror") {
+    auto main = []() -> Coro<std::string> {
+        try {
+            co_await asyncio::get_running_loop().getaddrinfo("no-such-host.invalid", "80");
+        } catch (const std::system_error& e) {
+            co_return e.code().category().name();
+        }
+        co_return "resolved";
+    };
+    CHECK(asyncio::run(main()) == std::string("getaddrinfo"));
+}
+
+TEST_CASE("a closed socket's descriptor can be reused by a new one") {
+    // The loop forgets a socket when it is closed, so a new socket that gets
+    // the same descriptor number is watched afresh.
+    auto main = []() -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        Socket server = listener();
+        std::string last;
+        for (int round = 0; round < 3; ++round) {
+            auto echo = asyncio::create_task(echo_one(server));
+            Socket client(AF_INET, SOCK_STREAM);
+            co_await loop.sock_connect(client, server.getsockname());
+            co_await loop.sock_sendall(client, "r" + std::to_string(round));
+            last = co_await loop.sock_recv(client, 2);
+            client.shutdown(SHUT_WR);
+            co_await echo;
+        }
+        co_return last;
+    };
+    CHECK(asyncio::run(main()) == "r2");
+}

@@ -1,0 +1,494 @@
+// Streams: ports of CPython's test_streams.py (StreamReader's read rules
+// with limits and EOF, open_connection / start_server, drain and
+// back-pressure, wait_closed), over TCP and Unix sockets.
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using asyncio::Coro;
+using asyncio::IncompleteReadError;
+using asyncio::LimitOverrunError;
+using asyncio::StreamReader;
+using asyncio::StreamWriter;
+
+namespace {
+
+/// Feeds `chunks` to `reader` one loop iteration apart, then EOF if asked.
+Coro<void> feeder(StreamReader reader, std::vector<std::string> chunks, bool eof) {
+    for (const auto& chunk : chunks) {
+        co_await asyncio::sleep(0);
+        reader.feed_data(chunk);
+    }
+    if (eof) {
+        co_await asyncio::sleep(0);
+        reader.feed_eof();
+    }
+}
+
+Coro<void> echo_lines(StreamReader reader, StreamWriter writer) {
+    for (;;) {
+        std::string line = co_await reader.readline();
+        if (line.empty()) break;
+        writer.write(line);
+        co_await writer.drain();
+    }
+    writer.close();
+}
+
+std::string unix_path(const char* tag) {
+    return "/tmp/asyncio-test-" + std::string(tag) + "-" + std::to_string(::getpid()) + ".sock";
+}
+
+}  // namespace
+
+// -- StreamReader --------------------------------------------------------------------
+
+TEST_CASE("read returns what is buffered, waits when empty, and empty at EOF") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        StreamReader reader;
+        std::vector<std::string> got;
+        reader.feed_data("line1\nline2");
+        got.push_back(co_await reader.read(5));
+        got.push_back(co_await reader.read(100));
+        auto feeding = asyncio::create_task(feeder(reader, {"more"}, true));
+        got.push_back(co_await reader.read(100));
+        got.push_back(co_await reader.read(100));
+        got.push_back(co_await reader.read(0));
+        co_await feeding;
+        CHECK(reader.at_eof());
+        co_return got;
+    };
+    CHECK(asyncio::run(main()) == std::vector<std::string>{"line1", "\nline2", "more", "", ""});
+}
+
+TEST_CASE("read(-1) reads until EOF") {
+    auto main = []() -> Coro<std::string> {
+        StreamReader reader(3);
+        auto feeding = asyncio::create_task(feeder(reader, {"chunk1 ", "chunk2 ", "chunk3"}, true));
+        std::string all = co_await reader.read();
+        co_await feeding;
+        co_return all;
+    };
+    CHECK(asyncio::run(main()) == "chunk1 chunk2 chunk3");
+}
+
+TEST_CASE("readline") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        StreamReader reader;
+        std::vector<std::string> got;
+        reader.feed_data("chunk1 ");
+        auto feeding = asyncio::create_task(feeder(reader, {"chunk2 ", "chunk3 \n chunk4"}, true));
+        got.push_back(co_await reader.readline());
+        got.push_back(co_await reader.readline());  // the partial last line at EOF
+        got.push_back(co_await reader.readline());  // then empty
+        co_await feeding;
+        co_return got;
+    };
+    CHECK(asyncio::run(main()) ==
+          std::vector<std::string>{"chunk1 chunk2 chunk3 \n", " chunk4", ""});
+}
+
+TEST_CASE("readline over the limit raises ValueError and skips the line") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::vector<std::string> got;
+        StreamReader reader(7);
+        reader.feed_data("12345678\n");  // found, but past the limit
+        reader.feed_data("ok\n");
+        try {
+            co_await reader.readline();
+        } catch (const std::invalid_argument& e) {
+            got.push_back(e.what());
+        }
+        got.push_back(co_await reader.readline());
+
+        StreamReader long_line(7);
+        auto feeding =
+            asyncio::create_task(feeder(long_line, {"chunk1", "chunk2", "chunk3\nrest\n"}, true));
+        try {
+            co_await long_line.readline();  // no separator within the limit
+        } catch (const std::invalid_argument& e) {
+            got.push_back(e.what());
+        }
+        co_await feeding;
+        co_return got;
+    };
+    CHECK(asyncio::run(main()) ==
+          std::vector<std::string>{"Separator is found, but chunk is longer than limit", "ok\n",
+                                   "Separator is not found, and chunk exceed the limit"});
+}
+
+TEST_CASE("readuntil with one separator and several") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        StreamReader reader;
+        std::vector<std::string> got;
+        reader.feed_data("aaa&bbb&&ccc==ddd");
+        got.push_back(co_await reader.readuntil("&"));
+        got.push_back(co_await reader.readuntil("&&"));
+        std::vector<std::string> seps{"==", "&"};
+        got.push_back(co_await reader.readuntil(std::move(seps)));
+        reader.feed_data("=x");
+        std::vector<std::string> seps2{"=x", "d="};  // the match that ends first wins
+        got.push_back(co_await reader.readuntil(std::move(seps2)));
+        co_return got;
+    };
+    CHECK(asyncio::run(main()) == std::vector<std::string>{"aaa&", "bbb&&", "ccc==", "ddd="});
+}
+
+TEST_CASE("readuntil across chunks, at EOF, and over the limit") {
+    auto main = []() -> Coro<void> {
+        StreamReader reader;
+        auto feeding = asyncio::create_task(feeder(reader, {"QWEaa", "XYaa", "a"}, false));
+        const std::string got = co_await reader.readuntil("aaa");
+        CHECK(got == "QWEaaXYaaa");
+        co_await feeding;
+
+        StreamReader eof_reader;
+        eof_reader.feed_data("some data");
+        eof_reader.feed_eof();
+        try {
+            co_await eof_reader.readuntil("AAA");
+            FAIL("no IncompleteReadError");
+        } catch (const IncompleteReadError& e) {
+            CHECK(e.partial == "some data");
+            CHECK_FALSE(e.expected.has_value());
+        }
+
+        StreamReader small(3);
+        small.feed_data("some dataAA");
+        try {
+            co_await small.readuntil("AAA");
+            FAIL("no LimitOverrunError");
+        } catch (const LimitOverrunError& e) {
+            CHECK(e.consumed == 9);
+        }
+        small.feed_data("A");  // the data stayed in the buffer
+        try {
+            co_await small.readuntil("AAA");
+        } catch (const LimitOverrunError& e) {
+            CHECK(e.consumed == 9);
+            CHECK(std::string(e.what()) == "Separator is found, but chunk is longer than limit");
+        }
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("readuntil refuses empty separators") {
+    auto main = []() -> Coro<void> {
+        StreamReader reader;
+        co_await reader.readuntil("");
+    };
+    CHECK_THROWS_AS(asyncio::run(main()), std::invalid_argument);
+}
+
+TEST_CASE("readexactly") {
+    auto main = []() -> Coro<void> {
+        StreamReader reader;
+        auto feeding = asyncio::create_task(feeder(reader, {"chunk1", "chunk2", "chunk3"}, true));
+        const std::string a = co_await reader.readexactly(10);
+        CHECK(a == "chunk1chun");
+        const std::string empty = co_await reader.readexactly(0);
+        CHECK(empty.empty());
+        try {
+            co_await reader.readexactly(100);
+            FAIL("no IncompleteReadError");
+        } catch (const IncompleteReadError& e) {
+            CHECK(e.partial == "k2chunk3");
+            CHECK(e.expected == 100u);
+            CHECK(std::string(e.what()) == "8 bytes read on a total of 100 expected bytes");
+        }
+        co_await feeding;
+
+        StreamReader limited(3);  // more than the limit: reading must not deadlock
+        auto more = asyncio::create_task(feeder(limited, {"0123456789"}, false));
+        const std::string ten = co_await limited.readexactly(10);
+        CHECK(ten == "0123456789");
+        co_await more;
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("an exception set on the reader reaches readers and waiters") {
+    auto main = []() -> Coro<void> {
+        StreamReader reader;
+        auto waiting = [](StreamReader r) -> Coro<std::string> { co_return co_await r.readline(); };
+        auto task = asyncio::create_task(waiting(reader));
+        co_await asyncio::sleep(0);
+        reader.set_exception(std::make_exception_ptr(std::runtime_error("broken")));
+        std::string waiter_error;
+        try {
+            co_await task;
+        } catch (const std::runtime_error& e) {
+            waiter_error = e.what();
+        }
+        CHECK(waiter_error == "broken");
+        bool thrown = false;
+        try {
+            co_await reader.read(1);
+        } catch (const std::runtime_error&) {
+            thrown = true;
+        }
+        CHECK(thrown);
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("two readers waiting at once is refused") {
+    auto main = []() -> Coro<std::string> {
+        StreamReader reader;
+        auto first = asyncio::create_task(reader.read(1));
+        co_await asyncio::sleep(0);
+        std::string error;
+        try {
+            co_await reader.read(1);
+        } catch (const asyncio::RuntimeError& e) {
+            error = e.what();
+        }
+        reader.feed_data("x");
+        co_await first;
+        co_return error;
+    };
+    CHECK(asyncio::run(main()) ==
+          "read() called while another coroutine is already waiting for incoming data");
+}
+
+TEST_CASE("a cancelled read loses no data") {
+    auto main = []() -> Coro<std::string> {
+        StreamReader reader;
+        auto waiting = asyncio::create_task(reader.read(10));
+        co_await asyncio::sleep(0);
+        waiting.cancel();
+        try {
+            co_await waiting;
+        } catch (const asyncio::CancelledError&) {
+        }
+        reader.feed_data("kept");
+        co_return co_await reader.read(10);
+    };
+    CHECK(asyncio::run(main()) == "kept");
+}
+
+// -- open_connection / start_server -----------------------------------------------------
+
+TEST_CASE("open_connection and start_server echo lines over TCP") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+        const int port = server.sockets().front().port();
+        auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", port);
+        CHECK(writer.peername() == asyncio::Address::parse("127.0.0.1", port));
+        std::vector<std::string> replies;
+        for (int i = 0; i < 3; ++i) {
+            writer.write("line " + std::to_string(i) + "\n");
+            co_await writer.drain();
+            replies.push_back(co_await reader.readline());
+        }
+        writer.write_eof();
+        const std::string rest = co_await reader.read();
+        CHECK(rest.empty());
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+        co_return replies;
+    };
+    CHECK(asyncio::run(main()) == std::vector<std::string>{"line 0\n", "line 1\n", "line 2\n"});
+}
+
+TEST_CASE("open_unix_connection and start_unix_server") {
+    auto main = []() -> Coro<std::string> {
+        const std::string path = unix_path("streams");
+        auto server = co_await asyncio::start_unix_server(echo_lines, path);
+        auto [reader, writer] = co_await asyncio::open_unix_connection(path);
+        writer.write("over unix\n");
+        std::string reply = co_await reader.readline();
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+        CHECK(::access(path.c_str(), F_OK) != 0);  // the socket file is cleaned up
+        co_return reply;
+    };
+    CHECK(asyncio::run(main()) == "over unix\n");
+}
+
+TEST_CASE("a 64 MiB transfer through loopback") {
+    auto main = []() -> Coro<std::size_t> {
+        constexpr std::size_t kSize = 64u << 20;
+        auto sink = [](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            std::size_t total = 0;
+            std::uint64_t checksum = 0;
+            for (;;) {
+                std::string part = co_await reader.read(1 << 16);
+                if (part.empty()) break;
+                for (unsigned char c : part)
+                    checksum = checksum * 31 + c;
+                total += part.size();
+            }
+            writer.write(std::to_string(total) + " " + std::to_string(checksum));
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(sink, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        std::string block(1 << 20, '\0');
+        std::uint64_t checksum = 0;
+        for (std::size_t sent = 0; sent < kSize; sent += block.size()) {
+            for (std::size_t i = 0; i < block.size(); ++i)
+                block[i] = static_cast<char>((sent + i) * 13);
+            for (unsigned char c : block)
+                checksum = checksum * 31 + c;
+            writer.write(block);
+            co_await writer.drain();
+            CHECK(writer.transport().get_write_buffer_size() <= 64 * 1024 + block.size());
+        }
+        writer.write_eof();
+        const std::string summary = co_await reader.read();
+        CHECK(summary == std::to_string(kSize) + " " + std::to_string(checksum));
+        writer.close();
+        server.close();
+        co_await server.wait_closed();
+        co_return kSize;
+    };
+    CHECK(asyncio::run(main()) == 64u << 20);
+}
+
+TEST_CASE("drain waits while the peer does not read: memory stays bounded") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        auto release = loop.create_future();
+        auto stubborn = [&release](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            co_await release;  // does not read until released
+            co_await reader.read();
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(stubborn, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::string block(256 * 1024, 'x');
+        auto writing = [](StreamWriter w, std::string data) -> Coro<int> {
+            for (int i = 0;; ++i) {
+                w.write(data);
+                co_await w.drain();  // blocks once the kernel buffers are full
+                if (i > 10'000) co_return -1;
+            }
+        };
+        auto task = asyncio::create_task(writing(writer, block));
+        // Let the writer fill everything it can.
+        for (int i = 0; i < 200 && writer.transport().get_write_buffer_size() <= 64 * 1024; ++i) {
+            co_await asyncio::sleep(1ms);
+        }
+        CHECK_FALSE(task.done());
+        // One block over the high-water mark at most: bounded.
+        CHECK(writer.transport().get_write_buffer_size() <= 64 * 1024 + block.size());
+        task.cancel();
+        try {
+            co_await task;
+        } catch (const asyncio::CancelledError&) {
+        }
+        writer.transport().abort();
+        release.set_result();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("drain after the peer closed raises ConnectionResetError") {
+    auto main = []() -> Coro<bool> {
+        auto closer = [](StreamReader, StreamWriter writer) -> Coro<void> {
+            writer.transport().abort();
+            co_return;
+        };
+        auto server = co_await asyncio::start_server(closer, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::string eof = co_await reader.read();
+        CHECK(eof.empty());
+        bool reset = false;
+        try {
+            for (int i = 0; i < 100; ++i) {
+                writer.write(std::string(64 * 1024, 'y'));
+                co_await writer.drain();
+            }
+        } catch (const std::system_error& e) {
+            reset = e.code() == std::errc::connection_reset || e.code() == std::errc::broken_pipe;
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return reset;
+    };
+    CHECK(asyncio::run(main()));
+}
+
+TEST_CASE("an exception in the client_connected callback is reported and closes the connection") {
+    auto main = []() -> Coro<void> {
+        asyncio_test::RecordedReports reports(asyncio::get_running_loop());
+        auto failing = [](StreamReader, StreamWriter) -> Coro<void> {
+            throw std::runtime_error("handler failed");
+            co_return;
+        };
+        auto server = co_await asyncio::start_server(failing, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::string eof = co_await reader.read();
+        CHECK(eof.empty());
+        CHECK(reports.contains("Unhandled exception in client_connected_cb"));
+        writer.close();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("open_connection to a closed port raises ECONNREFUSED") {
+    auto main = []() -> Coro<std::error_code> {
+        asyncio::Address nowhere;
+        {
+            asyncio::Socket probe(AF_INET, SOCK_STREAM);
+            probe.bind(asyncio::Address::parse("127.0.0.1", 0));
+            nowhere = probe.getsockname();
+        }
+        try {
+            co_await asyncio::open_connection("127.0.0.1", nowhere.port());
+        } catch (const std::system_error& e) {
+            co_return e.code();
+        }
+        co_return std::error_code{};
+    };
+    CHECK(asyncio::run(main()) == std::errc::connection_refused);
+}
+
+TEST_CASE("open_connection to an unknown host raises a gaierror") {
+    auto main = []() -> Coro<std::string> {
+        try {
+            co_await asyncio::open_connection("no-such-host.invalid", 80);
+        } catch (const std::system_error& e) {
+            co_return e.code().category().name();
+        }
+        co_return "connected";
+    };
+    CHECK(asyncio::run(main()) == std::string("getaddrinfo"));
+}
+
+TEST_CASE("the last StreamWriter handle closes its transport") {
+    auto main = []() -> Coro<bool> {
+        auto server_done = asyncio::get_running_loop().create_future<bool>();
+        auto handler = [server_done](StreamReader reader, StreamWriter) mutable -> Coro<void> {
+            const std::string rest = co_await reader.read();  // EOF once the client's writer dies
+            server_done.set_result(rest.empty());
+        };
+        auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+        {
+            auto [reader, writer] =
+                co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        }
+        const bool saw_eof = co_await server_done;
+        server.close();
+        co_await server.wait_closed();
+        co_return saw_eof;
+    };
+    CHECK(asyncio::run(main()));
+}
