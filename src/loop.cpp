@@ -325,7 +325,8 @@ void EventLoop::run_once() {
     backend_->poll(timeout);
     drain_threadsafe();
 
-    const std::int64_t now = monotonic_ns();
+    // Reading the clock is not free (a vDSO call): only when a timer may be due.
+    const std::int64_t now = timers_.empty() ? 0 : monotonic_ns();
     while (!timers_.empty() && timers_.front().when <= now) {
         std::pop_heap(timers_.begin(), timers_.end(), TimerLater{});
         detail::HandleState* handle = timers_.back().handle;
@@ -423,7 +424,9 @@ void EventLoop::push_threadsafe(detail::HandleState& state) {
 }
 
 void EventLoop::drain_threadsafe() noexcept {
-    wake_pending_.store(false);
+    // Clear the flag only if a wake-up was sent: a sequentially consistent
+    // store on every iteration costs more than the whole check.
+    if (wake_pending_.load()) wake_pending_.store(false);
     if (!threadsafe_pending_.load()) return;
     std::lock_guard lock(threadsafe_mutex_);
     threadsafe_pending_.store(false);
