@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -343,6 +344,18 @@ std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
                                        : (options.type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
     info.address = address;
     return std::vector<AddrInfo>{std::move(info)};
+}
+
+void ignore_sigpipe() noexcept {
+    static const bool done = [] {
+        struct ::sigaction current {};
+        if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL &&
+            (current.sa_flags & SA_SIGINFO) == 0) {
+            ::signal(SIGPIPE, SIG_IGN);
+        }
+        return true;
+    }();
+    (void)done;
 }
 
 std::pair<std::string, std::string> name_info_blocking(const Address& address, int flags) {

@@ -141,6 +141,7 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
     struct ::stat info {};
     if (::fstat(file_fd, &info) < 0)
         throw std::system_error(errno, std::system_category(), "fstat");
+    detail::ignore_sigpipe();  // sendfile(2) to a reset connection raises SIGPIPE
     // Only a regular file has a size to send up to; anything else is read
     // to its end (or `count`).
     const bool regular = S_ISREG(info.st_mode);
@@ -149,37 +150,50 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
     if (regular) end = std::min(end.value_or(SIZE_MAX), static_cast<std::size_t>(info.st_size));
     std::size_t sent = 0;
     bool zero_copy = regular;
-    while (zero_copy && offset + sent < *end) {
-        detail::IoAwaiter op(*backend_);
-        prepare(op, *this, sock, IoOp::Kind::sendfile);
-        op.in_fd = file_fd;
-        op.offset = static_cast<std::int64_t>(offset + sent);
-        op.len = std::min<std::size_t>(*end - offset - sent, 0x7ffff000);
-        const std::int64_t r = co_await op;
-        if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP) {
-            if (sent != 0) throw_io_error(r, "sendfile");  // it worked before: a real error
-            zero_copy = false;
-            break;
+    std::exception_ptr error;
+    try {
+        while (zero_copy && offset + sent < *end) {
+            detail::IoAwaiter op(*backend_);
+            prepare(op, *this, sock, IoOp::Kind::sendfile);
+            op.in_fd = file_fd;
+            op.offset = static_cast<std::int64_t>(offset + sent);
+            op.len = std::min<std::size_t>(*end - offset - sent, 0x7ffff000);
+            const std::int64_t r = co_await op;
+            if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP) {
+                if (sent != 0) throw_io_error(r, "sendfile");  // it worked before: a real error
+                zero_copy = false;
+                break;
+            }
+            if (r < 0) throw_io_error(r, "sendfile");
+            if (r == 0) break;  // the file is shorter than it said
+            sent += static_cast<std::size_t>(r);
         }
-        if (r < 0) throw_io_error(r, "sendfile");
-        if (r == 0) break;  // the file is shorter than it said
-        sent += static_cast<std::size_t>(r);
+        if (!zero_copy) {
+            if (!fallback) {
+                throw SendfileNotAvailableError("os.sendfile() is not available for this file");
+            }
+            // Read and send, as CPython's _sock_sendfile_fallback does.
+            std::string chunk(256 * 1024, '\0');
+            while (!end || offset + sent < *end) {
+                std::size_t want = chunk.size();
+                if (end) want = std::min(want, *end - offset - sent);
+                const ssize_t n = regular ? ::pread(file_fd, chunk.data(), want,
+                                                    static_cast<off_t>(offset + sent))
+                                          : ::read(file_fd, chunk.data(), want);
+                if (n < 0) throw std::system_error(errno, std::system_category(), "read");
+                if (n == 0) break;
+                co_await sock_sendall(sock,
+                                      std::string_view(chunk.data(), static_cast<std::size_t>(n)));
+                sent += static_cast<std::size_t>(n);
+            }
+        }
+    } catch (...) {
+        error = std::current_exception();
     }
-    if (zero_copy) co_return sent;
-    if (!fallback) throw SendfileNotAvailableError("os.sendfile() is not available for this file");
-    // Read and send, as CPython's _sock_sendfile_fallback does.
-    std::string chunk(256 * 1024, '\0');
-    while (!end || offset + sent < *end) {
-        std::size_t want = chunk.size();
-        if (end) want = std::min(want, *end - offset - sent);
-        const ssize_t n =
-            regular ? ::pread(file_fd, chunk.data(), want, static_cast<off_t>(offset + sent))
-                    : ::read(file_fd, chunk.data(), want);
-        if (n < 0) throw std::system_error(errno, std::system_category(), "read");
-        if (n == 0) break;
-        co_await sock_sendall(sock, std::string_view(chunk.data(), static_cast<std::size_t>(n)));
-        sent += static_cast<std::size_t>(n);
-    }
+    // As CPython's file.seek(offset + total_sent): the file position tells
+    // what was sent, also when sending failed half-way.
+    if (regular && sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
+    if (error) std::rethrow_exception(error);
     co_return sent;
 }
 

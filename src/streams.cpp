@@ -484,6 +484,22 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 
+}  // namespace detail
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, OpenOptions opts) {
+    EventLoop& loop = get_running_loop();
+    StreamReader reader(opts.limit);
+    auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
+    auto factory = [protocol] { return protocol; };
+    std::pair<Transport*, detail::StreamReaderProtocol*> connected =
+        co_await loop.connect_accepted_socket(factory, std::move(sock));
+    auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
+    StreamWriter writer(std::move(transport), protocol, reader);
+    co_return std::pair{std::move(reader), std::move(writer)};
+}
+
+namespace detail {
+
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
                                  bool unix_socket) {

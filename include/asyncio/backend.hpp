@@ -13,6 +13,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <coroutine>
@@ -157,7 +158,14 @@ class IoAwaiter : public IoOp {
     /// The op's result; CancelledError if the task's cancellation ended it.
     std::int64_t await_resume() {
         if (task != nullptr) {
-            task->resume_point();
+            try {
+                task->resume_point();
+            } catch (...) {
+                // Cancelled after the op completed: an accepted connection
+                // nobody will own is closed, as Python's GC would.
+                if (kind == Kind::accept && result >= 0) ::close(static_cast<int>(result));
+                throw;
+            }
             if (cancel_requested_ && result == -ECANCELED) {
                 throw CancelledError(task->cancel_message());
             }

@@ -501,15 +501,21 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
 namespace asyncio {
 
 namespace detail {
-Coro<std::shared_ptr<BaseTransport>> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
-                                                     std::string host, int port,
-                                                     ConnectionOptions opts, bool unix_socket);
-Coro<std::shared_ptr<BaseTransport>> open_accepted(EventLoop& loop, ErasedProtocolFactory factory,
-                                                   Socket sock);
-Coro<std::shared_ptr<BaseTransport>> open_pipe(EventLoop& loop, ErasedProtocolFactory factory,
-                                               int fd, bool reading);
-Coro<std::shared_ptr<BaseTransport>> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
-                                                   DatagramOptions opts);
+/// A transport that connection_made was delivered to, and the protocol its
+/// factory made.
+struct OpenedTransport {
+    std::shared_ptr<BaseTransport> transport;
+    std::shared_ptr<BaseProtocol> protocol;
+};
+
+Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
+                                      std::string host, int port, ConnectionOptions opts,
+                                      bool unix_socket);
+Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
+Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
+                                bool reading);
+Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
+                                    DatagramOptions opts);
 Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
                          std::vector<std::string> hosts, int port, ServerOptions opts);
 Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Socket listening,
@@ -517,10 +523,17 @@ Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Sock
 Coro<Server> open_unix_server(EventLoop& loop, ErasedProtocolFactory factory, std::string path,
                               ServerOptions opts);
 
-/// The pair create_connection and friends return.
+/// The pair create_connection and friends return: the protocol the factory
+/// made (even if connection_made already switched or lost it). Both are
+/// kept alive until the loop's next iteration, so that the pointers are
+/// valid up to the caller's next suspension even if the connection was
+/// lost before the caller resumed.
 template <class T, class P>
-std::pair<T*, P*> transport_pair(const std::shared_ptr<BaseTransport>& transport) {
-    return {dynamic_cast<T*>(transport.get()), static_cast<P*>(transport->get_protocol().get())};
+std::pair<T*, P*> transport_pair(EventLoop& loop, OpenedTransport opened) {
+    std::pair<T*, P*> pair{dynamic_cast<T*>(opened.transport.get()),
+                           static_cast<P*>(opened.protocol.get())};
+    loop.call_soon([held = std::move(opened)] {});
+    return pair;
 }
 }  // namespace detail
 
@@ -530,7 +543,7 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(host),
                                                       port, std::move(opts), false);
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(transport);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
 template <ProtocolFactory F>
@@ -539,7 +552,7 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_unix_connection
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(path), 0,
                                                       std::move(opts), true);
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(transport);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
 template <ProtocolFactory F>
@@ -547,7 +560,7 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::connect_accepted_socke
                                                                                   Socket sock) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_accepted(*this, std::move(erased), std::move(sock));
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(transport);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
 template <ProtocolFactory F>
@@ -555,14 +568,15 @@ Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagra
     F factory, DatagramOptions opts) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_datagram(*this, std::move(erased), std::move(opts));
-    co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(transport);
+    co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(*this,
+                                                                          std::move(transport));
 }
 
 template <ProtocolFactory F>
 Coro<std::pair<ReadTransport*, protocol_of_t<F>*>> EventLoop::connect_read_pipe(F factory, int fd) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, true);
-    co_return detail::transport_pair<ReadTransport, protocol_of_t<F>>(transport);
+    co_return detail::transport_pair<ReadTransport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
 template <ProtocolFactory F>
@@ -570,7 +584,7 @@ Coro<std::pair<WriteTransport*, protocol_of_t<F>*>> EventLoop::connect_write_pip
                                                                                   int fd) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, false);
-    co_return detail::transport_pair<WriteTransport, protocol_of_t<F>>(transport);
+    co_return detail::transport_pair<WriteTransport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
 template <ProtocolFactory F>

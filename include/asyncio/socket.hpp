@@ -144,6 +144,10 @@ std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
                                                      const std::string& port,
                                                      const AddrInfoOptions& options);
 std::pair<std::string, std::string> name_info_blocking(const Address& address, int flags);
+/// Sets SIGPIPE to SIG_IGN unless the program installed its own handler, as
+/// CPython does at startup: write(2) to a pipe and sendfile(2) to a socket
+/// whose reader is gone then fail with EPIPE instead of killing the process.
+void ignore_sigpipe() noexcept;
 }  // namespace detail
 
 }  // namespace asyncio

@@ -199,6 +199,10 @@ inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string h
     return detail::open_stream(std::move(host), port, std::move(opts), false);
 }
 
+/// asyncio.open_connection(sock=...): streams over a socket that is
+/// already connected, which they take over.
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, OpenOptions opts = {});
+
 /// asyncio.open_unix_connection.
 inline Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
                                                                         OpenOptions opts = {}) {

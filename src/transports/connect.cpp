@@ -13,14 +13,18 @@ namespace asyncio::detail {
 
 namespace {
 
-/// Waits for connection_made, closing the transport if that wait fails.
-Coro<std::shared_ptr<BaseTransport>> start_stream(EventLoop& loop, ErasedProtocolFactory factory,
-                                                  Socket sock, StreamKind kind) {
+/// Calls the protocol factory, refusing an empty result.
+std::shared_ptr<BaseProtocol> make_protocol(ErasedProtocolFactory& factory) {
     std::shared_ptr<BaseProtocol> protocol = factory();
     if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+    return protocol;
+}
+
+/// Waits for connection_made, closing the transport if that wait fails.
+Coro<OpenedTransport> start_stream(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol,
+                                   Socket sock, StreamKind kind) {
     Future<> waiter = loop.create_future();
-    auto transport =
-        StreamTransport::start(loop, std::move(sock), std::move(protocol), kind, nullptr, waiter);
+    auto transport = StreamTransport::start(loop, std::move(sock), protocol, kind, nullptr, waiter);
     std::exception_ptr error;
     try {
         co_await waiter;
@@ -31,7 +35,7 @@ Coro<std::shared_ptr<BaseTransport>> start_stream(EventLoop& loop, ErasedProtoco
         transport->close();
         std::rethrow_exception(error);
     }
-    co_return transport;
+    co_return OpenedTransport{std::move(transport), std::move(protocol)};
 }
 
 /// base_events._interleave_addrinfos: alternate address families, starting
@@ -74,6 +78,7 @@ Coro<Socket> connect_one(EventLoop& loop, const AddrInfo& info,
         Socket sock(info.family, info.type != 0 ? info.type : SOCK_STREAM, info.protocol);
         if (local) {
             bool bound = false;
+            std::optional<std::system_error> bind_error;
             for (const AddrInfo& laddr : *local) {
                 if (laddr.family != info.family) continue;
                 try {
@@ -81,11 +86,12 @@ Coro<Socket> connect_one(EventLoop& loop, const AddrInfo& info,
                     bound = true;
                     break;
                 } catch (const std::system_error& e) {
-                    errors.push_back(std::make_exception_ptr(std::system_error(
-                        e.code(),
-                        "error while attempting to bind on address " + laddr.address.to_string())));
+                    bind_error.emplace(e.code(), "error while attempting to bind on address " +
+                                                     laddr.address.to_string());
                 }
             }
+            // CPython raises the last bind error itself (recorded once, below).
+            if (!bound && bind_error) throw *bind_error;
             if (!bound) {
                 throw std::system_error(std::make_error_code(std::errc::address_not_available),
                                         "no matching local address with family=" +
@@ -106,9 +112,12 @@ struct Race {
     std::vector<AddrInfo> infos;
     std::optional<std::vector<AddrInfo>> local;
     std::chrono::nanoseconds delay{};
-    std::vector<std::exception_ptr>* errors = nullptr;
+    // Owned here, not by the caller: an attempt that outlives the race (its
+    // caller cancelled twice) still has somewhere to record its error.
+    std::vector<std::exception_ptr> errors;
     std::optional<Socket> winner;
     std::vector<Task<void>> running;
+    bool stopped = false;  // the race was abandoned: start no more attempts
 };
 
 Coro<void> race_attempt(std::shared_ptr<Race> race, std::size_t index,
@@ -120,7 +129,7 @@ Coro<void> race_attempt(std::shared_ptr<Race> race, std::size_t index,
         } catch (const TimeoutError&) {
         }
     }
-    if (race->winner) co_return;
+    if (race->winner || race->stopped) co_return;
     std::optional<Future<>> failed;
     if (index + 1 < race->infos.size()) {
         failed = race->loop->create_future();
@@ -129,7 +138,7 @@ Coro<void> race_attempt(std::shared_ptr<Race> race, std::size_t index,
     bool lost = false;
     try {
         Socket sock =
-            co_await connect_one(*race->loop, race->infos[index], race->local, *race->errors);
+            co_await connect_one(*race->loop, race->infos[index], race->local, race->errors);
         if (!race->winner) {
             race->winner = std::move(sock);
             for (std::size_t i = 0; i < race->running.size(); ++i) {
@@ -151,7 +160,6 @@ Coro<std::optional<Socket>> staggered_race(EventLoop& loop, std::vector<AddrInfo
     race->infos = std::move(infos);
     race->local = std::move(local);
     race->delay = delay;
-    race->errors = &errors;
     race->running.push_back(loop.create_task(race_attempt(race, 0, std::nullopt)));
     std::exception_ptr error;
     try {
@@ -164,9 +172,23 @@ Coro<std::optional<Socket>> staggered_race(EventLoop& loop, std::vector<AddrInfo
     } catch (...) {
         error = std::current_exception();
     }
-    for (Task<void>& task : race->running)
-        task.cancel();
-    if (error) std::rethrow_exception(error);
+    if (error) {
+        // Cancelled (or failed): stop every attempt and wait for them, so that
+        // no socket is still connecting once the caller sees the error.
+        race->stopped = true;
+        try {
+            for (std::size_t started = 0; started != race->running.size();) {
+                started = race->running.size();
+                for (Task<void>& task : race->running)
+                    task.cancel();
+                std::vector<Task<void>> running = race->running;
+                co_await wait(std::move(running));
+            }
+        } catch (...) {
+        }
+        std::rethrow_exception(error);
+    }
+    errors = race->errors;
     co_return std::move(race->winner);
 }
 
@@ -238,9 +260,9 @@ Coro<Socket> connect_tcp(EventLoop& loop, std::string host, int port, Connection
 
 }  // namespace
 
-Coro<std::shared_ptr<BaseTransport>> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
-                                                     std::string host, int port,
-                                                     ConnectionOptions opts, bool unix_socket) {
+Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
+                                      std::string host, int port, ConnectionOptions opts,
+                                      bool unix_socket) {
     Socket sock;
     if (unix_socket) {
         sock = Socket(AF_UNIX, SOCK_STREAM);
@@ -248,26 +270,30 @@ Coro<std::shared_ptr<BaseTransport>> open_connection(EventLoop& loop, ErasedProt
     } else {
         sock = co_await connect_tcp(loop, std::move(host), port, std::move(opts));
     }
-    co_return co_await start_stream(loop, std::move(factory), std::move(sock), StreamKind::socket);
+    std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
+    co_return co_await start_stream(loop, std::move(protocol), std::move(sock), StreamKind::socket);
 }
 
-Coro<std::shared_ptr<BaseTransport>> open_accepted(EventLoop& loop, ErasedProtocolFactory factory,
-                                                   Socket sock) {
+Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock) {
     if (sock.type() != SOCK_STREAM) {
         throw std::invalid_argument("A Stream Socket was expected, got a different socket type");
     }
-    co_return co_await start_stream(loop, std::move(factory), std::move(sock), StreamKind::socket);
+    std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
+    co_return co_await start_stream(loop, std::move(protocol), std::move(sock), StreamKind::socket);
 }
 
-Coro<std::shared_ptr<BaseTransport>> open_pipe(EventLoop& loop, ErasedProtocolFactory factory,
-                                               int fd, bool reading) {
+Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
+                                bool reading) {
     struct ::stat info {};
     if (::fstat(fd, &info) < 0) throw std::system_error(errno, std::system_category(), "fstat");
     if (!S_ISFIFO(info.st_mode) && !S_ISSOCK(info.st_mode) && !S_ISCHR(info.st_mode)) {
         throw std::invalid_argument("Pipe transport is for pipes/sockets only.");
     }
+    ignore_sigpipe();
+    // The factory first: if it fails, the caller's descriptor stays open.
+    std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
     Socket pipe = Socket::from_fd(fd);
-    co_return co_await start_stream(loop, std::move(factory), std::move(pipe),
+    co_return co_await start_stream(loop, std::move(protocol), std::move(pipe),
                                     reading ? StreamKind::read_pipe : StreamKind::write_pipe);
 }
 

@@ -41,7 +41,7 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
         transport->set_protocol(std::move(protocol));
         loop.register_resource(*transport);
         loop.call_soon([transport, waiter]() mutable {
-            if (transport->protocol_ && !transport->lost_) {
+            if (transport->protocol_ && !transport->lost_delivered_) {
                 try {
                     transport->protocol_->connection_made(*transport);
                 } catch (...) {
@@ -185,7 +185,10 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
         const Datagram sent = std::move(queue_.front());
         queue_.pop_front();
         buffered_ -= sent.data.size() + kHeaderSize;
-        if (result < 0) error_received(result);  // UDP errors do not end the endpoint
+        if (result < 0) {
+            error_received(result);  // UDP errors do not end the endpoint...
+            if (lost_) return;       // ...but a fatal one closed it, with its error
+        }
         maybe_resume_protocol();
         if (!queue_.empty()) {
             submit_write();
@@ -352,8 +355,8 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
 
 }  // namespace
 
-Coro<std::shared_ptr<BaseTransport>> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
-                                                   DatagramOptions opts) {
+Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
+                                    DatagramOptions opts) {
     int family = opts.family;
     if (opts.local_addr) family = opts.local_addr->family();
     if (opts.remote_addr) {
@@ -385,8 +388,8 @@ Coro<std::shared_ptr<BaseTransport>> open_datagram(EventLoop& loop, ErasedProtoc
     std::shared_ptr<BaseProtocol> protocol = factory();
     if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
     Future<> waiter = loop.create_future();
-    auto transport = DatagramTransportImpl::start(loop, std::move(sock), std::move(protocol),
-                                                  std::move(remote), waiter);
+    auto transport =
+        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), waiter);
     std::exception_ptr error;
     try {
         co_await waiter;
@@ -397,7 +400,7 @@ Coro<std::shared_ptr<BaseTransport>> open_datagram(EventLoop& loop, ErasedProtoc
         transport->close();
         std::rethrow_exception(error);
     }
-    co_return transport;
+    co_return OpenedTransport{std::move(transport), std::move(protocol)};
 }
 
 }  // namespace asyncio::detail

@@ -70,8 +70,8 @@ class ServerState final : public ConnectionOwner,
         if (closed_) return;
         closed_ = true;
         serving_ = false;
-        retry_timer_.cancel();
         for (auto& acceptor : acceptors_) {
+            acceptor->retry.cancel();
             if (acceptor->busy && acceptor->in_flight) backend().cancel(*acceptor);
         }
         for (Socket& sock : sockets_)
@@ -159,7 +159,8 @@ class ServerState final : public ConnectionOwner,
                 --pending_ops_;
             }
         }
-        retry_timer_ = {};
+        for (auto& acceptor : acceptors_)
+            acceptor->retry = {};
         closed_ = true;
         serving_ = false;
         for (Socket& sock : sockets_)
@@ -176,6 +177,7 @@ class ServerState final : public ConnectionOwner,
         std::size_t index = 0;
         bool busy = false;
         Address peer;
+        TimerHandle retry;  // accept paused after EMFILE and friends
     };
 
     IoBackend& backend() const noexcept { return loop_->backend(); }
@@ -238,7 +240,7 @@ class ServerState final : public ConnectionOwner,
                 loop_->call_exception_handler(context);
                 std::weak_ptr<ServerState> weak = weak_from_this();
                 Acceptor* acceptor = &a;
-                retry_timer_ = loop_->call_later(kAcceptRetryDelay, [weak, acceptor] {
+                a.retry = loop_->call_later(kAcceptRetryDelay, [weak, acceptor] {
                     if (auto self = weak.lock()) self->submit_accept(*acceptor);
                 });
                 return;
@@ -307,7 +309,6 @@ class ServerState final : public ConnectionOwner,
     std::vector<Future<>> waiters_;
     bool waiters_done_ = false;
     std::optional<Future<>> serving_forever_;
-    TimerHandle retry_timer_;
     std::optional<std::string> unix_path_;
     ino_t unix_inode_ = 0;
 };
@@ -321,7 +322,12 @@ Coro<Server> make_server(EventLoop& loop, ErasedProtocolFactory factory,
         std::make_shared<ServerState>(loop, std::move(factory), std::move(sockets), options);
     state->init(std::move(unix_path));
     if (options.start_serving) {
-        state->start_serving();
+        try {
+            state->start_serving();
+        } catch (...) {
+            state->close();  // listen() refused: release the sockets and the state now
+            throw;
+        }
         co_await sleep(0);  // as CPython: let the accepts get going
     }
     co_return Server(state);

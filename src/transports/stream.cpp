@@ -5,10 +5,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 #include <tuple>
 
@@ -88,13 +90,15 @@ std::any StreamTransport::get_extra_info(std::string_view name) const {
 }
 
 void StreamTransport::connection_made(std::optional<Future<>> waiter) noexcept {
-    if (protocol_ && !lost_) {
+    // Also when the transport was closed before this ran (close_clients right
+    // after the accept): connection_lost, which follows, needs it first.
+    if (protocol_ && !lost_delivered_) {
         try {
             protocol_->connection_made(*this);
         } catch (...) {
             report(*loop_, "Exception in protocol.connection_made()", std::current_exception());
         }
-        submit_read();
+        submit_read();  // does nothing once closing
     }
     if (waiter && !waiter->done()) waiter->set_result();
 }
@@ -128,7 +132,9 @@ void StreamTransport::submit_read() noexcept {
         }
         buffer = reinterpret_cast<char*>(lent.data());
         length = lent.size();
+        lender_ = protocol_;
     } else {
+        lender_.reset();
         // Uninitialized: the pages are touched only as data arrives.
         if (!read_buffer_) read_buffer_.reset(new char[kReadSize]);
         buffer = read_buffer_.get();
@@ -152,6 +158,7 @@ void StreamTransport::on_read(ReadyNode& node, ReadyNode::Action action) noexcep
     self->reading_ = false;
     --self->pending_ops_;
     if (action == ReadyNode::Action::run) self->handle_read(self->read_op_.result);
+    if (!self->reading_ && !self->held_) self->lender_.reset();
     self->maybe_release();
 }
 
@@ -175,13 +182,15 @@ void StreamTransport::handle_read(std::int64_t result) noexcept {
         fatal_error(os_error(result, "recv"), "Fatal read error on socket transport");
         return;
     }
-    if (result == 0) {
-        handle_eof();
+    last_read_short_ = static_cast<std::size_t>(result) < read_len_;
+    if (paused_) {
+        // It was in flight when reading paused: keep it, data or EOF, for
+        // resume_reading (a paused selector transport would not see either).
+        held_ = true;
         return;
     }
-    last_read_short_ = static_cast<std::size_t>(result) < read_len_;
-    if (paused_) {  // it was in flight when reading paused: keep it for resume
-        held_ = true;
+    if (result == 0) {
+        handle_eof();
         return;
     }
     deliver(static_cast<std::size_t>(result));
@@ -189,14 +198,40 @@ void StreamTransport::handle_read(std::int64_t result) noexcept {
 }
 
 void StreamTransport::deliver(std::size_t n) noexcept {
-    try {
-        if (buffered_protocol_ != nullptr) {
-            buffered_protocol_->buffer_updated(n);
-        } else if (stream_protocol_ != nullptr) {
-            stream_protocol_->data_received(std::string_view(read_buffer_.get(), n));
+    // Where the data is, and who lent that buffer (kept alive for this call).
+    std::shared_ptr<BaseProtocol> lender = std::move(lender_);
+    const std::string_view data(
+        lender ? static_cast<const char*>(read_op_.buf) : read_buffer_.get(), n);
+    if (buffered_protocol_ != nullptr) {
+        try {
+            if (lender.get() == protocol_.get()) {
+                buffered_protocol_->buffer_updated(n);
+            } else {
+                feed_buffered(data);  // the protocol changed while the read was in flight
+            }
+        } catch (...) {
+            fatal_error(std::current_exception(),
+                        "Fatal error: protocol.buffer_updated() call failed.");
         }
-    } catch (...) {
-        fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
+    } else if (stream_protocol_ != nullptr) {
+        try {
+            stream_protocol_->data_received(data);
+        } catch (...) {
+            fatal_error(std::current_exception(),
+                        "Fatal error: protocol.data_received() call failed.");
+        }
+    }
+}
+
+void StreamTransport::feed_buffered(std::string_view data) {
+    // protocols._feed_data_to_buffered_proto.
+    while (!data.empty() && buffered_protocol_ != nullptr) {
+        std::span<std::byte> buffer = buffered_protocol_->get_buffer(data.size());
+        if (buffer.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+        const std::size_t n = std::min(buffer.size(), data.size());
+        std::memcpy(buffer.data(), data.data(), n);
+        data.remove_prefix(n);
+        buffered_protocol_->buffer_updated(n);
     }
 }
 
@@ -212,7 +247,8 @@ void StreamTransport::handle_eof() noexcept {
         fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
         return;
     }
-    if (!keep_open) close();  // else: half-closed, reading stops here
+    // A read pipe has no write side to keep open (_UnixReadPipeTransport).
+    if (!keep_open || kind_ == StreamKind::read_pipe) close();  // else: half-closed
 }
 
 void StreamTransport::pause_reading() {
@@ -231,7 +267,9 @@ void StreamTransport::resume_reading() {
         loop_->schedule(read_op_);
         return;
     }
-    submit_read();
+    // From the loop too: called inside data_received, reading at once would
+    // overwrite the buffer the protocol is still looking at.
+    loop_->call_soon([self = self_] { self->submit_read(); });
 }
 
 // -- writing -------------------------------------------------------------------------
@@ -394,6 +432,7 @@ void StreamTransport::close() {
     closing_ = true;
     if (reading_) backend().cancel(read_op_);
     held_ = false;
+    if (!reading_) lender_.reset();
     if (buffered_ == 0) {
         lost_ = true;
         schedule_connection_lost(nullptr);
@@ -412,6 +451,7 @@ void StreamTransport::force_close(std::exception_ptr error) noexcept {
         closing_ = true;
         if (reading_) backend().cancel(read_op_);
         held_ = false;
+        if (!reading_) lender_.reset();
     }
     lost_ = true;
     schedule_connection_lost(std::move(error));
@@ -483,11 +523,12 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
     pause_reading();
     std::exception_ptr error;
     std::size_t sent = 0;
+    bool regular = false;  // the fallback ran on a regular file
     try {
+        sendfile_busy_ = true;  // from now on, as CPython's empty waiter: no bare writes
         Future<> empty = flushed();
         co_await empty;
         empty_waiter_.reset();
-        sendfile_busy_ = true;
         bool native = true;
         try {
             sent = co_await loop_->sock_sendfile(sock_, file_fd, offset, count, false);
@@ -499,11 +540,19 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
         if (!native) {
             // base_events._sendfile_fallback: read, write, wait for the buffer to drain.
             std::unique_ptr<char[]> chunk(new char[kReadSize]);
+            struct ::stat info {};
+            regular = ::fstat(file_fd, &info) == 0 && S_ISREG(info.st_mode);
             while (!count || sent < *count) {
+                if (lost_ || closing_) {
+                    // _SendfileFallbackProtocol.drain
+                    throw std::system_error(std::make_error_code(std::errc::connection_reset),
+                                            "Connection closed by peer");
+                }
                 std::size_t want = kReadSize;
                 if (count) want = std::min(want, *count - sent);
                 const ssize_t n =
-                    ::pread(file_fd, chunk.get(), want, static_cast<off_t>(offset + sent));
+                    regular ? ::pread(file_fd, chunk.get(), want, static_cast<off_t>(offset + sent))
+                            : ::read(file_fd, chunk.get(), want);
                 if (n < 0) throw std::system_error(errno, std::system_category(), "read");
                 if (n == 0) break;
                 write(std::string_view(chunk.get(), static_cast<std::size_t>(n)));
@@ -520,6 +569,9 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
     }
     sendfile_busy_ = false;
     empty_waiter_.reset();
+    // The fallback moves the file position as CPython's does (the native
+    // path, sock_sendfile, already did).
+    if (regular && sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
     if (resume) resume_reading();
     if (error) std::rethrow_exception(error);
     co_return sent;
@@ -535,6 +587,8 @@ void StreamTransport::loop_closing() noexcept {
         (op == &read_op_ ? reading_ : writing_) = false;
     }
     closing_ = lost_ = lost_delivered_ = true;
+    held_ = false;
+    lender_.reset();
     owner_.reset();
     protocol_.reset();
     stream_protocol_ = nullptr;

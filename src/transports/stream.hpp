@@ -85,6 +85,7 @@ class StreamTransport final : public Transport, public LoopResource {
     void submit_read() noexcept;
     void handle_read(std::int64_t result) noexcept;
     void deliver(std::size_t n) noexcept;
+    void feed_buffered(std::string_view data);
     void handle_eof() noexcept;
     void submit_write() noexcept;
     void handle_write(std::int64_t result) noexcept;
@@ -131,6 +132,11 @@ class StreamTransport final : public Transport, public LoopResource {
 
     static constexpr std::size_t kReadSize = 256 * 1024;  // CPython's max_size
     std::unique_ptr<char[]> read_buffer_;
+    // The BufferedProtocol whose buffer the read in flight (or held) fills;
+    // null when it fills read_buffer_. set_protocol may switch protocols
+    // meanwhile: the data then goes to the new one, and the lender's buffer
+    // must stay alive until then.
+    std::shared_ptr<BaseProtocol> lender_;
     std::size_t read_len_ = 0;
 
     std::deque<std::string> chunks_;
