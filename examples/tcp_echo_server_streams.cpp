@@ -1,0 +1,66 @@
+// TCP echo server using streams, from the asyncio docs (Streams). The port
+// comes from the command line (0: any free port; the docs use 8888), and the
+// server runs until Ctrl-C or SIGTERM.
+//
+//   async def handle_echo(reader, writer):
+//       data = await reader.read(100)
+//       message = data.decode()
+//       addr = writer.get_extra_info('peername')
+//
+//       print(f"Received {message!r} from {addr!r}")
+//
+//       print(f"Send: {message!r}")
+//       writer.write(data)
+//       await writer.drain()
+//
+//       print("Close the connection")
+//       writer.close()
+//       await writer.wait_closed()
+//
+//   async def main():
+//       server = await asyncio.start_server(
+//           handle_echo, '127.0.0.1', 8888)
+//
+//       addrs = ', '.join(str(sock.getsockname()) for sock in server.sockets)
+//       print(f'Serving on {addrs}')
+//
+//       async with server:
+//           await server.serve_forever()
+//
+//   asyncio.run(main())
+#include <asyncio.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "until_stopped.hpp"
+
+asyncio::Coro<> handle_echo(asyncio::StreamReader reader, asyncio::StreamWriter writer) {
+    std::string data = co_await reader.read(100);
+    std::optional<asyncio::Address> addr = writer.peername();
+
+    fmt::print("Received {:?} from {}\n", data, *addr);
+
+    fmt::print("Send: {:?}\n", data);
+    writer.write(data);
+    co_await writer.drain();
+
+    fmt::print("Close the connection\n");
+    writer.close();
+    co_await writer.wait_closed();
+}
+
+asyncio::Coro<> main_coro(int port) {
+    asyncio::Server server = co_await asyncio::start_server(handle_echo, "127.0.0.1", port);
+
+    fmt::print("Serving on {}\n", server.sockets().front());
+    std::fflush(stdout);  // for a script that waits for this line
+
+    co_await examples::until_stopped();  // async with server: await server.serve_forever()
+    server.close();
+    co_await server.wait_closed();
+}
+
+int main(int argc, char** argv) {
+    asyncio::run(main_coro(argc > 1 ? std::atoi(argv[1]) : 8888));
+}
