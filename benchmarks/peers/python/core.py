@@ -18,14 +18,10 @@ uvloop is only importable from the system interpreter on our machines:
     /usr/bin/python3 core.py --loop uvloop
 """
 
-import argparse
 import asyncio
-import gc
-import json
-import platform
-import statistics
-import sys
 import time
+
+import harness
 
 WORKLOADS = ("call_soon", "create_task", "await_done_future", "sleep0", "timer_cancel")
 
@@ -129,26 +125,7 @@ BENCHES = {
 }
 
 
-def new_loop(kind):
-    if kind == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            sys.exit(f"core.py: uvloop is not importable from {sys.executable}")
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    # PYTHONASYNCIODEBUG or -X dev would otherwise make every callback far slower.
-    loop.set_debug(False)
-    asyncio.set_event_loop(loop)
-    return loop
-
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    p.add_argument("--repetitions", type=int, default=5, help="timed batches per workload")
-    p.add_argument("--n", type=int, default=100_000, help="operations per batch")
+def add_arguments(p):
     p.add_argument(
         "--n-create-task",
         type=int,
@@ -156,56 +133,15 @@ def parse_args(argv):
         help="operations per create_task batch (default: min(N, 20000); every task of a "
         "batch is alive at once, so this bounds memory)",
     )
-    p.add_argument("--filter", default="", help="comma-separated workloads to run (default: all)")
-    args = p.parse_args(argv)
-    if args.repetitions < 1 or args.n < 1:
-        p.error("--repetitions and --n must be positive")
-    if args.n_create_task is None:
-        args.n_create_task = min(args.n, 20_000)
-    elif args.n_create_task < 1:
-        p.error("--n-create-task must be positive")
-    args.workloads = [w.strip() for w in args.filter.split(",") if w.strip()] or list(WORKLOADS)
-    unknown = sorted(set(args.workloads) - set(WORKLOADS))
-    if unknown:
-        p.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
-    return args
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    loop = new_loop(args.loop)
-    out = {
-        "implementation": f"python-{args.loop}",
-        "python": platform.python_version(),
-        "executable": sys.executable,
-        "results": {},
-        "batch": {},
-        "samples": {},
-    }
-    if args.loop == "uvloop":
-        import uvloop
-
-        out["uvloop"] = uvloop.__version__
-    try:
-        for name in WORKLOADS:
-            if name not in args.workloads:
-                continue
-            bench = BENCHES[name]
-            n = args.n_create_task if name == "create_task" else args.n
-            bench(loop, n)  # warm-up: allocator pools, free lists, code caches
-            samples = []
-            for _ in range(args.repetitions):
-                # Start every batch from the same heap state; the collector stays
-                # enabled because collections a batch triggers are part of its cost.
-                gc.collect()
-                samples.append(bench(loop, n) / n)
-            out["results"][name] = statistics.median(samples)
-            out["batch"][name] = n
-            out["samples"][name] = samples
-    finally:
-        loop.close()
-    json.dump(out, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    args = harness.parse_args(argv, __doc__, WORKLOADS, 100_000, add_arguments=add_arguments)
+    if args.n_create_task is None:
+        args.n_create_task = min(args.n, 20_000)
+    elif args.n_create_task < 1:
+        args.parser.error("--n-create-task must be positive")
+    harness.run(args, BENCHES, lambda name: args.n_create_task if name == "create_task" else args.n)
 
 
 if __name__ == "__main__":

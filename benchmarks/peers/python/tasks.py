@@ -9,14 +9,11 @@ Prints the same JSON as core.py: {"implementation", "python", "results",
 "batch", "samples"}; results are medians of ns per op.
 """
 
-import argparse
 import asyncio
-import gc
-import json
-import platform
-import statistics
 import sys
 import time
+
+import harness
 
 WORKLOADS = ("gather", "taskgroup")
 
@@ -44,50 +41,18 @@ async def taskgroup_batch(n):
     return elapsed
 
 
-BATCHES = {"gather": gather_batch, "taskgroup": taskgroup_batch}
+BENCHES = {
+    "gather": harness.coroutine_bench(gather_batch),
+    "taskgroup": harness.coroutine_bench(taskgroup_batch),
+}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--n", type=int, default=10000)
-    parser.add_argument("--filter", default=",".join(WORKLOADS))
-    args = parser.parse_args()
-
-    if args.loop == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    loop.set_debug(False)
+def main(argv=None):
     if not hasattr(asyncio, "TaskGroup"):
-        print("asyncio.TaskGroup needs Python 3.11", file=sys.stderr)
-        return 1
-
-    wanted = [w for w in args.filter.split(",") if w]
-    results, samples, batch = {}, {}, {}
-    for name in wanted:
-        run = BATCHES[name]
-        loop.run_until_complete(run(args.n))  # warm-up
-        per_op = []
-        for _ in range(args.repetitions):
-            gc.collect()
-            per_op.append(loop.run_until_complete(run(args.n)) / args.n)
-        results[name] = statistics.median(per_op)
-        samples[name] = per_op
-        batch[name] = args.n
-    loop.close()
-    print(json.dumps({
-        "implementation": "python-" + args.loop,
-        "python": platform.python_version(),
-        "results": results,
-        "batch": batch,
-        "samples": samples,
-    }))
-    return 0
+        sys.exit("tasks.py: asyncio.TaskGroup needs Python 3.11")
+    args = harness.parse_args(argv, __doc__, WORKLOADS, 10_000)
+    harness.run(args, BENCHES)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
