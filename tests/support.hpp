@@ -64,6 +64,27 @@ inline asyncio::Coro<void> iterations(int n) {
         co_await asyncio::sleep(0);
 }
 
+/// Awaits `task`; true if that threw CancelledError.
+template <class T>
+asyncio::Coro<bool> ends_cancelled(asyncio::Task<T> task) {
+    bool cancelled = false;
+    try {
+        co_await task;
+    } catch (const asyncio::CancelledError&) {
+        cancelled = true;
+    }
+    co_return cancelled;
+}
+
+/// Awaits `task` whatever its outcome (gather(..., return_exceptions=True)).
+template <class T>
+asyncio::Coro<void> settle(asyncio::Task<T> task) {
+    try {
+        co_await task;
+    } catch (...) {
+    }
+}
+
 /// `main` under a generous deadline, so that a lost wake-up fails the test
 /// with TimeoutError instead of hanging until CTest kills it.
 template <class T>

@@ -22,14 +22,11 @@ using asyncio::BrokenBarrierError;
 using asyncio::CancelledError;
 using asyncio::Coro;
 using asyncio::Task;
+using asyncio_test::ends_cancelled;
+using asyncio_test::iterations;
+using asyncio_test::settle;
 
 namespace {
-
-/// `n` times `await asyncio.sleep(0)`.
-Coro<void> yields(int n) {
-    for (int i = 0; i < n; ++i)
-        co_await asyncio::sleep(0);
-}
 
 bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -37,27 +34,6 @@ bool ends_with(const std::string& s, const std::string& tail) {
 
 bool contains(const std::string& s, const std::string& needle) {
     return s.find(needle) != std::string::npos;
-}
-
-/// Awaits `task`; true if that threw CancelledError.
-template <class T>
-Coro<bool> ends_cancelled(Task<T> task) {
-    bool cancelled = false;
-    try {
-        co_await task;
-    } catch (const CancelledError&) {
-        cancelled = true;
-    }
-    co_return cancelled;
-}
-
-/// Awaits `task` whatever its outcome (gather(..., return_exceptions=True)).
-template <class T>
-Coro<void> settle(Task<T> task) {
-    try {
-        co_await task;
-    } catch (...) {
-    }
 }
 
 Coro<bool> lock_and_log(asyncio::Lock& lock, std::vector<int>& log, int tag) {
@@ -267,7 +243,7 @@ TEST_CASE("Lock: a waiter chosen by release() and then cancelled passes the lock
 
         lock.release();  // chooses t1
         t1.cancel();     // before t1 has run
-        co_await yields(3);
+        co_await iterations(3);
         CHECK(t1.cancelled());
         CHECK(t2.done());  // the turn was passed on, not lost
         CHECK(lock.locked());
@@ -951,7 +927,7 @@ TEST_CASE("Condition: a waiter notified and then cancelled passes the notificati
             cond.notify(1);  // chooses c0
             c0.cancel();     // before c0 has run
         }
-        co_await yields(5);
+        co_await iterations(5);
         CHECK(state == 0);  // c1 got the notification c0 could not act on
         CHECK(c0.cancelled());
         {
@@ -978,7 +954,7 @@ TEST_CASE("Condition: a waiter cancelled while re-acquiring the lock passes the 
             co_await asyncio::sleep(0);  // c0 wakes and waits for the lock
             c0.cancel();
         }
-        co_await yields(5);
+        co_await iterations(5);
         CHECK(state == 0);
         CHECK(c0.cancelled());
         {
@@ -1152,7 +1128,7 @@ TEST_CASE("Semaphore: a waiter chosen by release() and then cancelled passes the
         co_await asyncio::sleep(0);
         sem.release();  // chooses t1
         t1.cancel();    // before t1 has run
-        co_await yields(3);
+        co_await iterations(3);
         CHECK(t1.cancelled());
         CHECK(t2.done());
         CHECK(log == std::vector<int>{2});

@@ -27,29 +27,14 @@ using asyncio::CancelledError;
 using asyncio::Coro;
 using asyncio::QueueShutDown;
 using asyncio::Task;
+using asyncio_test::ends_cancelled;
+using asyncio_test::iterations;
+using asyncio_test::settle;
 
 namespace {
 
-/// `n` times `await asyncio.sleep(0)`.
-Coro<void> yields(int n) {
-    for (int i = 0; i < n; ++i)
-        co_await asyncio::sleep(0);
-}
-
 bool contains(const std::string& s, const std::string& needle) {
     return s.find(needle) != std::string::npos;
-}
-
-/// Awaits `task`; true if that threw CancelledError.
-template <class T>
-Coro<bool> ends_cancelled(Task<T> task) {
-    bool cancelled = false;
-    try {
-        co_await task;
-    } catch (const CancelledError&) {
-        cancelled = true;
-    }
-    co_return cancelled;
 }
 
 /// Awaits `task`; true if that threw QueueShutDown.
@@ -62,15 +47,6 @@ Coro<bool> ends_shut_down(Task<T> task) {
         shut_down = true;
     }
     co_return shut_down;
-}
-
-/// Awaits `task` whatever its outcome.
-template <class T>
-Coro<void> settle(Task<T> task) {
-    try {
-        co_await task;
-    } catch (...) {
-    }
 }
 
 template <class Q>
@@ -193,7 +169,7 @@ TEST_CASE("Queue: maxsize makes put() wait") {
             co_return true;
         };
         Task<bool> t = asyncio::create_task(putter());
-        co_await yields(2);
+        co_await iterations(2);
         CHECK(have_been_put == std::vector<int>{0, 1});  // blocked after two
         int got = co_await q.get();
         CHECK(got == 0);
@@ -427,7 +403,7 @@ TEST_CASE("Queue: items put for several getters survive one being cancelled") {
         reader1.cancel();
         const bool cancelled = co_await ends_cancelled(reader1);
         CHECK(cancelled);
-        co_await yields(2);
+        co_await iterations(2);
         CHECK(reader2.done());
         CHECK(reader3.done());
         if (reader2.done() && reader3.done()) {
@@ -573,7 +549,7 @@ TEST_CASE("Queue: a getter woken and then cancelled passes the wake-up on") {
         co_await asyncio::sleep(0);
         q.put_nowait(7);  // wakes g1
         g1.cancel();      // before g1 has run
-        co_await yields(3);
+        co_await iterations(3);
         CHECK(g1.cancelled());
         CHECK(g2.done());  // else the item would sit in the queue, g2 asleep
         CHECK(q.empty());
@@ -611,7 +587,7 @@ TEST_CASE("Queue: a putter woken and then cancelled passes the free slot on") {
         co_await asyncio::sleep(0);
         CHECK(q.get_nowait() == "x");  // wakes p1
         p1.cancel();                   // before p1 has run
-        co_await yields(3);
+        co_await iterations(3);
         CHECK(p1.cancelled());
         CHECK(p2.done());  // else the slot would stay free, p2 asleep
         CHECK(q.qsize() == 1);
