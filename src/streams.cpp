@@ -112,6 +112,13 @@ void StreamReader::set_transport(std::shared_ptr<BaseTransport> transport) {
     state_->transport = std::move(transport);
 }
 
+void StreamReader::replace_transport(std::shared_ptr<BaseTransport> transport) {
+    state_->transport = std::move(transport);
+    if (!state_->paused) return;
+    if (auto* reading = dynamic_cast<ReadTransport*>(state_->transport.get()))
+        reading->pause_reading();
+}
+
 void StreamReader::feed_data(std::string_view data) {
     detail::ReaderState& s = *state_;
     if (s.eof) throw RuntimeError("feed_data after feed_eof");
@@ -294,7 +301,12 @@ StreamReaderProtocol::StreamReaderProtocol(std::optional<StreamReader> reader,
                                            std::shared_ptr<ConnectedCallback> on_connected)
     : reader_(std::move(reader)),
       on_connected_(std::move(on_connected)),
+      server_side_(on_connected_ != nullptr),
       closed_(get_running_loop().create_future()) {}
+
+void StreamReaderProtocol::replace_transport(std::shared_ptr<Transport> transport) {
+    if (reader_) reader_->replace_transport(std::move(transport));
+}
 
 void StreamReaderProtocol::connection_made(BaseTransport& transport) {
     std::shared_ptr<BaseTransport> shared = transport.shared_from_this();
@@ -324,6 +336,8 @@ void StreamReaderProtocol::connection_made(BaseTransport& transport) {
 }
 
 void StreamReaderProtocol::connection_lost(std::exception_ptr error) {
+    // Twice when a layer over the transport failed after reporting the loss.
+    if (connection_lost_) return;
     if (reader_) {
         if (error) {
             reader_->set_exception(error);
@@ -449,6 +463,28 @@ Coro<void> drain_state(std::shared_ptr<WriterState> s) {
     }
     co_await s->protocol->drain_helper();
 }
+Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::TransportUpgrade upgrade) {
+    co_await drain_state(s);
+    if (s->transport->is_closing()) throw RuntimeError("Transport is closing");
+    std::shared_ptr<StreamReaderProtocol> protocol = s->protocol;
+    std::exception_ptr error;
+    Transport* upgraded = nullptr;
+    try {
+        upgraded = co_await upgrade(*s->transport, protocol, protocol->server_side());
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (error) {
+        // The transport below now reports to the layer, not to this stream:
+        // end the stream here, or its reader and wait_closed() would hang.
+        s->transport->close();
+        protocol->connection_lost(is_cancellation(error) ? nullptr : error);
+        std::rethrow_exception(error);
+    }
+    auto transport = std::dynamic_pointer_cast<Transport>(upgraded->shared_from_this());
+    s->transport = transport;
+    protocol->replace_transport(std::move(transport));
+}
 }  // namespace detail
 
 // Member functions hand the state to free coroutines: nothing depends on the
@@ -458,6 +494,9 @@ Coro<void> StreamWriter::wait_closed() {
 }
 Coro<void> StreamWriter::drain() {
     return detail::drain_state(state_);
+}
+Coro<void> StreamWriter::upgrade_transport(TransportUpgrade upgrade) {
+    return detail::upgrade_state(state_, std::move(upgrade));
 }
 
 // -- open_connection / start_server ----------------------------------------------------

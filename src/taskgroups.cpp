@@ -140,19 +140,6 @@ Coro<void> TaskGroup::wait() {
     return wait(nullptr);
 }
 
-namespace {
-bool is_cancellation(const std::exception_ptr& error) {
-    if (!error) return false;
-    try {
-        std::rethrow_exception(error);
-    } catch (const CancelledError&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
-}
-}  // namespace
-
 Coro<void> TaskGroup::wait(std::exception_ptr block_error) {
     State* s = state_;
     if (s->waited) throw RuntimeError("TaskGroup has already been waited for");
@@ -163,7 +150,7 @@ Coro<void> TaskGroup::wait(std::exception_ptr block_error) {
     } keep{s};
     s->waited = true;
     s->exiting = true;
-    const bool block_cancelled = is_cancellation(block_error);
+    const bool block_cancelled = detail::is_cancellation(block_error);
     std::exception_ptr propagate_cancellation = block_cancelled ? block_error : nullptr;
     // The parent is being cancelled, or the block failed: stop the children.
     if (block_error && !s->aborting) s->abort();

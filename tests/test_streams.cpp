@@ -3,10 +3,15 @@
 // back-pressure, wait_closed), over TCP and Unix sockets.
 #include <unistd.h>
 
+#include <any>
+#include <cctype>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "support.hpp"
+#include "xor_layer.hpp"
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
@@ -14,6 +19,8 @@ using asyncio::IncompleteReadError;
 using asyncio::LimitOverrunError;
 using asyncio::StreamReader;
 using asyncio::StreamWriter;
+using asyncio_test::xored;
+using asyncio_test::XorLayer;
 
 namespace {
 
@@ -37,6 +44,26 @@ Coro<void> echo_lines(StreamReader reader, StreamWriter writer) {
         co_await writer.drain();
     }
     writer.close();
+}
+
+/// What an upgrade to the XOR layer was given and what it made.
+struct UpgradeRecord {
+    std::optional<bool> server_side;
+    XorLayer* layer = nullptr;
+    int calls = 0;
+};
+
+/// The stream side of start_tls with the XOR layer standing in for TLS.
+StreamWriter::TransportUpgrade xor_upgrade(char key, std::shared_ptr<UpgradeRecord> record) {
+    return [key, record](asyncio::Transport& below, std::shared_ptr<asyncio::BaseProtocol> protocol,
+                         bool server_side) -> Coro<asyncio::Transport*> {
+        ++record->calls;
+        record->server_side = server_side;
+        asyncio::Transport* layered =
+            co_await XorLayer::start(below, std::move(protocol), key, server_side);
+        record->layer = dynamic_cast<XorLayer*>(layered);
+        co_return layered;
+    };
 }
 
 std::string unix_path(const char* tag) {
@@ -491,4 +518,250 @@ TEST_CASE("the last StreamWriter handle closes its transport") {
         co_return saw_eof;
     };
     CHECK(asyncio::run(main()));
+}
+
+// -- upgrading the transport (StreamWriter.start_tls's machinery) -------------------------
+
+TEST_CASE("upgrade_transport: the client's stream goes on over the layer, as after start_tls") {
+    auto main = []() -> Coro<void> {
+        auto seen = std::make_shared<std::string>();
+        // A server that speaks the layer's protocol by hand, on plain streams.
+        auto by_hand = [seen](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            const std::string command = co_await reader.readline();
+            const std::string key = co_await reader.readexactly(1);
+            writer.write("s");
+            const std::string secret = co_await reader.readexactly(6);
+            *seen = command + key + secret;
+            std::string reply = xored(secret, key[0]);
+            for (char& c : reply)
+                c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            writer.write(xored(reply, 's'));
+            co_await writer.drain();
+            const std::string rest = co_await reader.read();  // until the client closes
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(by_hand, "127.0.0.1", 0);
+        const int port = server.sockets().front().port();
+        auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", port);
+        auto record = std::make_shared<UpgradeRecord>();
+        // Written before the upgrade: goes out plain, ahead of the handshake.
+        writer.write("STARTTLS\n");
+        Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+        co_await std::move(upgrading);
+        CHECK(record->server_side == false);
+        CHECK(&writer.transport() == record->layer);
+        CHECK(std::any_cast<char>(writer.get_extra_info("xor_key")) == 'c');
+        CHECK(writer.peername() == asyncio::Address::parse("127.0.0.1", port));
+        writer.write("hello\n");
+        co_await writer.drain();
+        const std::string reply = co_await reader.readline();
+        CHECK(reply == "HELLO\n");
+        CHECK(*seen == "STARTTLS\nc" + xored("hello\n", 'c'));
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("upgrade_transport on both ends; server_side is true on the server's") {
+    auto main = []() -> Coro<void> {
+        auto server_record = std::make_shared<UpgradeRecord>();
+        auto starttls = [server_record](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            const std::string command = co_await reader.readline();
+            if (command != "STARTTLS\n") co_return;
+            // No suspension between the answer and the layer going in: the
+            // client's first handshake byte cannot reach the plain stream.
+            writer.write("OK\n");
+            Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('s', server_record));
+            co_await std::move(upgrading);
+            co_await echo_lines(reader, writer);
+        };
+        auto server = co_await asyncio::start_server(starttls, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        writer.write("STARTTLS\n");
+        const std::string ok = co_await reader.readline();
+        CHECK(ok == "OK\n");
+        auto record = std::make_shared<UpgradeRecord>();
+        Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+        co_await std::move(upgrading);
+        std::string echoed;
+        for (int i = 0; i < 3; ++i) {
+            writer.write("line " + std::to_string(i) + "\n");
+            co_await writer.drain();
+            echoed += co_await reader.readline();
+        }
+        writer.write_eof();
+        const std::string rest = co_await reader.read();
+        CHECK(echoed == "line 0\nline 1\nline 2\n");
+        CHECK(rest.empty());
+        CHECK(reader.at_eof());
+        CHECK(record->server_side == false);
+        CHECK(server_record->server_side == true);
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("upgrade_transport: the reader's flow control moves to the new transport") {
+    auto main = []() -> Coro<void> {
+        const std::string before(20, 'j');
+        const std::string after(100, 'x');
+        auto server_record = std::make_shared<UpgradeRecord>();
+        auto sender = [before, after, server_record](StreamReader reader,
+                                                     StreamWriter writer) -> Coro<void> {
+            writer.write(before + "!");
+            Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('s', server_record));
+            co_await std::move(upgrading);
+            writer.write(after + "!");
+            co_await writer.drain();
+            const std::string rest = co_await reader.read();
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(sender, "127.0.0.1", 0);
+        asyncio::OpenOptions small;
+        small.limit = 4;
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port(), small);
+        // readuntil finds the "!" but refuses the long chunk, leaving all of
+        // it buffered: more than twice the limit, so reading is paused.
+        bool overrun = false;
+        try {
+            const std::string chunk = co_await reader.readuntil("!");
+        } catch (const asyncio::LimitOverrunError&) {
+            overrun = true;
+        }
+        CHECK(overrun);
+        CHECK_FALSE(writer.transport().is_reading());
+        auto record = std::make_shared<UpgradeRecord>();
+        Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+        co_await std::move(upgrading);
+        // The reader still holds more than it may: the new transport is paused too.
+        CHECK(record->layer->pause_reading_calls == 1);
+        CHECK_FALSE(writer.transport().is_reading());
+        const std::string plain = co_await reader.readexactly(21);
+        CHECK(plain == before + "!");
+        CHECK(writer.transport().is_reading());
+        overrun = false;
+        try {
+            const std::string chunk = co_await reader.readuntil("!");
+        } catch (const asyncio::LimitOverrunError&) {
+            overrun = true;
+        }
+        CHECK(overrun);
+        CHECK(record->layer->pause_reading_calls == 2);
+        const std::string layered = co_await reader.readexactly(101);
+        CHECK(layered == after + "!");
+        CHECK(writer.transport().is_reading());
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("a failed upgrade closes the connection; the reader and wait_closed see the error") {
+    auto main = []() -> Coro<void> {
+        auto refuser = [](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            const std::string key = co_await reader.readexactly(1);
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(refuser, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        auto record = std::make_shared<UpgradeRecord>();
+        std::error_code upgrade_error, read_error, closed_error;
+        try {
+            Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+            co_await std::move(upgrading);
+        } catch (const std::system_error& e) {
+            upgrade_error = e.code();
+        }
+        CHECK(upgrade_error == std::errc::connection_reset);
+        CHECK(writer.is_closing());
+        try {
+            const std::string data = co_await reader.read();
+        } catch (const std::system_error& e) {
+            read_error = e.code();
+        }
+        CHECK(read_error == std::errc::connection_reset);
+        try {
+            co_await writer.wait_closed();
+        } catch (const std::system_error& e) {
+            closed_error = e.code();
+        }
+        CHECK(closed_error == std::errc::connection_reset);
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("a cancelled upgrade closes the connection; the reader sees EOF") {
+    auto main = []() -> Coro<void> {
+        auto silent = [](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            const std::string all = co_await reader.read();  // never answers the handshake
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(silent, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        auto record = std::make_shared<UpgradeRecord>();
+        Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+        auto task = asyncio::create_task(std::move(upgrading));
+        co_await asyncio_test::iterations(3);
+        CHECK(record->calls == 1);
+        task.cancel();
+        const bool cancelled = co_await asyncio_test::ends_cancelled(std::move(task));
+        CHECK(cancelled);
+        CHECK(writer.is_closing());
+        const std::string eof = co_await reader.read();
+        CHECK(eof.empty());
+        CHECK(reader.at_eof());
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("upgrade_transport on a closed writer raises and never starts the upgrade") {
+    auto main = []() -> Coro<void> {
+        auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        auto record = std::make_shared<UpgradeRecord>();
+        // Closing, the connection not yet lost: RuntimeError, as insert_layer.
+        writer.close();
+        bool closing_refused = false;
+        try {
+            Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+            co_await std::move(upgrading);
+        } catch (const asyncio::RuntimeError&) {
+            closing_refused = true;
+        } catch (const std::system_error& e) {
+            closing_refused = e.code() == std::errc::connection_reset;
+        }
+        CHECK(closing_refused);
+        // Lost: drain's ConnectionResetError.
+        co_await writer.wait_closed();
+        std::error_code error;
+        try {
+            Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+            co_await std::move(upgrading);
+        } catch (const std::system_error& e) {
+            error = e.code();
+        }
+        CHECK(error == std::errc::connection_reset);
+        CHECK(record->calls == 0);
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
 }

@@ -14,10 +14,14 @@
 #include <vector>
 
 #include "support.hpp"
+#include "xor_layer.hpp"
 
+using asyncio_test::ends_cancelled;
 using asyncio_test::iterations;
 using asyncio_test::run_guarded;
 using asyncio_test::with_deadline;
+using asyncio_test::xored;
+using asyncio_test::XorLayer;
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
@@ -891,6 +895,110 @@ TEST_CASE("set_protocol switches protocols mid-stream") {
         CHECK_FALSE(second->lost);
         CHECK_FALSE(third->lost);
         CHECK_FALSE(third->misuse);
+    };
+    run_guarded(main());
+}
+
+// -- layering a protocol over a transport (loop.start_tls without TLS) ----------------------
+
+TEST_CASE("insert_layer: the layer sees connection_made first, then every byte that follows") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Socket peer;
+        auto app = co_await make_transport(peer);
+        co_await loop.sock_sendall(peer, "plain");
+        co_await app->wait_bytes(5);
+        // The peer's key and first data arrive in the loop iteration in which
+        // the layer goes in, their read completing right after this task
+        // runs: they must still reach the layer after its connection_made.
+        const std::string hello = "p" + xored("secret", 'p');
+        REQUIRE(::send(peer.fileno(), hello.data(), hello.size(), 0) ==
+                static_cast<ssize_t>(hello.size()));
+        co_await asyncio::sleep(0);
+        asyncio::Future<> ready = loop.create_future();
+        auto layer = std::make_shared<XorLayer>(app, 'k', true, ready);
+        co_await asyncio::insert_layer(*app->transport, layer, ready);
+        CHECK(layer->events.front() == "connection_made");
+        CHECK(layer->connection_made_calls == 1);
+        CHECK(app->transport->get_protocol() == layer);
+        co_await app->wait_bytes(11);
+        CHECK(app->received == "plainsecret");
+        layer->write("reply");
+        const std::string wire = co_await recv_bytes(peer, 6);
+        CHECK(wire == "k" + xored("reply", 'k'));
+        // EOF and the end of the connection reach the application through the layer.
+        peer.shutdown(SHUT_WR);
+        co_await app->wait_lost();
+        CHECK(app->events == std::vector<std::string>{"made", "data", "eof", "lost"});
+        CHECK(app->error == nullptr);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("insert_layer on a closing transport raises RuntimeError and changes nothing") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Socket peer;
+        auto app = co_await make_transport(peer);
+        app->transport->close();
+        asyncio::Future<> ready = loop.create_future();
+        auto layer = std::make_shared<XorLayer>(app, 'k', false, ready);
+        bool refused = false;
+        try {
+            co_await asyncio::insert_layer(*app->transport, layer, ready);
+        } catch (const asyncio::RuntimeError&) {
+            refused = true;
+        }
+        CHECK(refused);
+        CHECK(app->transport->get_protocol() == app);
+        co_await app->wait_lost();
+        CHECK(layer->connection_made_calls == 0);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("insert_layer: a failed handshake closes the transport and raises its error") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Socket peer;
+        auto app = co_await make_transport(peer);
+        asyncio::Future<> ready = loop.create_future();
+        auto layer = std::make_shared<XorLayer>(app, 'k', false, ready);
+        peer.shutdown(SHUT_WR);  // EOF instead of the server's key
+        std::error_code error;
+        try {
+            co_await asyncio::insert_layer(*app->transport, layer, ready);
+        } catch (const std::system_error& e) {
+            error = e.code();
+        }
+        CHECK(error == std::errc::connection_reset);
+        CHECK(app->transport->is_closing());
+        const std::string wire = co_await recv_to_eof(peer);
+        CHECK(wire == "k");
+        // The handshake never finished: the application's protocol is not
+        // told by the layer (start_tls's caller got the error instead).
+        CHECK(app->events == std::vector<std::string>{"made"});
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("cancelling insert_layer closes the transport") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Socket peer;
+        auto app = co_await make_transport(peer);
+        asyncio::Future<> ready = loop.create_future();
+        auto layer = std::make_shared<XorLayer>(app, 'k', false, ready);
+        Coro<void> inserting = asyncio::insert_layer(*app->transport, layer, ready);
+        auto task = asyncio::create_task(std::move(inserting));
+        const std::string key = co_await recv_bytes(peer, 1);
+        CHECK(key == "k");
+        task.cancel();
+        const bool cancelled = co_await ends_cancelled(std::move(task));
+        CHECK(cancelled);
+        CHECK(app->transport->is_closing());
+        const std::string rest = co_await recv_to_eof(peer);
+        CHECK(rest.empty());
     };
     run_guarded(main());
 }

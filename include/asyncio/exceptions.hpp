@@ -141,4 +141,18 @@ class ExceptionGroup : public std::exception {
     std::string what_;
 };
 
+namespace detail {
+/// Whether `error` holds a CancelledError.
+inline bool is_cancellation(const std::exception_ptr& error) {
+    if (!error) return false;
+    try {
+        std::rethrow_exception(error);
+    } catch (const CancelledError&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+}  // namespace detail
+
 }  // namespace asyncio

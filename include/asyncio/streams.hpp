@@ -94,6 +94,9 @@ class StreamReader {
     void set_exception(std::exception_ptr error);
     /// Library use.
     void set_transport(std::shared_ptr<BaseTransport> transport);
+    /// Library use: the stream goes on over `transport` (start_tls); a
+    /// reader that had paused reading pauses the new transport.
+    void replace_transport(std::shared_ptr<BaseTransport> transport);
     std::size_t limit() const;
 
   private:
@@ -118,6 +121,19 @@ class StreamWriter {
     /// Waits until the connection is closed; rethrows what closed it.
     Coro<void> wait_closed();
     Transport& transport() const;
+
+    /// What start_tls(ctx, opts) does, for any protocol layered over the
+    /// connection (start_tls is this with loop.start_tls): waits for drain(),
+    /// then for `upgrade(transport, protocol, server_side)`, which layers
+    /// itself over the transport (see insert_layer) and returns the
+    /// transport the stream goes on over; writer and reader use it from then
+    /// on. `server_side` tells whether this end was accepted by start_server.
+    /// If the upgrade fails, or is cancelled, the connection is closed and
+    /// the reader and wait_closed() see the error (or EOF).
+    using TransportUpgrade = std::function<Coro<Transport*>(
+        Transport& transport, std::shared_ptr<BaseProtocol> protocol, bool server_side)>;
+    Coro<void> upgrade_transport(TransportUpgrade upgrade);
+
     std::optional<Address> peername() const;
     std::optional<Address> sockname() const;
     std::any get_extra_info(std::string_view name) const;
@@ -153,10 +169,15 @@ class StreamReaderProtocol final : public Protocol,
 
     Coro<void> drain_helper();
     Future<> closed() const { return closed_; }
+    /// Whether this end was accepted by a stream server.
+    bool server_side() const noexcept { return server_side_; }
+    /// streams.StreamReaderProtocol._replace_transport (start_tls).
+    void replace_transport(std::shared_ptr<Transport> transport);
 
   private:
     std::optional<StreamReader> reader_;
     std::shared_ptr<ConnectedCallback> on_connected_;
+    bool server_side_;
     Future<> closed_;
     std::vector<Future<>> drain_waiters_;
     bool paused_ = false;

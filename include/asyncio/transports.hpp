@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "asyncio/coro.hpp"
+#include "asyncio/future.hpp"
 #include "asyncio/protocols.hpp"
 #include "asyncio/socket.hpp"
 
@@ -194,6 +195,20 @@ class Server {
   private:
     std::shared_ptr<detail::ServerState> state_;
 };
+
+/// What loop.start_tls does to the transport, for any protocol layered over
+/// it (sslproto.SSLProtocol is one): reading is paused, `layer` becomes the
+/// transport's protocol, and from the loop layer->connection_made(transport)
+/// is called and reading resumed, so the layer sees every byte that arrives
+/// from now on. Then waits for `ready`, which the layer completes when it can
+/// carry the application's data (its handshake is done) or fails.
+///
+/// The layer offers the application a transport of its own and calls the
+/// application's protocol; the application's protocol gets no
+/// connection_made from this (CPython's call_connection_made=False).
+/// RuntimeError if the transport is closing. If `ready` fails or the wait is
+/// cancelled, the transport is closed and the error rethrown.
+Coro<void> insert_layer(Transport& transport, std::shared_ptr<BaseProtocol> layer, Future<> ready);
 
 namespace detail {
 
