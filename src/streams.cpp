@@ -2,6 +2,9 @@
 #include "asyncio/streams.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
 
 #include "asyncio/tasks.hpp"
 
@@ -503,8 +506,18 @@ Coro<void> StreamWriter::upgrade_transport(TransportUpgrade upgrade) {
 
 namespace detail {
 
+// base_events.create_connection's checks: without ssl= (not implemented
+// yet), the TLS options are errors, not silently ignored.
+void refuse_tls_options(const std::optional<std::string>& server_hostname,
+                        const std::optional<std::chrono::nanoseconds>& ssl_handshake_timeout) {
+    if (server_hostname) throw std::invalid_argument("server_hostname is only meaningful with ssl");
+    if (ssl_handshake_timeout)
+        throw std::invalid_argument("ssl_handshake_timeout is only meaningful with ssl");
+}
+
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
                                                         OpenOptions opts, bool unix_socket) {
+    refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
     auto protocol = std::make_shared<StreamReaderProtocol>(reader);
@@ -526,6 +539,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
 }  // namespace detail
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, OpenOptions opts) {
+    detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
     auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
@@ -542,6 +556,7 @@ namespace detail {
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
                                  bool unix_socket) {
+    refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     const std::size_t limit = opts.limit;
     auto factory = [callback, limit] {

@@ -500,6 +500,38 @@ TEST_CASE("open_connection to an unknown host raises a gaierror") {
     CHECK(asyncio::run(main()) == std::string("getaddrinfo"));
 }
 
+TEST_CASE("TLS options without ssl are refused, as CPython does") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::vector<std::string> errors;
+        asyncio::OpenOptions hostname;
+        hostname.server_hostname = "example.com";
+        asyncio::OpenOptions timeout;
+        timeout.ssl_handshake_timeout = 1s;
+        asyncio::StartOptions server_timeout;
+        server_timeout.ssl_handshake_timeout = 1s;
+        try {
+            co_await asyncio::open_connection("127.0.0.1", 1, hostname);
+        } catch (const std::invalid_argument& e) {
+            errors.emplace_back(e.what());
+        }
+        try {
+            co_await asyncio::open_unix_connection("/nonexistent", timeout);
+        } catch (const std::invalid_argument& e) {
+            errors.emplace_back(e.what());
+        }
+        try {
+            co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, server_timeout);
+        } catch (const std::invalid_argument& e) {
+            errors.emplace_back(e.what());
+        }
+        co_return errors;
+    };
+    CHECK(asyncio::run(main()) ==
+          std::vector<std::string>{"server_hostname is only meaningful with ssl",
+                                   "ssl_handshake_timeout is only meaningful with ssl",
+                                   "ssl_handshake_timeout is only meaningful with ssl"});
+}
+
 TEST_CASE("the last StreamWriter handle closes its transport") {
     auto main = []() -> Coro<bool> {
         auto server_done = asyncio::get_running_loop().create_future<bool>();

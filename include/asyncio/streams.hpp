@@ -33,8 +33,9 @@
 
 namespace asyncio {
 
-/// Keyword arguments of open_connection / open_unix_connection. The TLS
-/// fields are accepted by the TLS slice; the others are create_connection's.
+/// Keyword arguments of open_connection / open_unix_connection. Until TLS
+/// is implemented, setting a TLS field throws std::invalid_argument, as
+/// CPython does without ssl=; the others are create_connection's.
 struct OpenOptions {
     std::optional<std::string> server_hostname{};
     std::size_t limit = 64 * 1024;
@@ -46,7 +47,8 @@ struct OpenOptions {
     bool all_errors = false;
 };
 
-/// Keyword arguments of start_server / start_unix_server.
+/// Keyword arguments of start_server / start_unix_server (a TLS field set:
+/// std::invalid_argument, as in OpenOptions).
 struct StartOptions {
     std::size_t limit = 64 * 1024;
     int backlog = 100;
