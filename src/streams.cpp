@@ -116,8 +116,11 @@ void StreamReader::set_transport(std::shared_ptr<BaseTransport> transport) {
 }
 
 void StreamReader::replace_transport(std::shared_ptr<BaseTransport> transport) {
-    state_->transport = std::move(transport);
-    if (!state_->paused) return;
+    std::shared_ptr<BaseTransport> old = std::exchange(state_->transport, std::move(transport));
+    if (!state_->paused || old == state_->transport) return;
+    // The pause moves: reads resume only the new transport from now on, so
+    // the old one (the layer's transport below) must not stay paused.
+    if (auto* reading = dynamic_cast<ReadTransport*>(old.get())) reading->resume_reading();
     if (auto* reading = dynamic_cast<ReadTransport*>(state_->transport.get()))
         reading->pause_reading();
 }
@@ -471,22 +474,25 @@ Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::Transport
     if (s->transport->is_closing()) throw RuntimeError("Transport is closing");
     std::shared_ptr<StreamReaderProtocol> protocol = s->protocol;
     std::exception_ptr error;
-    Transport* upgraded = nullptr;
+    std::shared_ptr<Transport> upgraded;
     try {
         upgraded = co_await upgrade(*s->transport, protocol, protocol->server_side());
+        if (!upgraded) throw RuntimeError("the transport upgrade returned no transport");
     } catch (...) {
         error = std::current_exception();
     }
     if (error) {
-        // The transport below now reports to the layer, not to this stream:
-        // end the stream here, or its reader and wait_closed() would hang.
-        s->transport->close();
-        protocol->connection_lost(is_cancellation(error) ? nullptr : error);
+        // Once a layer went in, the transport below reports to it, not to
+        // this stream: end the stream here, or its reader and wait_closed()
+        // would hang. An upgrade that failed before that leaves it usable.
+        if (s->transport->get_protocol() != protocol) {
+            s->transport->close();
+            protocol->connection_lost(is_cancellation(error) ? nullptr : error);
+        }
         std::rethrow_exception(error);
     }
-    auto transport = std::dynamic_pointer_cast<Transport>(upgraded->shared_from_this());
-    s->transport = transport;
-    protocol->replace_transport(std::move(transport));
+    s->transport = upgraded;
+    protocol->replace_transport(std::move(upgraded));
 }
 }  // namespace detail
 
@@ -538,8 +544,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
 
 }  // namespace detail
 
-Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, OpenOptions opts) {
-    detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+namespace detail {
+Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, OpenOptions opts) {
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
     auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
@@ -549,6 +555,13 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, OpenOpt
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
     StreamWriter writer(std::move(transport), protocol, reader);
     co_return std::pair{std::move(reader), std::move(writer)};
+}
+}  // namespace detail
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts) {
+    // Checked before the socket moves: refused options leave it to the caller.
+    detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+    return detail::open_socket_stream(std::move(sock), std::move(opts));
 }
 
 namespace detail {

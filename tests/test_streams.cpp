@@ -1,6 +1,7 @@
 // Streams: ports of CPython's test_streams.py (StreamReader's read rules
 // with limits and EOF, open_connection / start_server, drain and
 // back-pressure, wait_closed), over TCP and Unix sockets.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <any>
@@ -56,12 +57,12 @@ struct UpgradeRecord {
 /// The stream side of start_tls with the XOR layer standing in for TLS.
 StreamWriter::TransportUpgrade xor_upgrade(char key, std::shared_ptr<UpgradeRecord> record) {
     return [key, record](asyncio::Transport& below, std::shared_ptr<asyncio::BaseProtocol> protocol,
-                         bool server_side) -> Coro<asyncio::Transport*> {
+                         bool server_side) -> Coro<std::shared_ptr<asyncio::Transport>> {
         ++record->calls;
         record->server_side = server_side;
-        asyncio::Transport* layered =
+        std::shared_ptr<asyncio::Transport> layered =
             co_await XorLayer::start(below, std::move(protocol), key, server_side);
-        record->layer = dynamic_cast<XorLayer*>(layered);
+        record->layer = dynamic_cast<XorLayer*>(layered.get());
         co_return layered;
     };
 }
@@ -673,9 +674,11 @@ TEST_CASE("upgrade_transport: the reader's flow control moves to the new transpo
         auto record = std::make_shared<UpgradeRecord>();
         Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
         co_await std::move(upgrading);
-        // The reader still holds more than it may: the new transport is paused too.
+        // The reader still holds more than it may: the new transport is
+        // paused instead, and the one below reads for the layer.
         CHECK(record->layer->pause_reading_calls == 1);
         CHECK_FALSE(writer.transport().is_reading());
+        CHECK(record->layer->below_transport()->is_reading());
         const std::string plain = co_await reader.readexactly(21);
         CHECK(plain == before + "!");
         CHECK(writer.transport().is_reading());
@@ -763,13 +766,90 @@ TEST_CASE("a cancelled upgrade closes the connection; the reader sees EOF") {
     asyncio_test::run_guarded(main());
 }
 
-TEST_CASE("upgrade_transport on a closed writer raises and never starts the upgrade") {
+TEST_CASE("upgrade_transport: data right behind the handshake leaves nothing paused") {
+    auto main = []() -> Coro<void> {
+        const std::string first(20, 'a');
+        const std::string second(100, 'b');
+        // By hand, so that the server's key and its first data leave in one
+        // write: the client's layer passes the data on before the stream
+        // has moved onto it, and the reader pauses the transport below.
+        auto by_hand = [first, second](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            const std::string key = co_await reader.readexactly(1);
+            writer.write("s" + xored(first, 's'));
+            const std::string go = co_await reader.readexactly(3);
+            if (xored(go, key[0]) == "go\n") writer.write(xored(second, 's'));
+            co_await writer.drain();
+            const std::string rest = co_await reader.read();
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(by_hand, "127.0.0.1", 0);
+        asyncio::OpenOptions small;
+        small.limit = 4;
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port(), small);
+        auto record = std::make_shared<UpgradeRecord>();
+        Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
+        co_await std::move(upgrading);
+        const std::string got_first = co_await reader.readexactly(20);
+        CHECK(got_first == first);
+        writer.write("go\n");
+        co_await writer.drain();
+        const std::string got_second = co_await reader.readexactly(100);
+        CHECK(got_second == second);
+        CHECK(record->layer->below_transport()->is_reading());
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("an upgrade that fails before its layer goes in leaves the stream as it was") {
     auto main = []() -> Coro<void> {
         auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
         auto [reader, writer] =
             co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        StreamWriter::TransportUpgrade refuse =
+            [](asyncio::Transport&, std::shared_ptr<asyncio::BaseProtocol>,
+               bool) -> Coro<std::shared_ptr<asyncio::Transport>> {
+            throw std::invalid_argument("bad context");
+            co_return nullptr;
+        };
+        bool refused = false;
+        try {
+            Coro<void> upgrading = writer.upgrade_transport(std::move(refuse));
+            co_await std::move(upgrading);
+        } catch (const std::invalid_argument&) {
+            refused = true;
+        }
+        CHECK(refused);
+        CHECK_FALSE(writer.is_closing());
+        writer.write("still here\n");
+        const std::string echoed = co_await reader.readline();
+        CHECK(echoed == "still here\n");
+        writer.close();
+        co_await writer.wait_closed();
+        server.close();
+        co_await server.wait_closed();
+    };
+    asyncio_test::run_guarded(main());
+}
+
+TEST_CASE(
+    "upgrade_transport on a closing writer raises RuntimeError, on a lost one "
+    "ConnectionResetError") {
+    auto main = []() -> Coro<void> {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        asyncio::Socket peer = asyncio::Socket::from_fd(fds[1]);
+        auto [reader, writer] = co_await asyncio::open_connection(asyncio::Socket::from_fd(fds[0]));
         auto record = std::make_shared<UpgradeRecord>();
-        // Closing, the connection not yet lost: RuntimeError, as insert_layer.
+        // Closing with data still buffered (the peer does not read), below
+        // the high-water mark so that drain() does not wait.
+        writer.transport().set_write_buffer_limits(64 * 1024 * 1024);
+        writer.write(std::string(8 * 1024 * 1024, 'z'));
+        CHECK(writer.transport().get_write_buffer_size() > 0);
         writer.close();
         bool closing_refused = false;
         try {
@@ -777,11 +857,9 @@ TEST_CASE("upgrade_transport on a closed writer raises and never starts the upgr
             co_await std::move(upgrading);
         } catch (const asyncio::RuntimeError&) {
             closing_refused = true;
-        } catch (const std::system_error& e) {
-            closing_refused = e.code() == std::errc::connection_reset;
         }
         CHECK(closing_refused);
-        // Lost: drain's ConnectionResetError.
+        writer.transport().abort();
         co_await writer.wait_closed();
         std::error_code error;
         try {
@@ -792,8 +870,25 @@ TEST_CASE("upgrade_transport on a closed writer raises and never starts the upgr
         }
         CHECK(error == std::errc::connection_reset);
         CHECK(record->calls == 0);
-        server.close();
-        co_await server.wait_closed();
     };
     asyncio_test::run_guarded(main());
+}
+
+TEST_CASE("open_connection(sock) refusing TLS options leaves the socket to the caller") {
+    auto main = []() -> Coro<bool> {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        asyncio::Socket mine = asyncio::Socket::from_fd(fds[0]);
+        asyncio::Socket peer = asyncio::Socket::from_fd(fds[1]);
+        asyncio::OpenOptions hostname;
+        hostname.server_hostname = "example.com";
+        bool refused = false;
+        try {
+            co_await asyncio::open_connection(std::move(mine), hostname);
+        } catch (const std::invalid_argument&) {
+            refused = true;
+        }
+        co_return refused&& mine.fileno() == fds[0];
+    };
+    CHECK(asyncio::run(main()));
 }

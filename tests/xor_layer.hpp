@@ -5,13 +5,16 @@
 // server answers with its own. From then on each side XORs what the
 // application writes with its own key and what arrives with the peer's.
 // It is at once the protocol of the transport below and the transport the
-// application uses, as sslproto.SSLProtocol and its _SSLProtocolTransport.
+// application uses, as sslproto.SSLProtocol and its _SSLProtocolTransport,
+// and pauses reading as they do: its own flag, data waiting in the layer.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "support.hpp"
 
@@ -31,18 +34,21 @@ class XorLayer final : public asyncio::Protocol, public asyncio::Transport {
         : app_(std::move(app)), key_(key), server_side_(server_side), ready_(std::move(ready)) {}
 
     /// What start_tls would be with this layer instead of TLS.
-    static asyncio::Coro<asyncio::Transport*> start(asyncio::Transport& below,
-                                                    std::shared_ptr<asyncio::BaseProtocol> app,
-                                                    char key, bool server_side) {
+    static asyncio::Coro<std::shared_ptr<asyncio::Transport>> start(
+        asyncio::Transport& below, std::shared_ptr<asyncio::BaseProtocol> app, char key,
+        bool server_side) {
         asyncio::Future<> ready = asyncio::get_running_loop().create_future();
         auto layer = std::make_shared<XorLayer>(std::move(app), key, server_side, ready);
         co_await asyncio::insert_layer(below, layer, ready);
-        co_return layer.get();
+        co_return layer;
     }
 
     int pause_reading_calls = 0;
     int connection_made_calls = 0;
     std::vector<std::string> events;  // what the layer was told, in order
+
+    /// The transport below, while connected.
+    asyncio::Transport* below_transport() const { return below_; }
 
     // -- the protocol of the transport below --
     void connection_made(asyncio::BaseTransport& below) override {
@@ -61,14 +67,21 @@ class XorLayer final : public asyncio::Protocol, public asyncio::Transport {
             if (!ready_.done()) ready_.set_result();
         }
         if (data.empty()) return;
-        if (auto* stream = dynamic_cast<asyncio::Protocol*>(app_.get()))
-            stream->data_received(xored(data, *peer_key_));
+        held_ += xored(data, *peer_key_);
+        // Like SSLProtocol: what the application does not take waits here,
+        // and the transport below is paused while too much waits.
+        if (held_.size() > kHeldLimit && !below_paused_) {
+            below_paused_ = true;
+            below_->pause_reading();
+        }
+        deliver();
     }
     bool eof_received() override {
         events.push_back("eof_received");
         if (!peer_key_) return false;  // closes: connection_lost fails the handshake
-        auto* stream = dynamic_cast<asyncio::Protocol*>(app_.get());
-        return stream != nullptr && stream->eof_received();
+        eof_held_ = true;
+        deliver();
+        return true;  // deliver() closes if the application does not keep it open
     }
     void connection_lost(std::exception_ptr error) override {
         events.push_back("connection_lost");
@@ -103,12 +116,22 @@ class XorLayer final : public asyncio::Protocol, public asyncio::Transport {
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
         return below_->get_write_buffer_limits();
     }
-    bool is_reading() const override { return below_ != nullptr && below_->is_reading(); }
+    // Pausing is the layer's own, as _SSLProtocolTransport's: the transport
+    // below keeps reading (up to kHeldLimit).
+    bool is_reading() const override { return below_ != nullptr && !app_paused_; }
     void pause_reading() override {
         ++pause_reading_calls;
-        below().pause_reading();
+        app_paused_ = true;
     }
-    void resume_reading() override { below().resume_reading(); }
+    void resume_reading() override {
+        if (!app_paused_) return;
+        app_paused_ = false;
+        // From the loop: the caller may be inside data_received.
+        std::weak_ptr<asyncio::BaseTransport> weak = weak_from_this();
+        asyncio::get_running_loop().call_soon([weak] {
+            if (auto self = weak.lock()) dynamic_cast<XorLayer&>(*self).deliver();
+        });
+    }
     void close() override {
         if (below_) below_->close();
     }
@@ -123,9 +146,31 @@ class XorLayer final : public asyncio::Protocol, public asyncio::Transport {
     }
 
   private:
+    static constexpr std::size_t kHeldLimit = 256 * 1024;
+
     asyncio::Transport& below() const {
         if (below_ == nullptr) throw asyncio::RuntimeError("the layer is not connected");
         return *below_;
+    }
+
+    // Hands what waits to the application while it reads, then a held EOF.
+    void deliver() {
+        auto* stream = dynamic_cast<asyncio::Protocol*>(app_.get());
+        if (app_paused_ || stream == nullptr || below_ == nullptr) return;
+        while (!held_.empty() && !app_paused_) {
+            std::string chunk = std::move(held_);
+            held_.clear();
+            stream->data_received(chunk);
+        }
+        // Only what it paused itself, as SSLProtocol._control_ssl_reading.
+        if (below_ != nullptr && held_.size() <= kHeldLimit && below_paused_) {
+            below_paused_ = false;
+            below_->resume_reading();
+        }
+        if (eof_held_ && held_.empty() && !app_paused_) {
+            eof_held_ = false;
+            if (!stream->eof_received() && below_ != nullptr) below_->close();
+        }
     }
 
     std::shared_ptr<asyncio::BaseProtocol> app_;
@@ -134,6 +179,10 @@ class XorLayer final : public asyncio::Protocol, public asyncio::Transport {
     bool server_side_;
     std::optional<char> peer_key_;
     asyncio::Future<> ready_;
+    std::string held_;
+    bool app_paused_ = false;
+    bool below_paused_ = false;
+    bool eof_held_ = false;
 };
 
 }  // namespace asyncio_test

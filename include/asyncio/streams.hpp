@@ -130,9 +130,11 @@ class StreamWriter {
     /// itself over the transport (see insert_layer) and returns the
     /// transport the stream goes on over; writer and reader use it from then
     /// on. `server_side` tells whether this end was accepted by start_server.
-    /// If the upgrade fails, or is cancelled, the connection is closed and
-    /// the reader and wait_closed() see the error (or EOF).
-    using TransportUpgrade = std::function<Coro<Transport*>(
+    /// RuntimeError if the writer is closing. If the upgrade fails, or is
+    /// cancelled, after its layer went in, the connection is closed and the
+    /// reader and wait_closed() see the error (or EOF); before, the stream
+    /// is left as it was.
+    using TransportUpgrade = std::function<Coro<std::shared_ptr<Transport>>(
         Transport& transport, std::shared_ptr<BaseProtocol> protocol, bool server_side)>;
     Coro<void> upgrade_transport(TransportUpgrade upgrade);
 
@@ -223,8 +225,9 @@ inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string h
 }
 
 /// asyncio.open_connection(sock=...): streams over a socket that is
-/// already connected, which they take over.
-Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, OpenOptions opts = {});
+/// already connected, which they take over (std::invalid_argument for TLS
+/// options is thrown before, leaving the socket to the caller).
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts = {});
 
 /// asyncio.open_unix_connection.
 inline Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
