@@ -469,6 +469,7 @@ Coro<void> drain_state(std::shared_ptr<WriterState> s) {
     }
     co_await s->protocol->drain_helper();
 }
+
 Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::TransportUpgrade upgrade) {
     co_await drain_state(s);
     if (s->transport->is_closing()) throw RuntimeError("Transport is closing");
@@ -542,15 +543,12 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 
-}  // namespace detail
-
-namespace detail {
 Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, OpenOptions opts) {
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
-    auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
+    auto protocol = std::make_shared<StreamReaderProtocol>(reader);
     auto factory = [protocol] { return protocol; };
-    std::pair<Transport*, detail::StreamReaderProtocol*> connected =
+    std::pair<Transport*, StreamReaderProtocol*> connected =
         co_await loop.connect_accepted_socket(factory, std::move(sock));
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
     StreamWriter writer(std::move(transport), protocol, reader);

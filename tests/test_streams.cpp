@@ -740,8 +740,11 @@ TEST_CASE("a failed upgrade closes the connection; the reader and wait_closed se
 
 TEST_CASE("a cancelled upgrade closes the connection; the reader sees EOF") {
     auto main = []() -> Coro<void> {
-        auto silent = [](StreamReader reader, StreamWriter writer) -> Coro<void> {
-            const std::string all = co_await reader.read();  // never answers the handshake
+        auto key_arrived = std::make_shared<asyncio::Event>();
+        auto silent = [key_arrived](StreamReader reader, StreamWriter writer) -> Coro<void> {
+            const std::string key = co_await reader.readexactly(1);
+            key_arrived->set();
+            const std::string rest = co_await reader.read();  // never answers the handshake
             writer.close();
         };
         auto server = co_await asyncio::start_server(silent, "127.0.0.1", 0);
@@ -750,7 +753,7 @@ TEST_CASE("a cancelled upgrade closes the connection; the reader sees EOF") {
         auto record = std::make_shared<UpgradeRecord>();
         Coro<void> upgrading = writer.upgrade_transport(xor_upgrade('c', record));
         auto task = asyncio::create_task(std::move(upgrading));
-        co_await asyncio_test::iterations(3);
+        co_await key_arrived->wait();  // the layer is in, waiting for its handshake
         CHECK(record->calls == 1);
         task.cancel();
         const bool cancelled = co_await asyncio_test::ends_cancelled(std::move(task));
