@@ -195,12 +195,10 @@ bool EventLoop::remove_watch(int fd, bool reading) {
     if (it == map.end()) return false;
     FdWatch* watch = it->second;
     map.erase(it);
-    if (watch->in_flight) {
-        backend_->discard(*watch);
-        delete watch;
-    } else {
-        watch->removed = true;  // queued or running: on_ready deletes it
-    }
+    // Waiting, queued or running: on_ready deletes it once its poll has
+    // completed, so no backend refers to it any more.
+    watch->removed = true;
+    if (watch->in_flight) backend_->cancel(*watch);
     return true;
 }
 
@@ -213,12 +211,28 @@ bool debug_from_environment() {
 }
 }  // namespace
 
-EventLoop::EventLoop() : EventLoop(default_backend()) {}
+EventLoop::EventLoop() {
+    backend_ = make_default_backend(*this, &backend_note_);
+    gate_->loop = this;
+    set_debug(debug_from_environment());
+}
 
 EventLoop::EventLoop(Backend backend) {
     backend_ = make_backend(backend, *this);
-    debug_ = debug_from_environment();
     gate_->loop = this;
+    set_debug(debug_from_environment());
+}
+
+void EventLoop::set_debug(bool enabled) noexcept {
+    debug_ = enabled;
+    if (!enabled || backend_logged_) return;
+    // CPython's selector loop logs "Using selector: EpollSelector".
+    backend_logged_ = true;
+    if (backend_note_.empty()) {
+        log(LogLevel::debug, "Using backend: {}", backend_->name());
+    } else {
+        log(LogLevel::debug, "Using backend: {} (refused: {})", backend_->name(), backend_note_);
+    }
 }
 
 EventLoop::~EventLoop() {
@@ -471,6 +485,10 @@ void EventLoop::drop_everything() noexcept {
             threadsafe_pending_.store(false);
         }
         drop_ready();
+        // What is still in flight is cancelled, and the kernel let go of it,
+        // before anything it might point into is freed below.
+        while (backend_->shut_down())
+            drop_ready();
         for (const TimerEntry& entry : std::exchange(timers_, {})) {
             entry.handle->scheduled_ = false;
             entry.handle->destroy_callable();
@@ -503,6 +521,8 @@ void EventLoop::drop_everything() noexcept {
             task->release();
         }
     } while (!ready_.empty() || !tasks_.empty() || !timers_.empty());
+    while (backend_->shut_down())
+        drop_ready();
 }
 
 // -- errors ---------------------------------------------------------------------------------

@@ -1,15 +1,35 @@
 // The backend policy interface: how the loop waits for I/O and time.
 //
 // A backend runs completion-style operations (IoOp) that live inside the
-// awaiter waiting for them, so starting, completing or cancelling one
-// allocates nothing. Readiness backends (epoll, kqueue, poll) try the system
-// call first and wait for readiness only on EAGAIN; completion backends
-// (io_uring, IOCP) submit the operation. Either way a finished operation goes
-// to the loop's ready queue and resumes its task from there.
+// awaiter or transport waiting for them, so starting, completing or
+// cancelling one allocates nothing. Readiness backends (epoll, poll) try the
+// system call first and wait for readiness only on EAGAIN; completion
+// backends (io_uring) hand the operation to the kernel. Either way a
+// finished operation goes to the loop's ready queue and resumes its owner
+// from there.
+//
+// Ownership of in-flight memory. From submit() until the op's completion has
+// been delivered (its ReadyNode run, or dropped because the loop closed), the
+// backend, and on a completion backend the kernel, may read and write the op
+// and every byte it points to: the buffer, the msghdr with its iovecs and
+// name, the sockaddr and its length. The owner gives an op up in one of two
+// ways:
+//   * cancel() and wait: the op still completes through the ready queue.
+//     Tasks do this (a cancelled task resumes only once its op completed) and
+//     so do transports on close (they count their pending ops);
+//   * abandon(op, keep), when the owner cannot wait (a transport whose loop
+//     closes, a coroutine frame destroyed with its op in flight). The backend
+//     never schedules the op again and keeps `keep`, which owns every byte
+//     the op lent, until the kernel has let go of them; only then is `keep`
+//     destroyed. Without a `keep`, abandon() itself waits until the kernel
+//     has let go (io_uring's synchronous cancel).
+// When a loop closes, its backend cancels what is still in flight and waits
+// for the kernel before anything is freed (tokio-uring's Lifecycle::Cancelled
+// and its driver's drop are the model).
 //
 // The backend is chosen when a loop is created: RunOptions::backend, else the
-// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", ...), else the
-// best one that works on this machine.
+// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "poll"), else
+// the first of io_uring, epoll and poll that this machine accepts.
 #pragma once
 
 #include <sys/socket.h>
@@ -21,6 +41,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,7 +56,9 @@ enum class Backend { epoll, io_uring, kqueue, iocp, poll };
 std::string_view to_string(Backend backend) noexcept;
 /// The backend named `name`, nullopt if there is none by that name.
 std::optional<Backend> backend_from_string(std::string_view name) noexcept;
-/// Whether a loop on `backend` can be created on this machine now.
+/// Whether a loop on `backend` can be created on this machine now (for
+/// io_uring, whether the kernel accepts a ring: a seccomp filter or
+/// kernel.io_uring_disabled may refuse it).
 bool backend_available(Backend backend) noexcept;
 /// Every backend that backend_available() accepts, best first.
 std::vector<Backend> available_backends();
@@ -45,9 +68,19 @@ Backend default_backend();
 
 /// One I/O request. `kind` decides which arguments are read:
 ///   read, write, recv, send      fd, buf, len (flags for recv/send)
+///   read_provided, recv_provided fd (flags for recv): the backend picks the
+///                                buffer; on success `buf` and `result` say
+///                                where the data is and `len` the buffer's
+///                                size. The buffer stays the op's until it is
+///                                submitted again or abandoned.
 ///   recvmsg, sendmsg             fd, msg, flags (recvfrom/sendto/writev go through these)
 ///   accept                       fd, addr/addrlen (may be null); result is the new fd,
-///                                non-blocking and close-on-exec
+///                                non-blocking and close-on-exec. Without addr a
+///                                backend may keep accepting between submissions
+///                                (io_uring's multishot accept).
+/// recv_provided and accept without addr may keep receiving (accepting) into
+/// the op between submissions: submitting the op for anything else, or on
+/// another fd, drops what it had received and not delivered.
 ///   connect                      fd, addr, addrlen
 ///   sendfile                     fd (socket), in_fd, offset, len
 ///   poll_readable, poll_writable fd; completes once the fd is ready
@@ -65,10 +98,19 @@ struct IoOp : detail::Waiter {
         sendfile,
         poll_readable,
         poll_writable,
+        read_provided,
+        recv_provided,
     };
 
     IoOp() noexcept = default;
     explicit IoOp(Fn fn) noexcept : Waiter(fn) {}
+
+    /// Whether the backend holds anything for this op (it is in flight, or
+    /// keeps a provided buffer or an armed multishot for it): then the owner
+    /// must abandon() it before freeing it.
+    bool attached() const noexcept {
+        return in_flight || buffer_id >= 0 || backend_data != nullptr;
+    }
 
     Kind kind = Kind::read;
     bool in_flight = false;  ///< set by the backend while it owns the operation
@@ -86,7 +128,15 @@ struct IoOp : detail::Waiter {
     int in_fd = -1;
     std::int64_t offset = 0;
     std::int64_t result = 0;
+    /// The provided buffer this op holds (read_provided, recv_provided); -1: none.
+    std::int32_t buffer_id = -1;
+    /// The backend's own record for the op while it keeps one.
+    void* backend_data = nullptr;
 };
+
+/// Owns the memory an abandoned op lent the kernel; the backend destroys it
+/// once the kernel has let go (see "Ownership of in-flight memory" above).
+using Keepalive = std::shared_ptr<const void>;
 
 /// The interface every backend implements. One virtual call per operation.
 class IoBackend {
@@ -111,9 +161,14 @@ class IoBackend {
     /// ready queue, with -ECANCELED unless it finished first. Returns false
     /// if `op` was not in flight any more.
     virtual bool cancel(IoOp& op) noexcept = 0;
-    /// `op` is about to be destroyed: once this returns the backend never
-    /// touches it again and does not schedule it.
-    virtual void discard(IoOp& op) noexcept = 0;
+    /// The owner of `op` is going away without waiting for it (see the
+    /// ownership rule above). The backend never schedules `op` again, returns
+    /// its provided buffer and stops what it kept armed for it. If `op` is in
+    /// flight, `keep` must own the memory it lent; the backend destroys
+    /// `keep` once the kernel no longer touches that memory. With no `keep`,
+    /// this waits until the kernel has let go. Owners call it for any op that
+    /// is attached().
+    virtual void abandon(IoOp& op, Keepalive keep = {}) noexcept = 0;
     /// Waits up to `timeout_ns` (negative: no limit, 0: do not block) for
     /// completions and schedules them.
     virtual void poll(std::int64_t timeout_ns) = 0;
@@ -122,6 +177,12 @@ class IoBackend {
     /// `fd` is about to be closed; drop what the backend keeps for it.
     /// Operations still in flight on it complete with -EBADF.
     virtual void forget_fd(int fd) noexcept = 0;
+    /// The loop is closing: cancel whatever is still in flight, wait until
+    /// the kernel has let go of it, complete the ops that still have an
+    /// owner (so that the loop drops them) and destroy what abandon() kept.
+    /// Returns true if it completed any op (the loop then drops them and
+    /// calls this again).
+    virtual bool shut_down() noexcept { return false; }
 
   protected:
     /// Finishes `op` with `result` and schedules its waiter.
@@ -138,17 +199,27 @@ class IoBackend {
 /// available here, std::system_error if the OS refuses it.
 std::unique_ptr<IoBackend> make_backend(Backend kind, detail::LoopCore& loop);
 
+/// The backend a new loop gets when none is named: ASYNCIO_BACKEND if set,
+/// else the first backend, best first, that the OS accepts. When a better
+/// one was refused, `fallback_reason` (if given) says why ("io_uring:
+/// io_uring_setup: Operation not permitted").
+std::unique_ptr<IoBackend> make_default_backend(detail::LoopCore& loop,
+                                                std::string* fallback_reason = nullptr);
+
 namespace detail {
 
 /// Awaits one IoOp from inside a task: `co_await IoAwaiter(backend, op-setup)`
-/// yields the op's result (>= 0, or -errno). Cancelling the task cancels the op.
+/// yields the op's result (>= 0, or -errno). Cancelling the task cancels the
+/// op, and the task resumes once the op has completed, so the memory it
+/// points at outlives the kernel's use of it. Only a frame destroyed with the
+/// op in flight (its loop closed) abandons it, and waits for the kernel.
 class IoAwaiter : public IoOp {
   public:
     explicit IoAwaiter(IoBackend& backend) noexcept : backend_(&backend) {}
     IoAwaiter(const IoAwaiter&) = delete;
     IoAwaiter& operator=(const IoAwaiter&) = delete;
     ~IoAwaiter() {
-        if (in_flight) backend_->discard(*this);
+        if (attached()) backend_->abandon(*this);
     }
 
     bool await_ready() noexcept { return backend_->submit(*this); }
@@ -157,18 +228,13 @@ class IoAwaiter : public IoOp {
     }
     /// The op's result; CancelledError if the task's cancellation ended it.
     std::int64_t await_resume() {
-        if (task != nullptr) {
-            try {
-                task->resume_point();
-            } catch (...) {
-                // Cancelled after the op completed: an accepted connection
-                // nobody will own is closed, as Python's GC would.
-                if (kind == Kind::accept && result >= 0) ::close(static_cast<int>(result));
-                throw;
-            }
-            if (cancel_requested_ && result == -ECANCELED) {
-                throw CancelledError(task->cancel_message());
-            }
+        if (task != nullptr && (task->take_pending_cancel() || cancel_requested_)) {
+            if (result < 0) throw CancelledError(task->cancel_message());
+            // The op did its work before the cancellation reached it (bytes
+            // read or sent, a connection accepted): keep it, so that no byte
+            // and no connection is lost, and cancel the task at its next
+            // suspension instead.
+            task->defer_cancel();
         }
         return result;
     }

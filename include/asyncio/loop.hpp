@@ -134,7 +134,9 @@ class EventLoop : public detail::LoopCore {
     /// that adding it to the clock cannot overflow.
     static constexpr std::int64_t kNeverNs = std::numeric_limits<std::int64_t>::max() / 4;
 
-    /// A loop on default_backend().
+    /// A loop on the best backend the OS accepts (ASYNCIO_BACKEND if set):
+    /// io_uring, else epoll, else poll. In debug mode it logs which, and why
+    /// a better one was refused.
     EventLoop();
     /// A loop on `backend`; RuntimeError if it is not available here.
     explicit EventLoop(Backend backend);
@@ -370,7 +372,7 @@ class EventLoop : public detail::LoopCore {
     void default_exception_handler(const ExceptionContext& context) noexcept;
 
     bool get_debug() const noexcept { return debug_; }
-    void set_debug(bool enabled) noexcept { debug_ = enabled; }
+    void set_debug(bool enabled) noexcept;
     /// In debug mode, callbacks running longer than this are logged (default 0.1 s).
     double slow_callback_duration = 0.1;
 
@@ -439,6 +441,8 @@ class EventLoop : public detail::LoopCore {
     void drop_everything() noexcept;
 
     std::unique_ptr<IoBackend> backend_;
+    std::string backend_note_;  // why the default backend was not the best, for debug mode
+    bool backend_logged_ = false;
     std::vector<TimerEntry> timers_;
     std::uint64_t timer_seq_ = 0;
 

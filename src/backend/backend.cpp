@@ -1,83 +1,126 @@
-// Backend names, availability and construction.
+// The table of backends: each one's kind, name, availability probe and
+// factory, best first. Adding a backend means adding its row.
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include "asyncio/backend.hpp"
 #include "asyncio/exceptions.hpp"
+#include "backend/readiness.hpp"
+#ifdef ASYNCIO_HAVE_IO_URING
+#include "backend/io_uring.hpp"
+#endif
 
 namespace asyncio {
+namespace {
 
-namespace detail {
-std::unique_ptr<IoBackend> make_epoll_backend(LoopCore& loop);
-bool epoll_available() noexcept;
-}  // namespace detail
+using Factory = std::unique_ptr<IoBackend> (*)(detail::LoopCore&);
+using Probe = bool (*)() noexcept;
+
+struct BackendEntry {
+    Backend kind;
+    std::string_view name;
+    Probe available;  // null: not built for this platform
+    Factory make;
+};
+
+bool always() noexcept {
+    return true;
+}
+
+constexpr BackendEntry kBackends[] = {
+#ifdef ASYNCIO_HAVE_IO_URING
+    {Backend::io_uring, "io_uring", &detail::io_uring_available, &detail::make_io_uring_backend},
+#else
+    {Backend::io_uring, "io_uring", nullptr, nullptr},
+#endif
+#ifdef __linux__
+    {Backend::epoll, "epoll", &always, &detail::make_epoll_backend},
+#else
+    {Backend::epoll, "epoll", nullptr, nullptr},
+#endif
+    {Backend::kqueue, "kqueue", nullptr, nullptr},
+    {Backend::iocp, "iocp", nullptr, nullptr},
+    {Backend::poll, "poll", &always, &detail::make_poll_backend},
+};
+
+const BackendEntry& entry(Backend kind) noexcept {
+    for (const BackendEntry& e : kBackends) {
+        if (e.kind == kind) return e;
+    }
+    std::abort();  // every enumerator has a row
+}
+
+/// The backend ASYNCIO_BACKEND names, if it names one.
+std::optional<Backend> from_environment() {
+    const char* name = std::getenv("ASYNCIO_BACKEND");
+    if (name == nullptr || *name == '\0') return std::nullopt;
+    if (auto backend = backend_from_string(name)) return backend;
+    throw std::invalid_argument(std::string("ASYNCIO_BACKEND names no backend: ") + name);
+}
+
+}  // namespace
 
 std::string_view to_string(Backend backend) noexcept {
-    switch (backend) {
-        case Backend::epoll:
-            return "epoll";
-        case Backend::io_uring:
-            return "io_uring";
-        case Backend::kqueue:
-            return "kqueue";
-        case Backend::iocp:
-            return "iocp";
-        case Backend::poll:
-            return "poll";
-    }
-    return "unknown";
+    return entry(backend).name;
 }
 
 std::optional<Backend> backend_from_string(std::string_view name) noexcept {
-    for (Backend b :
-         {Backend::epoll, Backend::io_uring, Backend::kqueue, Backend::iocp, Backend::poll}) {
-        if (to_string(b) == name) return b;
+    for (const BackendEntry& e : kBackends) {
+        if (e.name == name) return e.kind;
     }
     return std::nullopt;
 }
 
 bool backend_available(Backend backend) noexcept {
-    switch (backend) {
-        case Backend::epoll:
-            return detail::epoll_available();
-        default:
-            return false;
-    }
+    const BackendEntry& e = entry(backend);
+    return e.available != nullptr && e.available();
 }
 
 std::vector<Backend> available_backends() {
     std::vector<Backend> out;
-    for (Backend b :
-         {Backend::io_uring, Backend::epoll, Backend::kqueue, Backend::iocp, Backend::poll}) {
-        if (backend_available(b)) out.push_back(b);
+    for (const BackendEntry& e : kBackends) {
+        if (e.available != nullptr && e.available()) out.push_back(e.kind);
     }
     return out;
 }
 
 Backend default_backend() {
-    if (const char* name = std::getenv("ASYNCIO_BACKEND"); name != nullptr && *name != '\0') {
-        if (auto backend = backend_from_string(name)) return *backend;
-        throw std::invalid_argument(std::string("ASYNCIO_BACKEND names no backend: ") + name);
-    }
+    if (auto named = from_environment()) return *named;
     auto all = available_backends();
     if (all.empty()) throw RuntimeError("no I/O backend is available on this machine");
     return all.front();
 }
 
 std::unique_ptr<IoBackend> make_backend(Backend kind, detail::LoopCore& loop) {
-    if (!backend_available(kind)) {
-        throw RuntimeError(std::string("the ") + std::string(to_string(kind)) +
+    const BackendEntry& e = entry(kind);
+    if (e.make == nullptr || !e.available()) {
+        throw RuntimeError(std::string("the ") + std::string(e.name) +
                            " backend is not available on this machine");
     }
-    switch (kind) {
-        case Backend::epoll:
-            return detail::make_epoll_backend(loop);
-        default:
-            break;
+    return e.make(loop);
+}
+
+std::unique_ptr<IoBackend> make_default_backend(detail::LoopCore& loop,
+                                                std::string* fallback_reason) {
+    if (auto named = from_environment()) return make_backend(*named, loop);
+    // Construct rather than probe: what the OS refuses (io_uring under a
+    // seccomp filter, say) shows when the backend is made, and the next one
+    // is tried.
+    std::string reasons;
+    for (const BackendEntry& e : kBackends) {
+        if (e.make == nullptr) continue;
+        try {
+            auto backend = e.make(loop);
+            if (fallback_reason != nullptr) *fallback_reason = std::move(reasons);
+            return backend;
+        } catch (const std::system_error& error) {
+            if (!reasons.empty()) reasons += "; ";
+            reasons += std::string(e.name) + ": " + error.what();
+        }
     }
-    throw RuntimeError(std::string("no implementation of the ") + std::string(to_string(kind)) +
-                       " backend");
+    throw RuntimeError("no I/O backend is available on this machine: " + reasons);
 }
 
 }  // namespace asyncio

@@ -106,9 +106,11 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
 
     // LoopResource
     void loop_closing() noexcept override {
+        // What the ops in flight point into (buffers, msghdrs, addresses) is
+        // this transport: the backend keeps it until the kernel lets go.
         for (Op* op : {&read_op_, &write_op_}) {
             if (!op->in_flight) continue;
-            backend().discard(*op);
+            backend().abandon(*op, self_);
             --pending_ops_;
             (op == &read_op_ ? reading_ : writing_) = false;
         }
@@ -141,7 +143,7 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
     std::int64_t send_now(std::string_view data, const std::optional<Address>& address) noexcept {
         fill_write(data, address);
         if (backend().submit(write_op_)) return write_op_.result;
-        backend().discard(write_op_);
+        backend().abandon(write_op_);  // it points at the caller's data
         return -EAGAIN;
     }
 

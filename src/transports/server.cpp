@@ -154,11 +154,11 @@ class ServerState final : public ConnectionOwner,
     void loop_closing() noexcept override {
         for (auto& acceptor : acceptors_) {
             if (acceptor->busy && acceptor->in_flight) {
-                backend().discard(*acceptor);
                 acceptor->busy = false;
                 --pending_ops_;
             }
         }
+        abandon_acceptors();
         for (auto& acceptor : acceptors_)
             acceptor->retry = {};
         closed_ = true;
@@ -176,7 +176,6 @@ class ServerState final : public ConnectionOwner,
         ServerState* owner = nullptr;
         std::size_t index = 0;
         bool busy = false;
-        Address peer;
         TimerHandle retry;  // accept paused after EMFILE and friends
     };
 
@@ -184,10 +183,10 @@ class ServerState final : public ConnectionOwner,
 
     /// Starts an accept; returns true if one completed at once (result set).
     bool start_accept(Acceptor& a) noexcept {
+        // No address: a backend may keep accepting between submissions
+        // (multishot accept); the transport asks for the peer's name.
         a.kind = IoOp::Kind::accept;
         a.fd = sockets_[a.index].fileno();
-        a.addr = a.peer.data();
-        a.addrlen = Address::capacity();
         a.wait_first = false;
         a.busy = true;
         ++pending_ops_;
@@ -229,8 +228,7 @@ class ServerState final : public ConnectionOwner,
                 return;
             }
             if (result >= 0) {
-                a.peer.set_size(a.addrlen);
-                accept_connection(static_cast<int>(result), a.peer);
+                accept_connection(static_cast<int>(result));
             } else if (out_of_resources(result)) {
                 // The loop must not spin: stop accepting for a while, keep serving.
                 ExceptionContext context;
@@ -261,7 +259,7 @@ class ServerState final : public ConnectionOwner,
         }
     }
 
-    void accept_connection(int fd, const Address& peer) noexcept {
+    void accept_connection(int fd) noexcept {
         Socket conn = Socket::from_fd(fd);
         if (options_.keep_alive) conn.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
         std::shared_ptr<BaseProtocol> protocol;
@@ -272,7 +270,11 @@ class ServerState final : public ConnectionOwner,
             ExceptionContext context;
             context.message = "Error on transport creation for incoming connection";
             context.exception = std::current_exception();
-            context.repr = "peer " + peer.to_string();
+            try {
+                context.repr = "peer " + conn.getpeername().to_string();
+            } catch (const std::system_error&) {
+                context.repr = "peer (gone)";
+            }
             loop_->call_exception_handler(context);
             return;
         }
@@ -290,8 +292,17 @@ class ServerState final : public ConnectionOwner,
         }
     }
 
+    /// What a backend keeps armed for the acceptors (a multishot accept,
+    /// connections it accepted ahead) goes: nothing of ours is in flight.
+    void abandon_acceptors() noexcept {
+        for (auto& acceptor : acceptors_) {
+            if (acceptor->attached()) backend().abandon(*acceptor, self_);
+        }
+    }
+
     void maybe_release() noexcept {
         if (!closed_ || pending_ops_ > 0) return;
+        abandon_acceptors();
         std::shared_ptr<ServerState> last = std::move(self_);
     }
 

@@ -118,9 +118,12 @@ void StreamTransport::submit_read() noexcept {
         if (backend().submit(read_op_)) loop_->schedule(read_op_);
         return;
     }
-    char* buffer = nullptr;
-    std::size_t length = 0;
-    if (buffered_protocol_ != nullptr) {
+    // A BufferedProtocol lends its buffer where the read happens at once
+    // (a readiness backend). A completion backend reads into the buffers it
+    // provides and the data is copied into the protocol's, as CPython's
+    // proactor does: the buffer the kernel fills must not depend on which
+    // protocol is current when the data arrives.
+    if (buffered_protocol_ != nullptr && backend().completes_inline()) {
         std::span<std::byte> lent;
         try {
             lent = buffered_protocol_->get_buffer(kReadSize);
@@ -130,21 +133,16 @@ void StreamTransport::submit_read() noexcept {
                         "Fatal error: protocol.get_buffer() call failed.");
             return;
         }
-        buffer = reinterpret_cast<char*>(lent.data());
-        length = lent.size();
         lender_ = protocol_;
+        read_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::recv : IoOp::Kind::read;
+        read_op_.buf = lent.data();
+        read_op_.len = lent.size();
     } else {
         lender_.reset();
-        // Uninitialized: the pages are touched only as data arrives.
-        if (!read_buffer_) read_buffer_.reset(new char[kReadSize]);
-        buffer = read_buffer_.get();
-        length = kReadSize;
+        read_op_.kind =
+            kind_ == StreamKind::socket ? IoOp::Kind::recv_provided : IoOp::Kind::read_provided;
     }
-    read_len_ = length;
-    read_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::recv : IoOp::Kind::read;
     read_op_.fd = sock_.fileno();
-    read_op_.buf = buffer;
-    read_op_.len = length;
     read_op_.wait_first = last_read_short_;
     reading_ = true;
     ++pending_ops_;
@@ -182,7 +180,7 @@ void StreamTransport::handle_read(std::int64_t result) noexcept {
         fatal_error(os_error(result, "recv"), "Fatal read error on socket transport");
         return;
     }
-    last_read_short_ = static_cast<std::size_t>(result) < read_len_;
+    last_read_short_ = static_cast<std::size_t>(result) < read_op_.len;
     if (paused_) {
         // It was in flight when reading paused: keep it, data or EOF, for
         // resume_reading (a paused selector transport would not see either).
@@ -200,18 +198,18 @@ void StreamTransport::handle_read(std::int64_t result) noexcept {
 void StreamTransport::deliver(std::size_t n) noexcept {
     // Where the data is, and who lent that buffer (kept alive for this call).
     std::shared_ptr<BaseProtocol> lender = std::move(lender_);
-    const std::string_view data(
-        lender ? static_cast<const char*>(read_op_.buf) : read_buffer_.get(), n);
+    const std::string_view data(static_cast<const char*>(read_op_.buf), n);
     if (buffered_protocol_ != nullptr) {
-        try {
-            if (lender.get() == protocol_.get()) {
+        if (lender.get() == protocol_.get()) {
+            try {
                 buffered_protocol_->buffer_updated(n);
-            } else {
-                feed_buffered(data);  // the protocol changed while the read was in flight
+            } catch (...) {
+                fatal_error(std::current_exception(),
+                            "Fatal error: protocol.buffer_updated() call failed.");
             }
-        } catch (...) {
-            fatal_error(std::current_exception(),
-                        "Fatal error: protocol.buffer_updated() call failed.");
+        } else {
+            // A provided buffer, or one lent by the protocol before set_protocol.
+            feed_buffered(data);
         }
     } else if (stream_protocol_ != nullptr) {
         try {
@@ -223,15 +221,29 @@ void StreamTransport::deliver(std::size_t n) noexcept {
     }
 }
 
-void StreamTransport::feed_buffered(std::string_view data) {
-    // protocols._feed_data_to_buffered_proto.
+void StreamTransport::feed_buffered(std::string_view data) noexcept {
+    // protocols._feed_data_to_buffered_proto, reporting each call's failure
+    // as the selector transport does.
     while (!data.empty() && buffered_protocol_ != nullptr) {
-        std::span<std::byte> buffer = buffered_protocol_->get_buffer(data.size());
-        if (buffer.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+        std::span<std::byte> buffer;
+        try {
+            buffer = buffered_protocol_->get_buffer(data.size());
+            if (buffer.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+        } catch (...) {
+            fatal_error(std::current_exception(),
+                        "Fatal error: protocol.get_buffer() call failed.");
+            return;
+        }
         const std::size_t n = std::min(buffer.size(), data.size());
         std::memcpy(buffer.data(), data.data(), n);
         data.remove_prefix(n);
-        buffered_protocol_->buffer_updated(n);
+        try {
+            buffered_protocol_->buffer_updated(n);
+        } catch (...) {
+            fatal_error(std::current_exception(),
+                        "Fatal error: protocol.buffer_updated() call failed.");
+            return;
+        }
     }
 }
 
@@ -301,7 +313,7 @@ void StreamTransport::write(std::string_view data) {
                 return;
             }
         } else {
-            backend().discard(write_op_);  // it points at the caller's data: retry from our buffer
+            backend().abandon(write_op_);  // it points at the caller's data: retry from our buffer
         }
     }
     chunks_.emplace_back(data);
@@ -578,14 +590,26 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
 }
 
 void StreamTransport::loop_closing() noexcept {
-    // Operations still waiting in the backend are forgotten; those in the
-    // ready queue are dropped by the loop right after this.
+    // Operations still in flight go to the backend with what they point
+    // into: this transport (buffers, iovecs) and the protocol lending the
+    // read buffer, kept until the kernel lets go. Those in the ready queue
+    // are dropped by the loop right after this.
+    Keepalive keep;
+    if (read_op_.in_flight || write_op_.in_flight) {
+        try {
+            keep = std::make_shared<
+                std::pair<std::shared_ptr<StreamTransport>, std::shared_ptr<BaseProtocol>>>(
+                self_, lender_);
+        } catch (const std::bad_alloc&) {
+            // Without it the backend waits for the kernel before it returns.
+        }
+    }
     for (Op* op : {&read_op_, &write_op_}) {
         if (!op->in_flight) continue;
-        backend().discard(*op);
         --pending_ops_;
         (op == &read_op_ ? reading_ : writing_) = false;
     }
+    abandon_ops(std::move(keep));
     closing_ = lost_ = lost_delivered_ = true;
     held_ = false;
     lender_.reset();
@@ -596,8 +620,15 @@ void StreamTransport::loop_closing() noexcept {
     maybe_release();
 }
 
+void StreamTransport::abandon_ops(Keepalive keep) noexcept {
+    for (Op* op : {&read_op_, &write_op_}) {
+        if (op->attached()) backend().abandon(*op, keep);
+    }
+}
+
 void StreamTransport::maybe_release() noexcept {
     if (!lost_delivered_ || pending_ops_ > 0) return;
+    abandon_ops({});  // a provided buffer, an armed multishot: nothing in flight
     sock_.close();
     unregister_resource();
     std::shared_ptr<StreamTransport> last = std::move(self_);  // may free *this on return

@@ -85,7 +85,7 @@ class StreamTransport final : public Transport, public LoopResource {
     void submit_read() noexcept;
     void handle_read(std::int64_t result) noexcept;
     void deliver(std::size_t n) noexcept;
-    void feed_buffered(std::string_view data);
+    void feed_buffered(std::string_view data) noexcept;
     void handle_eof() noexcept;
     void submit_write() noexcept;
     void handle_write(std::int64_t result) noexcept;
@@ -101,6 +101,8 @@ class StreamTransport final : public Transport, public LoopResource {
     IoBackend& backend() const noexcept { return loop_->backend(); }
     /// Completes once the write buffer is empty (CPython's _make_empty_waiter).
     Future<> flushed();
+    /// Hands the ops still attached to the backend; `keep` owns what they lent.
+    void abandon_ops(Keepalive keep) noexcept;
 
     EventLoop* loop_;
     Socket sock_;
@@ -131,13 +133,12 @@ class StreamTransport final : public Transport, public LoopResource {
     std::optional<Future<>> empty_waiter_;
 
     static constexpr std::size_t kReadSize = 256 * 1024;  // CPython's max_size
-    std::unique_ptr<char[]> read_buffer_;
     // The BufferedProtocol whose buffer the read in flight (or held) fills;
-    // null when it fills read_buffer_. set_protocol may switch protocols
-    // meanwhile: the data then goes to the new one, and the lender's buffer
-    // must stay alive until then.
+    // null when the backend provides the buffer (Protocol: no buffer per
+    // connection). set_protocol may switch protocols meanwhile: the data
+    // then goes to the new one, and the lender's buffer must stay alive
+    // until then.
     std::shared_ptr<BaseProtocol> lender_;
-    std::size_t read_len_ = 0;
 
     std::deque<std::string> chunks_;
     std::size_t front_offset_ = 0;  // bytes of chunks_.front() already sent

@@ -271,6 +271,14 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
         }
     }
 
+    /// For a leaf whose wait did work that must not be thrown away: whether
+    /// this step must cancel, as resume_point() would throw. The leaf then
+    /// keeps its result and calls defer_cancel().
+    bool take_pending_cancel() noexcept { return std::exchange(inject_cancel_, false); }
+    /// A cancellation that reached a waiter too late to end it (the waiter
+    /// completed anyway) is thrown at the task's next suspension instead.
+    void defer_cancel() noexcept { must_cancel_ = true; }
+
     /// Whether the loop should report this task as destroyed while pending.
     bool log_destroy_pending = true;
 

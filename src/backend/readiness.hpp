@@ -1,0 +1,101 @@
+// What every readiness backend (epoll, poll; kqueue later) shares, as libuv's
+// core.c is shared by linux.c and posix-poll.c: completion-style operations
+// on a readiness API.
+//
+// An operation first tries its system call; only on EAGAIN does it wait,
+// queued per fd and direction so that operations on one fd complete in FIFO
+// order. When the OS reports the fd ready, the waiting operations of that
+// direction run in order until one would block again. The OS part only keeps
+// the kernel's interest in each fd in line with what the core asks for, and
+// waits.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "asyncio/backend.hpp"
+
+namespace asyncio::detail {
+
+class ProvidedBuffers;
+
+class ReadinessBackend : public IoBackend {
+  public:
+    ~ReadinessBackend() override;
+
+    bool completes_inline() const noexcept final { return true; }
+    bool submit(IoOp& op) noexcept final;
+    bool cancel(IoOp& op) noexcept final;
+    void abandon(IoOp& op, Keepalive keep) noexcept final;
+    void forget_fd(int fd) noexcept final;
+    void wakeup() noexcept final;
+    void poll(std::int64_t timeout_ns) final;
+
+  protected:
+    /// What the core wants the kernel to watch on an fd: a set of these bits.
+    enum Interest : std::uint8_t {
+        kRead = 1,
+        kWrite = 2,
+        /// Edge-triggered, for I/O operations: registered once and kept until
+        /// forget_fd(), so the steady state makes no system call. Only asked
+        /// of a backend built with Trigger::edge.
+        kEdge = 4,
+    };
+    enum class Trigger { edge, level };
+
+    struct FdState;
+
+    /// `trigger`: whether the OS part can watch edges (epoll) or only levels
+    /// (poll). Throws std::system_error if the wake-up channel cannot be made.
+    ReadinessBackend(LoopCore& loop, Trigger trigger);
+
+    /// The OS part: make the kernel watch `fd` for `want` (a set of Interest
+    /// bits, 0 = nothing) instead of `had`. `now`: the caller waits for the
+    /// answer (add_reader on a bad fd must fail at the call), so check what
+    /// would otherwise only show at the next wait. Returns 0 or an errno.
+    virtual int watch(int fd, std::uint8_t had, std::uint8_t want, bool now) noexcept = 0;
+    /// The OS part: waits up to `timeout_ns` (negative: no limit, 0: do not
+    /// block) and calls ready() for each fd that is ready, and drain_wakeup()
+    /// if the wake-up fd is readable. An interrupted wait just returns;
+    /// other failures throw std::system_error.
+    virtual void wait(std::int64_t timeout_ns) = 0;
+
+    /// The OS part reports `fd` ready.
+    void ready(int fd, bool readable, bool writable, bool hung_up) noexcept;
+    /// The fd that wakeup() makes readable; the OS part watches it itself.
+    int wake_fd() const noexcept { return wake_read_fd_; }
+    void drain_wakeup() noexcept;
+    /// Fails every operation waiting on `fd` with -`error`: its registration
+    /// went bad (POLLNVAL, say).
+    void fail_fd(int fd, int error) noexcept;
+
+  private:
+    FdState& state(int fd);
+    FdState* find(int fd) noexcept;
+    std::uint8_t desired(const FdState& state) const noexcept;
+    int apply(int fd, FdState& state, bool now) noexcept;
+    void flush() noexcept;
+    void run_waiting(int fd, FdState& state, bool readers) noexcept;
+    void detach(IoOp& op) noexcept;
+    void enqueue(IoOp& op, FdState& state, bool reading) noexcept;
+    void dequeue(IoOp& op) noexcept;
+    void fail_all(FdState& state, std::int64_t error) noexcept;
+    std::int64_t perform(IoOp& op) noexcept;
+    void give_back_buffer(IoOp& op) noexcept;
+
+    Trigger trigger_;
+    int wake_read_fd_ = -1;
+    int wake_write_fd_ = -1;
+    std::size_t waiting_ = 0;  // operations queued on some fd
+    std::vector<std::unique_ptr<FdState>> fds_;
+    std::vector<int> dirty_;
+    std::unique_ptr<ProvidedBuffers> buffers_;
+};
+
+/// The poll(2) backend; the last resort on any POSIX system.
+std::unique_ptr<IoBackend> make_poll_backend(LoopCore& loop);
+/// The epoll backend (Linux).
+std::unique_ptr<IoBackend> make_epoll_backend(LoopCore& loop);
+
+}  // namespace asyncio::detail
