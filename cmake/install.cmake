@@ -11,6 +11,11 @@ install(TARGETS asyncio EXPORT asyncioTargets
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
+# The config file re-finds liburing for consumers when the backend is in.
+if(NOT LIBURING_FOUND)
+  set(LIBURING_FOUND FALSE)
+endif()
+
 set(ASYNCIO_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/asyncio)
 install(EXPORT asyncioTargets NAMESPACE asyncio:: DESTINATION ${ASYNCIO_CMAKE_DIR})
 configure_package_config_file(cmake/asyncioConfig.cmake.in
@@ -23,5 +28,9 @@ install(FILES
   ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfigVersion.cmake
   DESTINATION ${ASYNCIO_CMAKE_DIR})
 
+set(ASYNCIO_PC_REQUIRES_PRIVATE "")
+if(LIBURING_FOUND)
+  set(ASYNCIO_PC_REQUIRES_PRIVATE "liburing")
+endif()
 configure_file(cmake/asyncio.pc.in ${CMAKE_CURRENT_BINARY_DIR}/asyncio.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/asyncio.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
