@@ -209,28 +209,30 @@ static void on_recv(struct connection* c, const struct io_uring_cqe* cqe) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         if (!c->closing) consume(c, buffers + (size_t)bid * BUFFER_SIZE, (size_t)cqe->res);
         give_back_buffer(bid); /* copied: the ring gets it back at once */
-        if (!c->closing) {
-            flush(c);
-            if (c->queued.len >= HIGH_WATER && more && !c->paused) {
-                /* Stop receiving until the output drains (see HIGH_WATER). */
+        if (!c->closing) flush(c);
+    } else if (cqe->res == -ENOBUFS) {
+        /* The ring ran dry and the multishot ended: re-armed below. The
+         * buffers returned in this batch become visible before the next
+         * submit, which carries the new recv. */
+    } else if (cqe->res == -ECANCELED && c->paused) {
+        /* Paused on purpose: resumed by on_send once drained. */
+    } else {
+        close_connection(c); /* 0: the peer closed; < 0: an error */
+    }
+    if (!c->closing) {
+        size_t unsent = c->sending.len - c->sending.off + c->queued.len;
+        if (unsent >= HIGH_WATER && !c->paused) {
+            /* Stop receiving until the output drains (see HIGH_WATER). */
+            c->paused = true;
+            if (c->recv_armed) {
                 struct io_uring_sqe* sqe = get_sqe();
                 io_uring_prep_cancel64(sqe, tag(c, OP_RECV), 0);
                 io_uring_sqe_set_data64(sqe, tag(NULL, OP_CANCEL));
-                c->paused = true;
             }
-            /* A multishot recv may also end after data (e.g. on a CQ
-             * overflow); keep it armed unless paused on purpose. */
-            if (!more && !c->paused) arm_recv(c);
         }
-    } else if (cqe->res == -ENOBUFS && !c->closing) {
-        /* The ring ran dry and the multishot ended. The buffers returned in
-         * this batch become visible before the next submit, which carries
-         * the new recv. */
-        arm_recv(c);
-    } else if (cqe->res == -ECANCELED && c->paused) {
-        /* Paused on purpose: resumed below or by on_send once drained. */
-    } else {
-        close_connection(c); /* 0: the peer closed; < 0: an error */
+        /* A multishot recv also ends on -ENOBUFS, or after data (e.g. on a
+         * CQ overflow): keep one armed unless paused on purpose. */
+        if (!c->paused && !c->recv_armed) arm_recv(c);
     }
     resume_if_drained(c);
     free_if_done(c);
