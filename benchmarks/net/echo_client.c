@@ -296,13 +296,21 @@ int main(int argc, char** argv) {
     if (marks) mark("MEASURE_STOP");
 
     double seconds = (double)(now - window_start_ns) / 1e9;
-    printf(
-        "{\"messages\": %" PRIu64
-        ", \"seconds\": %.6f, \"msgs_per_s\": %.1f, \"p50_us\": %.1f, "
-        "\"p99_us\": %.1f, \"mean_us\": %.1f, \"max_us\": %.1f, \"connections\": %u, "
-        "\"size\": %zu}\n",
-        recorded, seconds, (double)recorded / seconds, latency_quantile(0.50),
-        latency_quantile(0.99), recorded ? (double)latency_sum_ns / (double)recorded / 1e3 : 0.0,
-        (double)latency_max_ns / 1e3, connections, message_size);
+    printf("{\"messages\": %" PRIu64
+           ", \"seconds\": %.6f, \"msgs_per_s\": %.1f, \"p50_us\": %.1f, "
+           "\"p99_us\": %.1f, \"mean_us\": %.1f, \"max_us\": %.1f, \"connections\": %u, "
+           "\"size\": %zu}\n",
+           recorded, seconds, (double)recorded / seconds, latency_quantile(0.50),
+           latency_quantile(0.99), recorded ? (double)latency_sum_ns / (double)recorded / 1e3 : 0.0,
+           (double)latency_max_ns / 1e3, connections, message_size);
+    fflush(stdout);
+
+    for (unsigned i = 0; i < connections; ++i) {
+        close(conns[i].fd);
+        free(conns[i].message);
+    }
+    free(conns);
+    free(buffer);
+    close(epoll_fd);
     return 0;
 }
