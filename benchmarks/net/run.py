@@ -430,6 +430,7 @@ def run_workload(workload, args):
                     row.update(status="failed", note=str(e))
                     server.kill()
                     continue
+                result["round"] = r + 1
                 result["cpu_us_per_msg"] = result["server_cpu_s"] * 1e6 / result["messages"]
                 result["cpu_ticks"] = round(result["server_cpu_s"] * CLK_TCK)
                 log(
@@ -456,18 +457,24 @@ def run_workload(workload, args):
             errors = sum(r.get("socket_errors", 0) for r in row["rounds"])
             if errors:
                 row["note"] = f"wrk reported {errors} socket errors"
-    for row in rows.values():
-        for ref in REFERENCES:
-            base = next(
-                (
-                    x.get("cpu_us_per_msg")
-                    for x in rows.values()
-                    if x["server"] == ref and x["status"] == "ok"
-                ),
-                None,
-            )
-            mine = row.get("cpu_us_per_msg")
-            row[f"vs_{ref}"] = mine / base if mine is not None and base else None
+    # Ratios to the raw peers are taken within each round, then the median
+    # of those: the machine's speed drifts between rounds (other work on
+    # the shared host comes and goes) far more than within one, so a ratio
+    # of medians would mix a fast round of one server with a slow one of
+    # the other.
+    for ref in REFERENCES:
+        base = next(
+            (x for x in rows.values() if x["server"] == ref and x["status"] == "ok"), None
+        )
+        base_rounds = {r["round"]: r["cpu_us_per_msg"] for r in base["rounds"]} if base else {}
+        for row in rows.values():
+            ratios = [
+                r["cpu_us_per_msg"] / base_rounds[r["round"]]
+                for r in row["rounds"]
+                if row["status"] == "ok" and base_rounds.get(r["round"])
+            ]
+            row[f"vs_{ref}"] = statistics.median(ratios) if ratios else None
+            row[f"vs_{ref}_rounds"] = ratios
     return rows
 
 
@@ -607,7 +614,7 @@ def main(argv=None):
         f"servers on {server_pin_note}, load generator on {client_pin_note}; server CPU = "
         f"utime+stime from /proc/PID/stat over the measured window (1/{CLK_TCK} s ticks) "
         "divided by the messages (requests) completed in it; vs = this server's CPU/msg over "
-        "the raw peer's (above 1.00x: costs more)."
+        "the raw peer's in the same round, median over rounds (above 1.00x: costs more)."
     )
     text = "\n\n".join(tables) + "\n\n" + method + "\n"
     print(text)
