@@ -381,6 +381,8 @@ def run_workload(workload, args):
     """Runs every selected server of one workload; returns its rows."""
     rows = {}  # label -> row dict
     planned, unavailable = planned_servers(workload, args)
+    if not planned and not unavailable:
+        log(f"warning: --servers selects no server of the {workload} workload")
     for name, backend, reason in unavailable:
         rows[f"{name}@{backend}"] = {
             "server": name,
