@@ -1,24 +1,53 @@
 #!/usr/bin/env bash
-# Builds the micro benchmarks and their peers (Boost.Asio, Python asyncio,
-# uvloop) and prints a table of ratios. Extra arguments go to compare.py,
-# e.g. `scripts/bench.sh --rounds 3 --json build/bench/core.json`;
-# `--suite tasks|sync` compares that suite instead of the core one.
+# Builds the benchmarks (preset bench) and runs one suite of them.
+#
+# Micro benchmarks (the default, --suite core|tasks|sync): ours against
+# their peers (Boost.Asio, Python asyncio, uvloop), a table of ratios. Extra
+# arguments go to compare.py, e.g.
+#   scripts/bench.sh --rounds 3 --json build/bench/core.json
+#   scripts/bench.sh --suite tasks
+#
+# Network workloads (--suite net): the library's servers on each backend
+# against raw C epoll and io_uring servers, under echo_client and wrk. The
+# other arguments go to benchmarks/net/run.py, e.g.
+#   scripts/bench.sh --suite net --quick
+#   scripts/bench.sh --suite net --workload echo --rounds 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev libbenchmark-dev libboost1.81-dev \
-  python3 python3-uvloop util-linux
+# The suite; compare.py sees --suite too, among the other arguments, while
+# run.py gets the arguments without it.
+suite=core
+args=("$@")
+rest=()
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --suite)
+      suite="${args[i + 1]:-core}"
+      i=$((i + 1))
+      ;;
+    --suite=*) suite="${args[i]#--suite=}" ;;
+    *) rest+=("${args[i]}") ;;
+  esac
+done
+
+# What every suite needs to build the bench preset: it builds all of
+# benchmarks/, the micro benchmarks and the C programs of net/ included.
+deps=(cmake ninja-build g++ gcc pkgconf libfmt-dev libbenchmark-dev python3 util-linux)
+if [ "$suite" = net ]; then
+  # liburing-dev for the io_uring peer, wrk for the HTTP workload (taskset,
+  # from util-linux, pins the servers and the load generators).
+  deps+=(liburing-dev wrk)
+else
+  deps+=(libboost1.81-dev python3-uvloop)
+fi
+scripts/deps.sh "${deps[@]}"
 
 cmake --preset bench >/dev/null
 cmake --build --preset bench -j "$(nproc)"
-# The suite's binaries; compare.py sees --suite too, among the other arguments.
-suite=core
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  case "${args[i]}" in
-    --suite) suite="${args[i + 1]:-core}" ;;
-    --suite=*) suite="${args[i]#--suite=}" ;;
-  esac
-done
+
+if [ "$suite" = net ]; then
+  exec python3 benchmarks/net/run.py "${rest[@]+"${rest[@]}"}"
+fi
 exec python3 benchmarks/compare.py --ours "build/bench/benchmarks/bench_${suite}" \
   --asio "build/bench/benchmarks/peers/asio/asio_${suite}_bench" "$@"

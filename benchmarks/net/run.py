@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""Run the network workloads against every server and compare their cost.
+
+Workloads (--workload):
+  echo  echo_client: 50 connections, each in a closed loop of 64-byte
+        messages (send one, wait for its echo, send the next);
+  http  wrk -t1 -c50 --latency against a "Hello, World!" HTTP/1.1 server
+        (keep-alive, one request at a time per connection).
+
+Servers: the raw C peers raw_epoll and raw_uring (benchmarks/net/*.c), and
+the library's servers (echo_protocol, echo_streams, http_hello_server) on
+each backend of --backends, chosen with ASYNCIO_BACKEND. A server that does
+not start (a backend this build or machine lacks) is reported as skipped.
+
+Method: every server of a workload is started once, pinned to one core
+(taskset -c 0), and waits idle while the others are measured; then, for
+each of --rounds rounds, every server in turn gets a warm-up and one
+measured window of --duration seconds from the load generator, pinned to
+the other core (taskset -c 1). Rounds are interleaved across servers so
+that a burst of noise on the shared machine hits every server alike
+instead of all the rounds of one. Around each measured window the server's
+utime+stime is read from /proc/PID/stat: CPU time per message ranks servers
+even when the load generator, not the server, limits the throughput (wrk
+saturates its core on HTTP). Each figure is the median over rounds.
+
+Writes a Markdown table per workload to OUT_DIR/table.md (and prints it),
+and every number to OUT_DIR/results.json. Exits 1 if a server or a load
+generator failed (crashed, echoed wrong bytes, exited non-zero on SIGTERM);
+skipped servers do not fail the run. Standard library only; runs under any
+python3 >= 3.8.
+
+Examples:
+    benchmarks/net/run.py --quick
+    benchmarks/net/run.py --workload echo --servers 'raw_*,echo_protocol@epoll'
+"""
+
+import argparse
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BACKENDS = ("epoll", "io_uring", "poll")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# (workload, server name) -> how to start it: the binary, its arguments
+# before the port, and whether ASYNCIO_BACKEND applies (a library server).
+SERVERS = {
+    "echo": [
+        ("raw_epoll", "raw_epoll_server", ["echo"], False),
+        ("raw_uring", "raw_uring_server", ["echo"], False),
+        ("echo_protocol", "echo_protocol", [], True),
+        ("echo_streams", "echo_streams", [], True),
+    ],
+    "http": [
+        ("raw_epoll", "raw_epoll_server", ["http"], False),
+        ("raw_uring", "raw_uring_server", ["http"], False),
+        ("http_hello_server", "http_hello_server", [], True),
+    ],
+}
+# The backend a raw peer uses, for the table's backend column.
+RAW_BACKEND = {"raw_epoll": "epoll", "raw_uring": "io_uring"}
+REFERENCES = ("raw_epoll", "raw_uring")
+# wrk's connections (-c), fixed: --connections is the echo workload's.
+HTTP_CONNECTIONS = 50
+
+
+class BenchError(Exception):
+    """A server or load generator failed: the run's result is not usable."""
+
+
+def log(msg):
+    print(f"run.py: {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_pin(cpu):
+    """taskset prefix pinning to one CPU, or [] with the reason."""
+    if cpu in ("", "none", "-1"):
+        return [], "not pinned"
+    if not shutil.which("taskset"):
+        return [], "not pinned (taskset not found)"
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = None
+    if allowed is not None and int(cpu) not in allowed:
+        return [], f"not pinned (CPU {cpu} not in this process's affinity {sorted(allowed)})"
+    return ["taskset", "-c", cpu], f"CPU {cpu}"
+
+
+def process_cpu_seconds(pid):
+    """utime + stime of a process, in seconds (fields 14 and 15 of
+    /proc/PID/stat, in clock ticks). The command name (field 2) may hold
+    spaces or parentheses, so the fields are counted after its last ')'."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state): field N is fields[N - 3].
+    return (int(fields[14 - 3]) + int(fields[15 - 3])) / CLK_TCK
+
+
+def signal_name(returncode):
+    if returncode is not None and returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"status {returncode}"
+
+
+class Server:
+    """One server process, started pinned, on a free port."""
+
+    def __init__(self, name, backend, cmd, env):
+        self.name, self.backend, self.cmd, self.env = name, backend, cmd, env
+        self.proc = None
+        self.port = None
+        self.stderr = tempfile.TemporaryFile(mode="w+b")
+
+    @property
+    def label(self):
+        return f"{self.name}@{self.backend}"
+
+    def stderr_text(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace").strip()
+
+    def start(self, timeout):
+        """Starts the server and waits for "Serving on HOST:PORT". Returns
+        None, or why it did not start (it exited first)."""
+        log(f"starting {self.label}: {' '.join(self.cmd)}")
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=self.env
+        )
+        out = b""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise BenchError(f"{self.label}: no 'Serving on' line within {timeout} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:  # exited (or closed stdout) before listening
+                self.proc.wait()
+                lines = [line for line in self.stderr_text().splitlines() if line.strip()]
+                reason = lines[-1].strip() if lines else "no message"
+                # "what():  ..." (an uncaught exception) or "/path/prog: ...".
+                reason = re.sub(r"^what\(\):\s*", "", reason)
+                reason = re.sub(r"^/\S*: ", "", reason)
+                return f"{reason} (exited with {signal_name(self.proc.returncode)})"
+            out += chunk
+        line = out.split(b"\n", 1)[0].decode(errors="replace")
+        m = re.match(r"Serving on (\S+):(\d+)$", line.strip())
+        if not m:
+            self.kill()
+            raise BenchError(f"{self.label}: unexpected first line {line!r}")
+        self.port = int(m.group(2))
+        log(f"{self.label} is serving on port {self.port} (pid {self.proc.pid})")
+        return None
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise BenchError(
+                f"{self.label} died ({signal_name(self.proc.returncode)}): "
+                + (self.stderr_text()[-500:] or "no message")
+            )
+
+    def cpu_seconds(self):
+        self.check_alive()
+        return process_cpu_seconds(self.proc.pid)
+
+    def stop(self):
+        """SIGTERM, as a user's Ctrl-C; the server must exit 0."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchError(f"{self.label} did not exit within 10 s of SIGTERM")
+        if self.proc.returncode != 0:
+            raise BenchError(
+                f"{self.label} exited with {signal_name(self.proc.returncode)} on SIGTERM: "
+                + (self.stderr_text()[-500:] or "no message")
+            )
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_echo(server, args, pin):
+    """One warm-up plus one measured window of echo_client.
+
+    The client runs its own warm-up (--warmup) on the same connections and
+    prints MEASURE_START / MEASURE_STOP (--marks) at the edges of the
+    measured window; the server's CPU time is read as each mark arrives. So
+    neither the warm-up nor the connection set-up and teardown are charged
+    to the measured messages, and the lag of reading a mark (well under a
+    millisecond) is the same at both edges."""
+    cmd = pin + [
+        str(args.bin_dir / "echo_client"),
+        "127.0.0.1",
+        str(server.port),
+        "--connections",
+        str(args.connections),
+        "--size",
+        str(args.size),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+        "--marks",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cpu_start = cpu_stop = None
+    result = None
+    try:
+        for line in proc.stdout:
+            line = line.strip()
+            if line == "MEASURE_START":
+                cpu_start = server.cpu_seconds()
+            elif line == "MEASURE_STOP":
+                cpu_stop = server.cpu_seconds()
+            elif line.startswith("{"):
+                result = json.loads(line)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().strip()
+    if proc.returncode != 0:
+        server.check_alive()  # a dead server is the news, not the client's reset
+        raise BenchError(f"echo_client against {server.label} failed: {err or 'no message'}")
+    if result is None or cpu_start is None or cpu_stop is None:
+        raise BenchError(f"echo_client against {server.label}: incomplete output")
+    server.check_alive()
+    return {
+        "messages": result["messages"],
+        "seconds": result["seconds"],
+        "msgs_per_s": result["msgs_per_s"],
+        "p50_us": result["p50_us"],
+        "p99_us": result["p99_us"],
+        "server_cpu_s": cpu_stop - cpu_start,
+        "client": result,
+    }
+
+
+WRK_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def parse_wrk(text, where):
+    """Requests/sec, the 99% latency (us) and the request count of wrk's
+    report (wrk -t1 -c50 -d.. --latency)."""
+
+    def grab(pattern):
+        m = re.search(pattern, text, re.MULTILINE)
+        if not m:
+            raise BenchError(f"{where}: no match for {pattern!r} in wrk's output:\n{text}")
+        return m
+
+    rps = float(grab(r"^Requests/sec:\s*([\d.]+)").group(1))
+    m = grab(r"^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+    p99_us = float(m.group(1)) * WRK_UNITS_US[m.group(2)]
+    m = grab(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)")
+    requests, seconds = int(m.group(1)), float(m.group(2)) * WRK_UNITS_US[m.group(3)] / 1e6
+    m = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.MULTILINE)
+    p50_us = float(m.group(1)) * WRK_UNITS_US[m.group(2)] if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    non_2xx = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    socket_errors = sum(int(g) for g in m.groups()) if m else 0
+    return rps, p99_us, p50_us, requests, seconds, non_2xx, socket_errors
+
+
+def wrk(server, seconds, pin):
+    cmd = pin + [
+        "wrk",
+        "-t1",
+        f"-c{HTTP_CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        f"http://127.0.0.1:{server.port}/",
+    ]
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=seconds + 60
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk against {server.label} did not finish")
+    if proc.returncode != 0:
+        server.check_alive()
+        raise BenchError(f"wrk against {server.label} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def run_http(server, args, pin):
+    """A warm-up run of wrk, then a measured one.
+
+    wrk cannot say when its measurement starts, so the warm-up is a separate
+    run and the server's CPU time is read just before the measured wrk starts
+    and just after it exits. That window also holds wrk's start-up (the
+    server is idle then, so it costs nothing) and the 50 connects and closes
+    (a few hundred microseconds of server CPU against seconds): negligible,
+    and the same for every server."""
+    if args.warmup_whole:
+        wrk(server, args.warmup_whole, pin)
+    cpu_start = server.cpu_seconds()
+    out = wrk(server, args.duration_whole, pin)
+    cpu_stop = server.cpu_seconds()
+    rps, p99_us, p50_us, requests, seconds, non_2xx, socket_errors = parse_wrk(out, server.label)
+    if non_2xx:
+        raise BenchError(f"{server.label} answered {non_2xx} requests with a non-2xx status")
+    if requests == 0:
+        raise BenchError(f"wrk against {server.label} completed no request")
+    return {
+        "messages": requests,
+        "seconds": seconds,
+        "msgs_per_s": rps,
+        "p50_us": p50_us,
+        "p99_us": p99_us,
+        "server_cpu_s": cpu_stop - cpu_start,
+        "socket_errors": socket_errors,
+        "wrk": out,
+    }
+
+
+RUNNERS = {"echo": run_echo, "http": run_http}
+
+
+def planned_servers(workload, args):
+    """(name, backend, command, env) of each server selected for a workload,
+    and (name, backend, reason) of those that cannot run at all."""
+    planned, unavailable = [], []
+    for name, binary, mode_args, is_library in SERVERS[workload]:
+        backends = args.backends if is_library else [RAW_BACKEND[name]]
+        for backend in backends:
+            if not selected(name, backend, args.servers):
+                continue
+            path = args.bin_dir / binary
+            if not os.access(path, os.X_OK):
+                reason = f"not built ({path} is missing)"
+                if name == "raw_uring":
+                    reason = "not built (liburing was not found at configure time)"
+                unavailable.append((name, backend, reason))
+                continue
+            env = dict(os.environ)
+            if is_library:
+                env["ASYNCIO_BACKEND"] = backend
+            cmd = args.server_pin + [str(path)] + mode_args + ["0"]
+            planned.append((name, backend, cmd, env))
+    return planned, unavailable
+
+
+def selected(name, backend, patterns):
+    if not patterns:
+        return True
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(f"{name}@{backend}", p) for p in patterns)
+
+
+def run_workload(workload, args):
+    """Runs every selected server of one workload; returns its rows."""
+    rows = {}  # label -> row dict
+    planned, unavailable = planned_servers(workload, args)
+    if not planned and not unavailable:
+        log(f"warning: --servers selects no server of the {workload} workload")
+    for name, backend, reason in unavailable:
+        rows[f"{name}@{backend}"] = {
+            "server": name,
+            "backend": backend,
+            "status": "skipped",
+            "note": reason,
+            "rounds": [],
+        }
+    if workload == "http" and planned and not shutil.which("wrk"):
+        for name, backend, _, _ in planned:
+            rows[f"{name}@{backend}"] = {
+                "server": name,
+                "backend": backend,
+                "status": "skipped",
+                "note": "wrk not found (scripts/deps.sh wrk)",
+                "rounds": [],
+            }
+        return rows
+
+    servers = []
+    try:
+        for name, backend, cmd, env in planned:
+            server = Server(name, backend, cmd, env)
+            row = {"server": name, "backend": backend, "status": "ok", "note": "", "rounds": []}
+            rows[server.label] = row
+            try:
+                reason = server.start(args.start_timeout)
+            except BenchError as e:
+                row.update(status="failed", note=str(e))
+                continue
+            if reason is not None:
+                log(f"{server.label}: skipped: {reason}")
+                row.update(status="skipped", note=reason)
+                continue
+            servers.append(server)
+
+        for r in range(args.rounds):
+            for server in servers:
+                row = rows[server.label]
+                if row["status"] != "ok":
+                    continue
+                log(f"{workload} round {r + 1}/{args.rounds}: {server.label}")
+                try:
+                    result = RUNNERS[workload](server, args, args.client_pin)
+                except BenchError as e:
+                    log(f"error: {e}")
+                    row.update(status="failed", note=str(e))
+                    server.kill()
+                    continue
+                result["round"] = r + 1
+                result["cpu_us_per_msg"] = result["server_cpu_s"] * 1e6 / result["messages"]
+                result["cpu_ticks"] = round(result["server_cpu_s"] * CLK_TCK)
+                log(
+                    f"  {result['msgs_per_s']:,.0f} msgs/s, p99 {result['p99_us']:,.0f} us, "
+                    f"server CPU {result['cpu_us_per_msg']:.2f} us/msg"
+                )
+                row["rounds"].append(result)
+    finally:
+        for server in servers:
+            row = rows[server.label]
+            try:
+                server.stop()
+            except BenchError as e:
+                log(f"error: {e}")
+                if row["status"] == "ok":
+                    row.update(status="failed", note=str(e))
+            finally:
+                server.kill()
+
+    for row in rows.values():
+        if row["status"] == "ok" and row["rounds"]:
+            for key in ("msgs_per_s", "p99_us", "cpu_us_per_msg"):
+                row[key] = statistics.median(r[key] for r in row["rounds"])
+            errors = sum(r.get("socket_errors", 0) for r in row["rounds"])
+            if errors:
+                row["note"] = f"wrk reported {errors} socket errors"
+    # Ratios to the raw peers are taken within each round, then the median
+    # of those: the machine's speed drifts between rounds (other work on
+    # the shared host comes and goes) far more than within one, so a ratio
+    # of medians would mix a fast round of one server with a slow one of
+    # the other.
+    for ref in REFERENCES:
+        base = next(
+            (x for x in rows.values() if x["server"] == ref and x["status"] == "ok"), None
+        )
+        base_rounds = {r["round"]: r["cpu_us_per_msg"] for r in base["rounds"]} if base else {}
+        for row in rows.values():
+            ratios = [
+                r["cpu_us_per_msg"] / base_rounds[r["round"]]
+                for r in row["rounds"]
+                if row["status"] == "ok" and base_rounds.get(r["round"])
+            ]
+            row[f"vs_{ref}"] = statistics.median(ratios) if ratios else None
+            row[f"vs_{ref}_rounds"] = ratios
+    return rows
+
+
+def fmt_num(v, digits=0):
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+
+def fmt_ratio(v):
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def server_order(workload, row):
+    names = [s[0] for s in SERVERS[workload]]
+    backend = BACKENDS.index(row["backend"]) if row["backend"] in BACKENDS else len(BACKENDS)
+    return names.index(row["server"]), backend
+
+
+def markdown(workload, rows, args):
+    title = {
+        "echo": f"echo: echo_client, {args.connections} connections, {args.size}-byte messages",
+        "http": f"http: wrk -t1 -c{HTTP_CONNECTIONS}, GET / -> 13-byte body, keep-alive",
+    }[workload]
+    lines = [
+        f"### {title}",
+        "",
+        "| server | backend | msgs/s | p99 µs | server CPU µs/msg | vs raw_epoll | vs raw_uring |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for row in sorted(rows.values(), key=lambda r: server_order(workload, r)):
+        if row["status"] == "ok" and row["rounds"]:
+            cells = [
+                fmt_num(row["msgs_per_s"]),
+                fmt_num(row["p99_us"]),
+                fmt_num(row["cpu_us_per_msg"], 2),
+                fmt_ratio(row["vs_raw_epoll"]),
+                fmt_ratio(row["vs_raw_uring"]),
+            ]
+        else:
+            cells = [row["status"]] + ["–"] * 4
+        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
+        if row["note"]:
+            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
+    return "\n".join(lines + [""] + notes)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Ratios: this server's CPU per message / the raw peer's (above 1.00x: costs more).",
+    )
+    p.add_argument("--workload", choices=("echo", "http", "all"), default="all")
+    p.add_argument(
+        "--servers",
+        default="",
+        help="comma-separated shell patterns matched against NAME or NAME@BACKEND "
+        "(e.g. 'raw_*,echo_protocol@epoll'); default: all",
+    )
+    p.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"library backends to run, comma-separated [{','.join(BACKENDS)}]",
+    )
+    # None: the default, or --quick's if given; an explicit value wins over both.
+    p.add_argument("--rounds", type=int, help="measured rounds per server [3]")
+    p.add_argument("--duration", type=float, help="seconds per measured window [5]")
+    p.add_argument("--warmup", type=float, help="seconds of warm-up per round [2]")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (CI): 1 round of 2 s after 1 s of warm-up, unless given explicitly",
+    )
+    p.add_argument("--connections", type=int, default=50, help="echo connections [50]")
+    p.add_argument("--size", type=int, default=64, help="echo message bytes [64]")
+    p.add_argument(
+        "--build-dir",
+        type=Path,
+        default=REPO / "build" / "bench",
+        help="the bench preset's build directory [build/bench]",
+    )
+    p.add_argument("--out-dir", type=Path, help="where table.md and results.json go [BUILD_DIR/net]")
+    p.add_argument("--server-cpu", default="0", help="CPU the servers are pinned to, or none [0]")
+    p.add_argument("--client-cpu", default="1", help="CPU the load generator is pinned to [1]")
+    p.add_argument("--start-timeout", type=float, default=10, help="seconds to wait for a server")
+    args = p.parse_args(argv)
+    defaults = {"rounds": 1, "duration": 2, "warmup": 1} if args.quick else {
+        "rounds": 3,
+        "duration": 5,
+        "warmup": 2,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
+        p.error("--rounds must be positive, --duration positive, --warmup not negative")
+    if args.connections < 1 or args.size < 1:
+        p.error("--connections and --size must be positive")
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(args.backends) - set(BACKENDS))
+    if unknown:
+        p.error(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.workloads = ["echo", "http"] if args.workload == "all" else [args.workload]
+    # wrk takes whole seconds.
+    args.duration_whole = max(1, round(args.duration))
+    args.warmup_whole = max(1, round(args.warmup)) if args.warmup > 0 else 0
+    args.bin_dir = args.build_dir / "benchmarks" / "net"
+    args.out_dir = args.out_dir or args.build_dir / "net"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not os.access(args.bin_dir / "echo_client", os.X_OK):
+        log(f"{args.bin_dir / 'echo_client'} is missing: build the bench preset first")
+        return 2
+    args.server_pin, server_pin_note = cpu_pin(args.server_cpu)
+    args.client_pin, client_pin_note = cpu_pin(args.client_cpu)
+    if args.server_cpu == args.client_cpu and args.server_pin:
+        log("warning: server and load generator are pinned to the same CPU")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results, tables = {}, []
+    for workload in args.workloads:
+        results[workload] = run_workload(workload, args)
+        tables.append(markdown(workload, results[workload], args))
+
+    http_note = (
+        f"; http: a {args.warmup_whole} s wrk warm-up run, then a measured run"
+        if "http" in args.workloads
+        else ""
+    )
+    method = (
+        f"Medians of {args.rounds} round(s) of {args.duration:g} s"
+        f" (echo: after a {args.warmup:g} s warm-up on the same connections{http_note}); "
+        f"servers on {server_pin_note}, load generator on {client_pin_note}; server CPU = "
+        f"utime+stime from /proc/PID/stat over the measured window (1/{CLK_TCK} s ticks) "
+        "divided by the messages (requests) completed in it; vs = this server's CPU/msg over "
+        "the raw peer's in the same round, median over rounds (above 1.00x: costs more)."
+    )
+    text = "\n\n".join(tables) + "\n\n" + method + "\n"
+    print(text)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "table.md").write_text(text)
+    doc = {
+        "date": started.isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "settings": {
+            "workloads": args.workloads,
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "wrk_duration_s": args.duration_whole,
+            "wrk_warmup_s": args.warmup_whole,
+            "echo_connections": args.connections,
+            "echo_size": args.size,
+            "http_connections": HTTP_CONNECTIONS,
+            "backends": args.backends,
+            "servers": args.servers,
+            "server_pinning": server_pin_note,
+            "client_pinning": client_pin_note,
+            "clk_tck": CLK_TCK,
+        },
+        "method": method,
+        "results": results,
+    }
+    (args.out_dir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+    log(f"wrote {args.out_dir / 'table.md'} and {args.out_dir / 'results.json'}")
+    failed = [
+        f"{row['server']}@{row['backend']}"
+        for rows in results.values()
+        for row in rows.values()
+        if row["status"] == "failed"
+    ]
+    if failed:
+        log(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
