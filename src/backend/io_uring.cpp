@@ -43,6 +43,7 @@ namespace {
 constexpr unsigned kSqEntries = 512;
 constexpr unsigned kCqEntries = 8192;
 constexpr unsigned kRingBuffers = 256;  // provided buffers in the kernel's ring
+constexpr int kFixedFiles = 4096;       // registered file slots (5.19's sparse table)
 constexpr std::size_t kBufferSize = ProvidedBuffers::kSize;
 constexpr std::uint16_t kBufferGroup = 0;
 /// Completions a multishot request may queue for an owner that has not
@@ -254,35 +255,48 @@ class UringBackend final : public IoBackend {
     void forget_fd(int fd) noexcept override {
         if (fd < 0 || static_cast<std::size_t>(fd) >= fd_ops_.size()) return;
         ++fd_epoch_[fd];  // what is cancelled below completes with -EBADF
-        if (fd_ops_[fd] == 0) return;
-        // Requests that have not reached the kernel are taken back.
-        for_each_record([&](Record& r) {
-            if (r.fd == fd && r.in_kernel && withdraw(r)) on_completion(r, -EBADF, 0);
-        });
-        if (fd_ops_[fd] == 0 || !may_enter()) return;
-        // The rest is cancelled before the caller closes the fd: a later
-        // cancel by fd could hit another file that took its number.
+        if (fd_ops_[fd] == 0 && fixed_slot_[fd] < 0) return;
+        if (!may_enter()) {
+            // Nothing reached the kernel yet (or this thread may not talk
+            // to it): take back what can be taken back.
+            for_each_record([&](Record& r) {
+                if (r.fd == fd && r.in_kernel && withdraw(r)) on_completion(r, -EBADF, 0);
+            });
+            return;
+        }
+        if (fd_ops_[fd] > 0) {
+            // Everything goes to the kernel, then everything on the fd is
+            // cancelled, before the caller closes it: a later cancel by fd
+            // could hit another file that took its number.
+            backlog_.for_each([&](Record& r) {
+                if (r.fd == fd && withdraw(r)) on_completion(r, -EBADF, 0);
+            });
+            if (::io_uring_sq_ready(&ring_) > 0) submit_now();
+            cancel_fd(fd);
+        }
+        if (fixed_slot_[fd] >= 0) unregister_fixed(fd);
+        // A cancelled request (and a fixed-file slot) lets go of the file
+        // when its completion is run, which DEFER_TASKRUN leaves for the
+        // next enter: run it now, so that closing the fd closes the socket
+        // (a listener refuses at once).
+        ::io_uring_get_events(&ring_);
+    }
+
+    void cancel_fd(int fd) noexcept {
         io_uring_sync_cancel_reg reg{};
         reg.fd = fd;
         reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
         reg.timeout.tv_sec = -1;
         reg.timeout.tv_nsec = -1;
-        int ret = -EINVAL;
         if (sync_cancel_) {
-            ret = ::io_uring_register_sync_cancel(&ring_, &reg);
-            if (ret == -EINVAL) sync_cancel_ = false;
+            if (::io_uring_register_sync_cancel(&ring_, &reg) != -EINVAL) return;
+            sync_cancel_ = false;
         }
-        if (ret == -EINVAL) {
-            if (io_uring_sqe* sqe = sqe_for_cancel()) {
-                ::io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-                ::io_uring_sqe_set_data64(sqe, 0);
-            }
-            submit_now();
+        if (io_uring_sqe* sqe = sqe_for_cancel()) {
+            ::io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+            ::io_uring_sqe_set_data64(sqe, 0);
         }
-        // A cancelled request lets go of its file when its completion is
-        // run, which DEFER_TASKRUN leaves for the next enter: run it now, so
-        // that closing the fd closes the socket (a listener refuses at once).
-        ::io_uring_get_events(&ring_);
+        submit_now();
     }
 
     void wakeup() noexcept override {
@@ -461,6 +475,11 @@ class UringBackend final : public IoBackend {
         submitter_ = std::this_thread::get_id();
         enabled_ = true;
         ::io_uring_register_ring_fd(&ring_);  // saves a file lookup per enter where supported
+        if (::io_uring_register_files_sparse(&ring_, kFixedFiles) == 0) {
+            free_slots_.reserve(kFixedFiles);
+            for (int slot = kFixedFiles; slot-- > 0;)
+                free_slots_.push_back(slot);
+        }
         setup_buffer_ring();
         arm_wake();
     }
@@ -596,8 +615,38 @@ class UringBackend final : public IoBackend {
         if (static_cast<std::size_t>(fd) >= fd_ops_.size()) {
             fd_ops_.resize(fd + 1, 0);
             fd_epoch_.resize(fd + 1, 0);
+            fixed_slot_.resize(fd + 1, -1);
         }
         return fd_ops_[fd];
+    }
+
+    // -- registered files --------------------------------------------------------------------
+
+    /// A connection that gets a multishot request lives long: its fd goes
+    /// into the registered file table, so that its requests skip the file
+    /// lookup and reference count. forget_fd() takes it out again.
+    void register_fixed(int fd) noexcept {
+        if (free_slots_.empty() || !may_enter()) return;
+        try {
+            fd_ops(fd);  // sizes the per-fd tables
+        } catch (const std::bad_alloc&) {
+            return;
+        }
+        if (fixed_slot_[fd] >= 0) return;
+        const int slot = free_slots_.back();
+        if (::io_uring_register_files_update(&ring_, static_cast<unsigned>(slot), &fd, 1) != 1) {
+            return;
+        }
+        free_slots_.pop_back();
+        fixed_slot_[fd] = slot;
+    }
+
+    void unregister_fixed(int fd) noexcept {
+        const int slot = fixed_slot_[fd];
+        int none = -1;
+        ::io_uring_register_files_update(&ring_, static_cast<unsigned>(slot), &none, 1);
+        fixed_slot_[fd] = -1;
+        free_slots_.push_back(slot);  // capacity reserved for every slot
     }
 
     // -- requests --------------------------------------------------------------------------
@@ -643,6 +692,10 @@ class UringBackend final : public IoBackend {
             case Record::Phase::op:
                 prepare_op(r, op, sqe);
                 break;
+        }
+        if (const int slot = fixed_slot_[fd]; slot >= 0) {
+            sqe->fd = slot;
+            sqe->flags |= IOSQE_FIXED_FILE;
         }
         ::io_uring_sqe_set_data(sqe, &r);
         r.sqe = sqe;
@@ -990,6 +1043,7 @@ class UringBackend final : public IoBackend {
     }
 
     void arm_multishot(Record& r) noexcept {
+        register_fixed(r.fd);
         if (r.kind == IoOp::Kind::recv_provided && r.starved) {
             if (ring_available_ + pending_adds_ < kRearmBuffers) {
                 start_pool_read(r);
@@ -1149,6 +1203,8 @@ class UringBackend final : public IoBackend {
     Record* awaited_ = nullptr;                 // wait_for_kernel()'s record
     std::vector<std::uint32_t> fd_ops_;         // requests in the kernel, per fd
     std::vector<std::uint32_t> fd_epoch_;       // bumped by forget_fd
+    std::vector<int> fixed_slot_;               // fd -> its registered file slot, or -1
+    std::vector<int> free_slots_;               // registered file slots not in use
     std::vector<Keepalive> dead_keeps_;
 
     io_uring_buf_ring* buffer_ring_ = nullptr;
