@@ -326,7 +326,7 @@ void StreamTransport::submit_write() noexcept {
     if (writing_ || buffered_ == 0) return;
     write_op_.fd = sock_.fileno();
     write_op_.wait_first = false;
-    if (kind_ == StreamKind::socket) {
+    if (kind_ == StreamKind::socket && chunks_.size() > 1) {
         int n = 0;
         std::size_t offset = front_offset_;
         for (auto it = chunks_.begin(); it != chunks_.end() && n < kMaxIov; ++it, ++n) {
@@ -340,8 +340,10 @@ void StreamTransport::submit_write() noexcept {
         write_op_.kind = IoOp::Kind::sendmsg;
         write_op_.msg = &msg_;
     } else {
+        // One chunk: a plain send, which the kernel takes without copying
+        // in a msghdr and its iovecs.
         std::string& front = chunks_.front();
-        write_op_.kind = IoOp::Kind::write;
+        write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
         write_op_.buf = front.data() + front_offset_;
         write_op_.len = front.size() - front_offset_;
     }
