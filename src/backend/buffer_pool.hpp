@@ -3,6 +3,7 @@
 // without a provided-buffer ring, or with its ring run dry).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -18,15 +19,23 @@ class ProvidedBuffers {
     static constexpr std::size_t kSize = 64 * 1024;
     static constexpr std::size_t kKeepIdle = 64;
 
-    ProvidedBuffers() { idle_.reserve(kKeepIdle); }
-
     /// A buffer's id; std::bad_alloc if there is no memory for one.
     std::int32_t take() {
-        if (!idle_.empty()) {
-            const std::int32_t id = idle_.back();
-            idle_.pop_back();
-            return id;
+        if (idle_count_ > 0) [[likely]]
+            return idle_[--idle_count_];
+        return take_new();
+    }
+    char* data(std::int32_t id) noexcept { return buffers_[id].get(); }
+    void give(std::int32_t id) noexcept {
+        if (idle_count_ < kKeepIdle) [[likely]] {
+            idle_[idle_count_++] = id;
+            return;
         }
+        free(id);
+    }
+
+  private:
+    [[gnu::noinline]] std::int32_t take_new() {
         // Uninitialized: the pages are touched only as data arrives.
         if (!unused_ids_.empty()) {
             const std::int32_t id = unused_ids_.back();
@@ -35,22 +44,17 @@ class ProvidedBuffers {
             return id;
         }
         buffers_.emplace_back(new char[kSize]);
-        unused_ids_.reserve(buffers_.size());  // so that give() never allocates
+        unused_ids_.reserve(buffers_.size());  // so that free() never allocates
         return static_cast<std::int32_t>(buffers_.size() - 1);
     }
-    char* data(std::int32_t id) noexcept { return buffers_[id].get(); }
-    void give(std::int32_t id) noexcept {
-        if (idle_.size() < kKeepIdle) {
-            idle_.push_back(id);  // never reallocates: reserved for kKeepIdle
-            return;
-        }
+    [[gnu::noinline]] void free(std::int32_t id) noexcept {
         buffers_[id].reset();
         unused_ids_.push_back(id);
     }
 
-  private:
     std::vector<std::unique_ptr<char[]>> buffers_;
-    std::vector<std::int32_t> idle_;
+    std::array<std::int32_t, kKeepIdle> idle_;  // most recently used last: warm in cache
+    std::size_t idle_count_ = 0;
     std::vector<std::int32_t> unused_ids_;
 };
 

@@ -241,18 +241,27 @@ void ReadinessBackend::run_waiting(int fd, FdState& state, bool readers) noexcep
 
 // -- registration ----------------------------------------------------------------------
 
-ReadinessBackend::FdState& ReadinessBackend::state(int fd) {
+// The small helpers below are on every operation's path: `inline` asks the
+// compiler to fold them into their callers, as one class body would.
+
+inline ReadinessBackend::FdState& ReadinessBackend::state(int fd) {
+    if (static_cast<std::size_t>(fd) < fds_.size() && fds_[fd]) [[likely]]
+        return *fds_[fd];
+    return new_state(fd);
+}
+
+ReadinessBackend::FdState& ReadinessBackend::new_state(int fd) {
     if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(fd + 1);
-    if (!fds_[fd]) fds_[fd] = std::make_unique<FdState>();
+    fds_[fd] = std::make_unique<FdState>();
     return *fds_[fd];
 }
 
-ReadinessBackend::FdState* ReadinessBackend::find(int fd) noexcept {
+inline ReadinessBackend::FdState* ReadinessBackend::find(int fd) noexcept {
     if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return nullptr;
     return fds_[fd].get();
 }
 
-std::uint8_t ReadinessBackend::desired(const FdState& state) const noexcept {
+inline std::uint8_t ReadinessBackend::desired(const FdState& state) const noexcept {
     // add_reader/add_writer promise level-triggered callbacks, and a level
     // backend can watch nothing else: exactly the directions someone waits for.
     if (state.poll_ops > 0 || trigger_ == Trigger::level) {
@@ -266,7 +275,7 @@ std::uint8_t ReadinessBackend::desired(const FdState& state) const noexcept {
 
 /// Brings the kernel's interest in `fd` in line with desired(), at once if
 /// `now`, else before the next wait. Returns an errno.
-int ReadinessBackend::apply(int fd, FdState& state, bool now) noexcept {
+inline int ReadinessBackend::apply(int fd, FdState& state, bool now) noexcept {
     const std::uint8_t want = desired(state);
     if (want == state.registered) return 0;
     if (!now) {
@@ -309,13 +318,13 @@ void ReadinessBackend::detach(IoOp& op) noexcept {
     }
 }
 
-void ReadinessBackend::enqueue(IoOp& op, FdState& state, bool reading) noexcept {
+inline void ReadinessBackend::enqueue(IoOp& op, FdState& state, bool reading) noexcept {
     (reading ? state.readers : state.writers).push_back(op);
     op.in_flight = true;
     ++waiting_;
 }
 
-void ReadinessBackend::dequeue(IoOp& op) noexcept {
+inline void ReadinessBackend::dequeue(IoOp& op) noexcept {
     static_cast<Hook<WaiterTag>&>(op).unlink();
     op.in_flight = false;
     --waiting_;
@@ -333,7 +342,7 @@ void ReadinessBackend::fail_all(FdState& state, std::int64_t error) noexcept {
 
 // -- system calls ----------------------------------------------------------------------
 
-void ReadinessBackend::give_back_buffer(IoOp& op) noexcept {
+inline void ReadinessBackend::give_back_buffer(IoOp& op) noexcept {
     // `buf` is left alone: submit() gives the buffer back after the owner
     // set up the next op, which may read into a buffer of its own.
     buffers_->give(op.buffer_id);

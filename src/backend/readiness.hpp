@@ -72,6 +72,7 @@ class ReadinessBackend : public IoBackend {
 
   private:
     FdState& state(int fd);
+    FdState& new_state(int fd);
     FdState* find(int fd) noexcept;
     std::uint8_t desired(const FdState& state) const noexcept;
     int apply(int fd, FdState& state, bool now) noexcept;
