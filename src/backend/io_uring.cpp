@@ -106,8 +106,8 @@ struct Record : Hook<RecordTag> {
     IoOp::Kind kind = IoOp::Kind::read;
     Keepalive keep;  // what an abandoned op lent the kernel
     Record* next_free = nullptr;
-    io_uring_sqe* sqe = nullptr;  // its entry, while not yet submitted (batch == backend's)
-    std::uint64_t batch = 0;
+    io_uring_sqe* sqe = nullptr;  // its entry, and the entry's index in the submission queue
+    unsigned sq_index = 0;
     int fd = -1;
     std::uint32_t epoch = 0;  // the fd's epoch when the request went in (forget_fd)
     Mode mode = Mode::single;
@@ -153,6 +153,8 @@ class UringBackend final : public IoBackend {
         } else {
             // Requests the kernel may still run (a loop closed from a thread
             // that could not cancel them): their memory stays, the ring goes.
+            for (auto& chunk : chunks_)
+                static_cast<void>(chunk.release());
             ::io_uring_queue_exit(&ring_);
         }
         ::close(wake_fd_);
@@ -162,7 +164,8 @@ class UringBackend final : public IoBackend {
 
     bool submit(IoOp& op) noexcept override {
         if (op.buffer_id >= 0) recycle_op_buffer(op);
-        if (op.backend_data != nullptr && !continues_multishot(op)) {
+        if (op.backend_data != nullptr) {
+            if (continues_multishot(op)) return submit_multishot(op);
             abandon(op, {});  // asked for something else: what it had pending is dropped
         }
         if (op.fd < 0) {
@@ -292,10 +295,10 @@ class UringBackend final : public IoBackend {
             if (::io_uring_register_sync_cancel(&ring_, &reg) != -EINVAL) return;
             sync_cancel_ = false;
         }
-        if (io_uring_sqe* sqe = sqe_for_cancel()) {
-            ::io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-            ::io_uring_sqe_set_data64(sqe, 0);
-        }
+        // Before 6.0 (and cancel by fd, 5.19): one cancel per request.
+        for_each_record([&](Record& r) {
+            if (r.fd == fd && r.in_kernel) cancel_request(r);
+        });
         submit_now();
     }
 
@@ -336,7 +339,6 @@ class UringBackend final : public IoBackend {
                 io_uring_cqe* cqe = nullptr;
                 ret = ::io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, limit, nullptr);
             }
-            note_submitted();
             if (ret == -EBUSY || ret == -EAGAIN) {
                 // The completion queue is full (older kernels): make room first.
                 reap();
@@ -376,7 +378,6 @@ class UringBackend final : public IoBackend {
                 io_uring_cqe* cqe = nullptr;
                 const int ret =
                     ::io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &second, nullptr);
-                note_submitted();
                 if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) break;
                 idle_seconds = ::io_uring_cq_ready(&ring_) == 0 ? idle_seconds + 1 : 0;
                 completed = reap() || completed;
@@ -446,6 +447,9 @@ class UringBackend final : public IoBackend {
     static bool has_what_we_need(io_uring& ring, const io_uring_params& params) noexcept {
         if ((params.features & IORING_FEAT_FAST_POLL) == 0) return false;
         if ((params.features & IORING_FEAT_NODROP) == 0) return false;
+        // 5.11: a wait's timeout is an argument of the enter; before that
+        // liburing submits a timeout request of its own per wait.
+        if ((params.features & IORING_FEAT_EXT_ARG) == 0) return false;
         io_uring_probe* probe = ::io_uring_get_probe_ring(&ring);
         if (probe == nullptr) return false;
         bool ok = true;
@@ -675,7 +679,7 @@ class UringBackend final : public IoBackend {
 
     void prepare(Record& r, io_uring_sqe* sqe) noexcept {
         IoOp& op = *r.op;
-        const int fd = op.fd;
+        const int fd = r.fd;
         switch (r.phase) {
             case Record::Phase::ready:
                 ::io_uring_prep_poll_add(sqe, fd, is_write_side(op.kind) ? POLLOUT : POLLIN);
@@ -699,7 +703,7 @@ class UringBackend final : public IoBackend {
         }
         ::io_uring_sqe_set_data(sqe, &r);
         r.sqe = sqe;
-        r.batch = batch_;
+        r.sq_index = ring_.sq.sqe_tail - 1;  // io_uring_get_sqe just took this one
     }
 
     void prepare_op(Record& r, IoOp& op, io_uring_sqe* sqe) noexcept {
@@ -770,7 +774,7 @@ class UringBackend final : public IoBackend {
         if (r.queued) {
             r.Hook<RecordTag>::unlink();
             r.queued = false;
-        } else if (r.sqe != nullptr && r.batch == batch_) {
+        } else if (r.sqe != nullptr && !consumed(r)) {
             ::io_uring_prep_nop(r.sqe);
             ::io_uring_sqe_set_data64(r.sqe, 0);
         } else {
@@ -811,14 +815,14 @@ class UringBackend final : public IoBackend {
         return sqe;
     }
 
-    void submit_now() noexcept {
-        ::io_uring_submit(&ring_);
-        note_submitted();
-    }
+    void submit_now() noexcept { ::io_uring_submit(&ring_); }
 
-    /// Entries the kernel has consumed can no longer be withdrawn.
-    void note_submitted() noexcept {
-        if (::io_uring_sq_ready(&ring_) == 0) ++batch_;
+    /// Whether the kernel has taken the submission entry of `r`: it advances
+    /// the queue's head past each entry it consumes (also when an enter
+    /// submits only part of the queue).
+    bool consumed(const Record& r) const noexcept {
+        const unsigned head = io_uring_smp_load_acquire(ring_.sq.khead);
+        return r.sq_index - head >= ring_.sq.sqe_tail - head;
     }
 
     void flush_backlog() noexcept {
@@ -856,6 +860,10 @@ class UringBackend final : public IoBackend {
     /// The owner's memory dies when abandon() returns: wait until the kernel
     /// has let go of it.
     void wait_for_kernel(Record& r) noexcept {
+        if (withdraw(r)) {  // it never reached the kernel
+            on_completion(r, -ECANCELED, 0);
+            return;
+        }
         if (!may_enter()) {
             // Another thread: it cannot be cancelled from here. The kernel
             // cancels what a thread submitted when that thread ends.
@@ -877,11 +885,10 @@ class UringBackend final : public IoBackend {
             }
             if (ret == -EINVAL) sync_cancel_ = false;
         }
-        cancel_request(r);
         awaited_ = &r;  // cleared when the record is released
+        cancel_request(r);
         while (awaited_ != nullptr) {
             const int ret = ::io_uring_submit_and_wait(&ring_, 1);
-            note_submitted();
             if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) break;
             reap();
         }
@@ -900,7 +907,7 @@ class UringBackend final : public IoBackend {
             io_uring_for_each_cqe(&ring_, head, cqe) {
                 ++count;
                 const std::uint64_t data = ::io_uring_cqe_get_data64(cqe);
-                if (data == 0) continue;  // a cancel's own completion
+                if (data == 0 || data == LIBURING_UDATA_TIMEOUT) continue;  // not an op's
                 on_completion(*reinterpret_cast<Record*>(data), cqe->res, cqe->flags);
             }
             ::io_uring_cq_advance(&ring_, count);
@@ -925,6 +932,7 @@ class UringBackend final : public IoBackend {
             --ring_available_;
         }
         if (!more) {
+            r.Hook<RecordTag>::unlink();  // a cancel still waiting to be sent is moot
             r.in_kernel = false;
             r.sqe = nullptr;
             --active_;
@@ -953,6 +961,7 @@ class UringBackend final : public IoBackend {
                     wait_ready(r, Record::Phase::pool_read);
                     return;
                 }
+                if (res == -EAGAIN) res = -ECANCELED;
                 if (res > 0) {
                     buffer = static_cast<std::int32_t>(kRingBuffers) + id;
                 } else {
@@ -968,10 +977,11 @@ class UringBackend final : public IoBackend {
             on_multishot(r, res, buffer, more);
             return;
         }
-        const bool retry = res == -EAGAIN || res == -EINTR || (res == -ENOBUFS && buffer < 0);
+        const bool ring_dry = res == -ENOBUFS && buffer < 0 && is_provided(r.kind);
+        const bool retry = res == -EAGAIN || res == -EINTR || ring_dry;
         if (retry && r.cancelling) {
             res = -ECANCELED;  // nothing happened, and the owner asked to stop
-        } else if (res == -ENOBUFS && buffer < 0) {
+        } else if (ring_dry) {
             start_pool_read(r);  // the ring ran dry
             return;
         } else if (retry) {
@@ -1014,7 +1024,8 @@ class UringBackend final : public IoBackend {
                 return;
             }
         }
-        if (res == -ENOBUFS && buffer < 0) {  // the ring ran dry: the request ended
+        if (res == -ENOBUFS && buffer < 0 && r.kind == IoOp::Kind::recv_provided) {
+            // The ring ran dry: the request ended.
             r.starved = true;
             resume_multishot(r);
             return;
@@ -1028,6 +1039,7 @@ class UringBackend final : public IoBackend {
                 start(r, Record::Phase::op);
             } else {
                 r.op->backend_data = nullptr;
+                drop_pending(r);
                 release_record(r);
             }
             return;
@@ -1043,6 +1055,10 @@ class UringBackend final : public IoBackend {
     }
 
     void arm_multishot(Record& r) noexcept {
+        if (shutting_down_) {  // the loop is closing: no new requests
+            if (r.op->in_flight) deliver(r, -ECANCELED, -1, false);
+            return;
+        }
         register_fixed(r.fd);
         if (r.kind == IoOp::Kind::recv_provided && r.starved) {
             if (ring_available_ + pending_adds_ < kRearmBuffers) {
@@ -1193,7 +1209,6 @@ class UringBackend final : public IoBackend {
     bool multishot_recv_ = true;
     bool shutting_down_ = false;
     std::thread::id submitter_;
-    std::uint64_t batch_ = 1;    // counts the enters that consumed the submission queue
     std::size_t active_ = 0;     // requests in the kernel or the backlog, but the wake-up's
     std::size_t scheduled_ = 0;  // ops completed, ever
     std::vector<std::unique_ptr<Record[]>> chunks_;

@@ -1,4 +1,4 @@
-// The io_uring backend (Linux 5.7 and later, with liburing).
+// The io_uring backend (Linux 5.11 and later, with liburing).
 #pragma once
 
 #include <memory>
