@@ -174,6 +174,7 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
         auto* self = static_cast<Op&>(static_cast<IoOp&>(static_cast<Waiter&>(node))).owner;
         self->writing_ = false;
         --self->pending_ops_;
+        self->abandoned_.clear();
         if (action == ReadyNode::Action::run) self->handle_write(self->write_op_.result);
         self->maybe_release();
     }
@@ -287,6 +288,10 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
 
     void force_close(std::exception_ptr error) noexcept {
         if (lost_) return;
+        // A send in flight still points into the queue's front: it goes
+        // when the send's completion comes (a deque moves without moving
+        // its elements).
+        if (writing_) abandoned_ = std::move(queue_);
         queue_.clear();
         buffered_ = 0;
         if (writing_) backend().cancel(write_op_);
@@ -348,6 +353,7 @@ class DatagramTransportImpl final : public DatagramTransport, public LoopResourc
     ::msghdr read_msg_{};
     Address from_;
     std::deque<Datagram> queue_;
+    std::deque<Datagram> abandoned_;  // what abort() dropped while a send read it
     std::size_t buffered_ = 0;
     std::size_t low_ = 16 * 1024, high_ = 64 * 1024;
     ::iovec write_iov_{};

@@ -356,6 +356,7 @@ void StreamTransport::on_write(ReadyNode& node, ReadyNode::Action action) noexce
     StreamTransport* self = static_cast<Op&>(static_cast<IoOp&>(static_cast<Waiter&>(node))).owner;
     self->writing_ = false;
     --self->pending_ops_;
+    self->abandoned_chunks_.clear();
     if (action == ReadyNode::Action::run) self->handle_write(self->write_op_.result);
     self->maybe_release();
 }
@@ -456,6 +457,12 @@ void StreamTransport::close() {
 void StreamTransport::force_close(std::exception_ptr error) noexcept {
     if (lost_) return;
     if (buffered_ > 0) {
+        // A write in flight still points into the chunks (the kernel may be
+        // reading them): they go when its completion comes. A deque moves
+        // without moving its elements.
+        if (writing_) {
+            abandoned_chunks_ = std::move(chunks_);
+        }
         chunks_.clear();
         front_offset_ = 0;
         buffered_ = 0;

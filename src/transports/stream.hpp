@@ -141,7 +141,8 @@ class StreamTransport final : public Transport, public LoopResource {
     std::shared_ptr<BaseProtocol> lender_;
 
     std::deque<std::string> chunks_;
-    std::size_t front_offset_ = 0;  // bytes of chunks_.front() already sent
+    std::deque<std::string> abandoned_chunks_;  // what abort() dropped while a write read it
+    std::size_t front_offset_ = 0;              // bytes of chunks_.front() already sent
     std::size_t buffered_ = 0;
     std::size_t low_ = 16 * 1024, high_ = 64 * 1024;
     static constexpr int kMaxIov = 64;
