@@ -94,25 +94,16 @@ class EpollBackend final : public ReadinessBackend {
     int epoll_wait_ns(std::int64_t timeout_ns) noexcept {
 #ifdef SYS_epoll_pwait2
         if (use_pwait2_) {
-            timespec ts{};
-            timespec* limit = nullptr;
-            if (timeout_ns >= 0) {
-                ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-                ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
-                limit = &ts;
-            }
+            timespec storage{};
             const long n = ::syscall(SYS_epoll_pwait2, epoll_fd_, events_.data(),
-                                     static_cast<int>(events_.size()), limit, nullptr, 0);
+                                     static_cast<int>(events_.size()),
+                                     wait_limit(timeout_ns, storage), nullptr, 0);
             if (n >= 0 || errno != ENOSYS) return static_cast<int>(n);
             use_pwait2_ = false;
         }
 #endif
-        int ms = -1;
-        if (timeout_ns >= 0) {  // round up, as CPython does, so a timer is never early
-            const std::int64_t rounded = (timeout_ns + 999'999) / 1'000'000;
-            ms = rounded > INT_MAX ? INT_MAX : static_cast<int>(rounded);
-        }
-        return ::epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), ms);
+        return ::epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()),
+                            wait_limit_ms(timeout_ns));
     }
 
     int epoll_fd_ = -1;

@@ -65,23 +65,11 @@ class PollBackend final : public ReadinessBackend {
     }
 
     void wait(std::int64_t timeout_ns) override {
-        int n;
 #ifdef __linux__
-        timespec ts{};
-        timespec* limit = nullptr;
-        if (timeout_ns >= 0) {
-            ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-            ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
-            limit = &ts;
-        }
-        n = ::ppoll(pollfds_.data(), pollfds_.size(), limit, nullptr);
+        timespec storage{};
+        int n = ::ppoll(pollfds_.data(), pollfds_.size(), wait_limit(timeout_ns, storage), nullptr);
 #else
-        int ms = -1;
-        if (timeout_ns >= 0) {  // round up, as CPython does, so a timer is never early
-            const std::int64_t rounded = (timeout_ns + 999'999) / 1'000'000;
-            ms = rounded > INT_MAX ? INT_MAX : static_cast<int>(rounded);
-        }
-        n = ::poll(pollfds_.data(), pollfds_.size(), ms);
+        int n = ::poll(pollfds_.data(), pollfds_.size(), wait_limit_ms(timeout_ns));
 #endif
         if (n < 0) {
             if (errno == EINTR) return;

@@ -10,7 +10,9 @@
 // waits.
 #pragma once
 
+#include <climits>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <vector>
 
@@ -93,6 +95,23 @@ class ReadinessBackend : public IoBackend {
     std::vector<int> dirty_;
     std::unique_ptr<ProvidedBuffers> buffers_;
 };
+
+/// A wait's timeout (negative: no limit) as the timespec the nanosecond
+/// calls take: `storage` filled, or nullptr for no limit.
+inline ::timespec* wait_limit(std::int64_t timeout_ns, ::timespec& storage) noexcept {
+    if (timeout_ns < 0) return nullptr;
+    storage.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+    storage.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+    return &storage;
+}
+
+/// The same in milliseconds (-1: no limit), rounded up as CPython does, so
+/// that a timer is never early.
+inline int wait_limit_ms(std::int64_t timeout_ns) noexcept {
+    if (timeout_ns < 0) return -1;
+    const std::int64_t rounded = (timeout_ns + 999'999) / 1'000'000;
+    return rounded > INT_MAX ? INT_MAX : static_cast<int>(rounded);
+}
 
 /// The poll(2) backend; the last resort on any POSIX system.
 std::unique_ptr<IoBackend> make_poll_backend(LoopCore& loop);
