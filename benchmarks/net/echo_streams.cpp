@@ -13,7 +13,7 @@
 #include <string>
 #include <system_error>
 
-#include "../../examples/until_stopped.hpp"
+#include "library_server.hpp"
 
 asyncio::Coro<> handle_echo(asyncio::StreamReader reader, asyncio::StreamWriter writer) {
     try {
@@ -36,30 +36,9 @@ asyncio::Coro<> handle_echo(asyncio::StreamReader reader, asyncio::StreamWriter 
 
 asyncio::Coro<> serve(int port) {
     asyncio::Server server = co_await asyncio::start_server(handle_echo, "127.0.0.1", port);
-
-    fmt::print("Serving on {}\n", server.sockets().front());
-    std::fflush(stdout);  // run.py waits for this line
-
-    co_await examples::until_stopped();
-    server.close();
-    co_await server.wait_closed();
+    co_await bench::serve_until_stopped(std::move(server));
 }
 
 int main(int argc, char** argv) {
-    // ASYNCIO_BACKEND may name a backend this build or machine lacks: say so
-    // in one line and exit 1 (run.py reports the run as skipped with it),
-    // checked before the coroutine exists so that no "never awaited"
-    // warning hides the reason.
-    try {
-        asyncio::Backend backend = asyncio::default_backend();
-        if (!asyncio::backend_available(backend)) {
-            fmt::print(stderr, "{}: the {} backend is not available\n", argv[0],
-                       asyncio::to_string(backend));
-            return 1;
-        }
-        asyncio::run(serve(argc > 1 ? std::atoi(argv[1]) : 8888));
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "{}: {}\n", argv[0], e.what());
-        return 1;
-    }
+    return bench::run_server(argc, argv, &serve);
 }
