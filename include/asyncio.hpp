@@ -6,6 +6,7 @@
 #include "asyncio/backend.hpp"
 #include "asyncio/contextvars.hpp"
 #include "asyncio/coro.hpp"
+#include "asyncio/exception_context.hpp"
 #include "asyncio/exceptions.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/handle.hpp"

@@ -8,6 +8,7 @@
 
 #include "asyncio/log.hpp"
 #include "asyncio/policy.hpp"
+#include "asyncio/threads.hpp"
 
 namespace asyncio {
 

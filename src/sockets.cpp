@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "asyncio/loop.hpp"
+#include "asyncio/socket.hpp"
 #include "asyncio/threads.hpp"
 
 namespace asyncio {
@@ -195,6 +196,10 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
     if (regular && sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
     if (error) std::rethrow_exception(error);
     co_return sent;
+}
+
+Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port) {
+    return getaddrinfo(std::move(host), std::move(port), AddrInfoOptions{});
 }
 
 Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port,

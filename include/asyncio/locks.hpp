@@ -30,9 +30,9 @@
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/detail/intrusive.hpp"
+#include "asyncio/exception_context.hpp"
 #include "asyncio/exceptions.hpp"
 #include "asyncio/log.hpp"
-#include "asyncio/loop.hpp"
 
 namespace asyncio {
 

@@ -43,31 +43,14 @@
 #include "asyncio/backend.hpp"
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/loop_core.hpp"
+#include "asyncio/detail/network_forward.hpp"
+#include "asyncio/exception_context.hpp"
 #include "asyncio/exceptions.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/handle.hpp"
-#include "asyncio/protocols.hpp"
-#include "asyncio/socket.hpp"
 #include "asyncio/task.hpp"
-#include "asyncio/transports.hpp"
 
 namespace asyncio {
-
-/// What the loop's exception handler receives (Python's context dict).
-struct ExceptionContext {
-    std::string message{};
-    std::exception_ptr exception{};
-    std::optional<Future<>> future{};
-    std::optional<Task<>> task{};
-    std::optional<Handle> handle{};
-    /// Python's repr of the object the report is about, when no handle to it
-    /// can be given (a future being destroyed, say).
-    std::string repr{};
-    /// Where the object was created (Python's source_traceback), if known.
-    std::optional<std::source_location> source{};
-};
-
-using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
 
 /// loop.set_task_factory: called for every new task before its first step,
 /// with the options create_task was given. It may change them (name,
@@ -86,16 +69,6 @@ struct LoopStats {
 class Executor;
 
 namespace detail {
-/// A protocol factory with its type erased (the loop's non-template side).
-using ErasedProtocolFactory = std::function<std::shared_ptr<BaseProtocol>()>;
-template <class F>
-ErasedProtocolFactory erase_protocol_factory(F factory) {
-    // Shared, so that a move-only factory fits in a std::function.
-    return [f = std::make_shared<F>(std::move(factory))]() -> std::shared_ptr<BaseProtocol> {
-        return (*f)();
-    };
-}
-
 /// Lets worker threads reach a loop only while it exists and is open.
 struct ThreadsafeGate {
     std::mutex mutex;
@@ -106,27 +79,6 @@ struct ThreadsafeGate {
 template <class A>
 concept Callback = std::invocable < std::decay_t<A>
 & > &&std::move_constructible<std::decay_t<A>>;
-
-namespace detail {
-template <class A>
-struct AwaitableResult;
-template <class T>
-struct AwaitableResult<Coro<T>> {
-    using type = T;
-};
-template <class T>
-struct AwaitableResult<Future<T>> {
-    using type = T;
-};
-template <class T>
-struct AwaitableResult<Task<T>> {
-    using type = T;
-};
-}  // namespace detail
-
-/// The result type of awaiting a Coro<T>, Future<T> or Task<T>: T.
-template <class A>
-using awaitable_result_t = typename detail::AwaitableResult<std::remove_cvref_t<A>>::type;
 
 class EventLoop : public detail::LoopCore {
   public:
@@ -246,7 +198,8 @@ class EventLoop : public detail::LoopCore {
 
     /// Runs `fn()` on `executor` (nullptr: the default ThreadPoolExecutor)
     /// and returns a Future of its result. Cancelling the Future before the
-    /// work starts keeps it from running.
+    /// work starts keeps it from running. Defined in threads.hpp, which
+    /// callers include, so that the loop does not pull in the thread pool.
     template <class F>
     Future<std::invoke_result_t<F&>> run_in_executor(Executor* executor, F fn);
     void set_default_executor(std::unique_ptr<Executor> executor);
@@ -312,14 +265,19 @@ class EventLoop : public detail::LoopCore {
                                     std::optional<std::size_t> count = {}, bool fallback = true);
     /// getaddrinfo(3) in the default executor (numeric hosts need none).
     Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
-                                            AddrInfoOptions options = {});
+                                            AddrInfoOptions options);
+    Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port);
     /// getnameinfo(3) in the default executor: (host, service).
     Coro<std::pair<std::string, std::string>> getnameinfo(Address address, int flags = 0);
 
     // Transports and protocols (transports.hpp, protocols.hpp) --------------------
     // A ProtocolFactory is a callable returning std::shared_ptr<P>, P a
     // protocol. The returned Transport* and P* stay valid at least until
-    // P::connection_lost has returned.
+    // P::connection_lost has returned. Each method without its options
+    // argument is the same with default options (the option types are only
+    // declared here, and C++ cannot default an incomplete argument). They
+    // are defined in detail/open_transport.hpp, which transports.hpp and
+    // streams.hpp include.
 
     /// Connects to host:port (resolved, every address tried in turn or raced
     /// with Happy Eyeballs) and returns the transport and protocol once
@@ -327,23 +285,38 @@ class EventLoop : public detail::LoopCore {
     template <ProtocolFactory F>
     Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::string host,
                                                                      int port,
-                                                                     ConnectionOptions opts = {});
+                                                                     ConnectionOptions opts);
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::string host,
+                                                                     int port);
     /// Listens on every address `host` resolves to ("" or "0.0.0.0"...: all
     /// interfaces), calling `factory` for each connection.
     template <ProtocolFactory F>
-    Coro<Server> create_server(F factory, std::string host, int port, ServerOptions opts = {});
+    Coro<Server> create_server(F factory, std::string host, int port, ServerOptions opts);
+    template <ProtocolFactory F>
+    Coro<Server> create_server(F factory, std::string host, int port);
     /// create_server on several hosts.
     template <ProtocolFactory F>
     Coro<Server> create_server(F factory, std::vector<std::string> hosts, int port,
-                               ServerOptions opts = {});
+                               ServerOptions opts);
+    template <ProtocolFactory F>
+    Coro<Server> create_server(F factory, std::vector<std::string> hosts, int port);
     /// create_server on a listening socket made elsewhere (Python's sock=).
     template <ProtocolFactory F>
-    Coro<Server> create_server(F factory, Socket listening, ServerOptions opts = {});
+    Coro<Server> create_server(F factory, Socket listening, ServerOptions opts);
     template <ProtocolFactory F>
-    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_unix_connection(
-        F factory, std::string path, ConnectionOptions opts = {});
+    Coro<Server> create_server(F factory, Socket listening);
     template <ProtocolFactory F>
-    Coro<Server> create_unix_server(F factory, std::string path, ServerOptions opts = {});
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_unix_connection(F factory,
+                                                                          std::string path,
+                                                                          ConnectionOptions opts);
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_unix_connection(F factory,
+                                                                          std::string path);
+    template <ProtocolFactory F>
+    Coro<Server> create_unix_server(F factory, std::string path, ServerOptions opts);
+    template <ProtocolFactory F>
+    Coro<Server> create_unix_server(F factory, std::string path);
     /// Wraps a connection accepted elsewhere in a transport.
     template <ProtocolFactory F>
     Coro<std::pair<Transport*, protocol_of_t<F>*>> connect_accepted_socket(F factory, Socket sock);
@@ -501,123 +474,3 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
 }
 
 }  // namespace asyncio
-
-namespace asyncio {
-
-namespace detail {
-/// A transport that connection_made was delivered to, and the protocol its
-/// factory made.
-struct OpenedTransport {
-    std::shared_ptr<BaseTransport> transport;
-    std::shared_ptr<BaseProtocol> protocol;
-};
-
-Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
-                                      std::string host, int port, ConnectionOptions opts,
-                                      bool unix_socket);
-Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
-Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
-                                bool reading);
-Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
-                                    DatagramOptions opts);
-Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
-                         std::vector<std::string> hosts, int port, ServerOptions opts);
-Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Socket listening,
-                            ServerOptions opts);
-Coro<Server> open_unix_server(EventLoop& loop, ErasedProtocolFactory factory, std::string path,
-                              ServerOptions opts);
-
-/// The pair create_connection and friends return: the protocol the factory
-/// made (even if connection_made already switched or lost it). Both are
-/// kept alive until the loop's next iteration, so that the pointers are
-/// valid up to the caller's next suspension even if the connection was
-/// lost before the caller resumed.
-template <class T, class P>
-std::pair<T*, P*> transport_pair(EventLoop& loop, OpenedTransport opened) {
-    std::pair<T*, P*> pair{dynamic_cast<T*>(opened.transport.get()),
-                           static_cast<P*>(opened.protocol.get())};
-    loop.call_soon([held = std::move(opened)] {});
-    return pair;
-}
-}  // namespace detail
-
-template <ProtocolFactory F>
-Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
-    F factory, std::string host, int port, ConnectionOptions opts) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(host),
-                                                      port, std::move(opts), false);
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
-}
-
-template <ProtocolFactory F>
-Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_unix_connection(
-    F factory, std::string path, ConnectionOptions opts) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(path), 0,
-                                                      std::move(opts), true);
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
-}
-
-template <ProtocolFactory F>
-Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::connect_accepted_socket(F factory,
-                                                                                  Socket sock) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_accepted(*this, std::move(erased), std::move(sock));
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
-}
-
-template <ProtocolFactory F>
-Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagram_endpoint(
-    F factory, DatagramOptions opts) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_datagram(*this, std::move(erased), std::move(opts));
-    co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(*this,
-                                                                          std::move(transport));
-}
-
-template <ProtocolFactory F>
-Coro<std::pair<ReadTransport*, protocol_of_t<F>*>> EventLoop::connect_read_pipe(F factory, int fd) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, true);
-    co_return detail::transport_pair<ReadTransport, protocol_of_t<F>>(*this, std::move(transport));
-}
-
-template <ProtocolFactory F>
-Coro<std::pair<WriteTransport*, protocol_of_t<F>*>> EventLoop::connect_write_pipe(F factory,
-                                                                                  int fd) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, false);
-    co_return detail::transport_pair<WriteTransport, protocol_of_t<F>>(*this, std::move(transport));
-}
-
-template <ProtocolFactory F>
-Coro<Server> EventLoop::create_server(F factory, std::string host, int port, ServerOptions opts) {
-    std::vector<std::string> hosts{std::move(host)};
-    return create_server(std::move(factory), std::move(hosts), port, opts);
-}
-
-template <ProtocolFactory F>
-Coro<Server> EventLoop::create_server(F factory, std::vector<std::string> hosts, int port,
-                                      ServerOptions opts) {
-    return detail::open_server(*this, detail::erase_protocol_factory(std::move(factory)),
-                               std::move(hosts), port, opts);
-}
-
-template <ProtocolFactory F>
-Coro<Server> EventLoop::create_server(F factory, Socket listening, ServerOptions opts) {
-    return detail::open_server_on(*this, detail::erase_protocol_factory(std::move(factory)),
-                                  std::move(listening), opts);
-}
-
-template <ProtocolFactory F>
-Coro<Server> EventLoop::create_unix_server(F factory, std::string path, ServerOptions opts) {
-    return detail::open_unix_server(*this, detail::erase_protocol_factory(std::move(factory)),
-                                    std::move(path), opts);
-}
-
-}  // namespace asyncio
-
-// run_in_executor is defined with the executors; everyone who can name the
-// loop can call it.
-#include "asyncio/threads.hpp"

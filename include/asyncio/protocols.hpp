@@ -19,14 +19,13 @@
 // The transport keeps the protocol alive until connection_lost has returned.
 #pragma once
 
-#include <concepts>
 #include <cstddef>
 #include <exception>
 #include <memory>
 #include <span>
 #include <string_view>
-#include <type_traits>
 
+#include "asyncio/detail/network_forward.hpp"
 #include "asyncio/socket.hpp"
 
 namespace asyncio {
@@ -97,18 +96,6 @@ class SubprocessProtocol : public BaseProtocol {
     }
     /// The child exited.
     virtual void process_exited() {}
-};
-
-/// What create_connection, create_server and friends accept as
-/// protocol_factory: a callable returning the protocol, as a
-/// std::shared_ptr (the transport keeps it alive until connection_lost).
-template <class F>
-using protocol_of_t = typename std::invoke_result_t<F&>::element_type;
-
-template <class F>
-concept ProtocolFactory = requires(F& f) {
-    { f() } -> std::convertible_to<std::shared_ptr<protocol_of_t<F>>>;
-    requires std::derived_from<protocol_of_t<F>, BaseProtocol>;
 };
 
 }  // namespace asyncio

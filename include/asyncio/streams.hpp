@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "asyncio/coro.hpp"
+#include "asyncio/detail/open_transport.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/protocols.hpp"

@@ -126,4 +126,25 @@ Task<T> make_task(LoopCore& loop, Coro<T> coro, std::source_location where) {
 }
 
 }  // namespace detail
+namespace detail {
+template <class A>
+struct AwaitableResult;
+template <class T>
+struct AwaitableResult<Coro<T>> {
+    using type = T;
+};
+template <class T>
+struct AwaitableResult<Future<T>> {
+    using type = T;
+};
+template <class T>
+struct AwaitableResult<Task<T>> {
+    using type = T;
+};
+}  // namespace detail
+
+/// The result type of awaiting a Coro<T>, Future<T> or Task<T>: T.
+template <class A>
+using awaitable_result_t = typename detail::AwaitableResult<std::remove_cvref_t<A>>::type;
+
 }  // namespace asyncio

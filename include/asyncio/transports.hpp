@@ -226,3 +226,7 @@ inline std::pair<std::size_t, std::size_t> water_marks(std::optional<std::size_t
 
 }  // namespace detail
 }  // namespace asyncio
+
+// The loop's transport-creating methods: whoever can name a transport can
+// call them.
+#include "asyncio/detail/open_transport.hpp"

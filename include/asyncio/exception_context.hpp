@@ -1,0 +1,37 @@
+// What loop.call_exception_handler receives (Python's context dict), kept
+// below the loop layer so that futures, tasks, locks and queues can report
+// through it without including the loop.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <optional>
+#include <source_location>
+#include <string>
+
+#include "asyncio/future.hpp"
+#include "asyncio/handle.hpp"
+#include "asyncio/task.hpp"
+
+namespace asyncio {
+
+class EventLoop;
+
+/// What the loop's exception handler receives (Python's context dict).
+struct ExceptionContext {
+    std::string message{};
+    std::exception_ptr exception{};
+    std::optional<Future<>> future{};
+    std::optional<Task<>> task{};
+    std::optional<Handle> handle{};
+    /// Python's repr of the object the report is about, when no handle to it
+    /// can be given (a future being destroyed, say).
+    std::string repr{};
+    /// Where the object was created (Python's source_traceback), if known.
+    std::optional<std::source_location> source{};
+};
+
+/// loop.set_exception_handler's argument: called as handler(loop, context).
+using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+}  // namespace asyncio
