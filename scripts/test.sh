@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite, as CI does (.ci/run calls this):
+#   0. the layer check: no header pulls in a layer above its own;
 #   1. GCC, optimized: unit tests on every available backend, examples;
 #   2. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
 #   3. Clang 16: the same tests;
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev catch2 liburing-dev libssl-dev \
   clang-16 python3 curl
+
+echo "== layers: each header includes only the layers below it"
+python3 scripts/check_layers.py
 
 jobs=$(nproc)
 for preset in release asan clang; do
