@@ -11,6 +11,7 @@
 #include "asyncio/loop.hpp"
 #include "asyncio/socket.hpp"
 #include "asyncio/threads.hpp"
+#include "internal.hpp"
 
 namespace asyncio {
 
@@ -173,30 +174,56 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
             if (!fallback) {
                 throw SendfileNotAvailableError("os.sendfile() is not available for this file");
             }
-            // Read and send, as CPython's _sock_sendfile_fallback does.
-            std::string chunk(256 * 1024, '\0');
-            while (!end || offset + sent < *end) {
-                std::size_t want = chunk.size();
-                if (end) want = std::min(want, *end - offset - sent);
-                const ssize_t n = regular ? ::pread(file_fd, chunk.data(), want,
-                                                    static_cast<off_t>(offset + sent))
-                                          : ::read(file_fd, chunk.data(), want);
-                if (n < 0) throw std::system_error(errno, std::system_category(), "read");
-                if (n == 0) break;
-                co_await sock_sendall(sock,
-                                      std::string_view(chunk.data(), static_cast<std::size_t>(n)));
-                sent += static_cast<std::size_t>(n);
-            }
+            std::optional<std::size_t> left;
+            if (end) left = *end - offset;
+            // A named callable, not a lambda temporary in the co_await (GCC PR 100611).
+            detail::SendChunk send = [this, &sock](std::string_view chunk) {
+                return sock_sendall(sock, chunk);
+            };
+            co_await detail::sendfile_fallback(*this, file_fd, offset, left, send, sent);
         }
     } catch (...) {
         error = std::current_exception();
     }
-    // As CPython's file.seek(offset + total_sent): the file position tells
-    // what was sent, also when sending failed half-way.
-    if (regular && sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
+    if (regular) detail::seek_past_sent(file_fd, offset, sent);
     if (error) std::rethrow_exception(error);
     co_return sent;
 }
+
+namespace detail {
+
+Coro<void> sendfile_fallback(EventLoop& loop, int file_fd, std::size_t offset,
+                             std::optional<std::size_t> count, const SendChunk& send,
+                             std::size_t& sent) {
+    struct ::stat info {};
+    const bool regular = ::fstat(file_fd, &info) == 0 && S_ISREG(info.st_mode);
+    // Shared with the reads in flight: a cancelled sendfile returns while
+    // a worker thread may still be filling it.
+    auto chunk = std::make_shared<std::string>(kSendfileChunk, '\0');
+    while (!count || sent < *count) {
+        std::size_t want = chunk->size();
+        if (count) want = std::min(want, *count - sent);
+        const auto position = static_cast<off_t>(offset + sent);
+        auto read = [chunk, file_fd, want, position, regular] {
+            const ssize_t n = regular ? ::pread(file_fd, chunk->data(), want, position)
+                                      : ::read(file_fd, chunk->data(), want);
+            if (n < 0) throw_errno(regular ? "pread" : "read");
+            return static_cast<std::size_t>(n);
+        };
+        const std::size_t n = co_await loop.run_in_executor(nullptr, std::move(read));
+        if (n == 0) break;
+        co_await send(std::string_view(chunk->data(), n));
+        sent += n;
+    }
+}
+
+void seek_past_sent(int file_fd, std::size_t offset, std::size_t sent) noexcept {
+    // As CPython's file.seek(offset + total_sent): the file position tells
+    // what was sent, also when sending failed half-way.
+    if (sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
+}
+
+}  // namespace detail
 
 Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port) {
     return getaddrinfo(std::move(host), std::move(port), AddrInfoOptions{});

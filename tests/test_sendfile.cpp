@@ -233,6 +233,30 @@ TEST_CASE("sendfile falls back to reading and writing when zero-copy is impossib
     asyncio::run(main());
 }
 
+TEST_CASE("sendfile's fallback reads a slow source without stalling the loop") {
+    // CPython reads in the executor: the source is a pipe nobody has written
+    // to yet, and the task that writes to it must still get to run.
+    auto main = []() -> Coro<void> {
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        Connection c;
+        co_await prepare(c);
+        auto& loop = asyncio::get_running_loop();
+        auto sending = loop.create_task(loop.sendfile(*c.client, fds[0]));
+        co_await asyncio::sleep(0);
+        co_await asyncio::sleep(0);
+        CHECK_FALSE(sending.done());
+        REQUIRE(::write(fds[1], "late", 4) == 4);
+        ::close(fds[1]);
+        const std::size_t sent = co_await sending;
+        co_await finish(c);
+        ::close(fds[0]);
+        CHECK(sent == 4);
+        CHECK(c.server_proto->data == "late");
+    };
+    asyncio_test::run_guarded(main());
+}
+
 TEST_CASE("sendfile's fallback honours count") {
     auto main = []() -> Coro<void> {
         const int pipe_fd = filled_pipe(kData.substr(0, 10000));

@@ -112,6 +112,11 @@ class DatagramTransport : public virtual BaseTransport {
     virtual void sendto(std::string_view data, std::optional<Address> address = {}) = 0;
     virtual void abort() = 0;
     virtual std::size_t get_write_buffer_size() const = 0;
+    /// Water marks for the datagrams waiting to leave, as on WriteTransport
+    /// (CPython's datagram transports have _FlowControlMixin's too).
+    virtual void set_write_buffer_limits(std::optional<std::size_t> high = {},
+                                         std::optional<std::size_t> low = {}) = 0;
+    virtual std::pair<std::size_t, std::size_t> get_write_buffer_limits() const = 0;
 };
 
 /// Keyword arguments of loop.create_connection / create_unix_connection.

@@ -15,26 +15,9 @@
 #include <tuple>
 
 #include "asyncio/log.hpp"
+#include "internal.hpp"
 
 namespace asyncio::detail {
-
-std::string describe_exception(const std::exception_ptr& error);
-
-namespace {
-
-std::exception_ptr os_error(std::int64_t result, const char* what) {
-    return std::make_exception_ptr(
-        std::system_error(static_cast<int>(-result), std::system_category(), what));
-}
-
-void report(EventLoop& loop, const char* message, std::exception_ptr error) noexcept {
-    ExceptionContext context;
-    context.message = message;
-    context.exception = std::move(error);
-    loop.call_exception_handler(context);
-}
-
-}  // namespace
 
 std::shared_ptr<StreamTransport> StreamTransport::start(EventLoop& loop, Socket sock,
                                                         std::shared_ptr<BaseProtocol> protocol,
@@ -42,21 +25,13 @@ std::shared_ptr<StreamTransport> StreamTransport::start(EventLoop& loop, Socket 
                                                         std::shared_ptr<ConnectionOwner> owner,
                                                         std::optional<Future<>> waiter) {
     auto transport = std::make_shared<StreamTransport>(loop, std::move(sock), kind);
-    transport->self_ = transport;
     transport->owner_ = std::move(owner);
-    transport->set_protocol(std::move(protocol));
-    loop.register_resource(*transport);
-    loop.call_soon([transport, waiter = std::move(waiter)]() mutable {
-        transport->connection_made(std::move(waiter));
-    });
+    transport->launch(transport, std::move(protocol), std::move(waiter));
     return transport;
 }
 
 StreamTransport::StreamTransport(EventLoop& loop, Socket sock, StreamKind kind)
-    : loop_(&loop), sock_(std::move(sock)), kind_(kind) {
-    sock_.attach(loop);
-    read_op_.owner = this;
-    write_op_.owner = this;
+    : TransportBase(loop, std::move(sock), &on_read, &on_write), kind_(kind) {
     if (kind_ == StreamKind::socket) {
         try {
             sockname_ = sock_.getsockname();
@@ -78,7 +53,6 @@ void StreamTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
     protocol_ = std::move(protocol);
     buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol_.get());
     stream_protocol_ = buffered_protocol_ ? nullptr : dynamic_cast<Protocol*>(protocol_.get());
-    protocol_connected_ = protocol_ != nullptr;
 }
 
 std::any StreamTransport::get_extra_info(std::string_view name) const {
@@ -89,33 +63,17 @@ std::any StreamTransport::get_extra_info(std::string_view name) const {
     return {};
 }
 
-void StreamTransport::connection_made(std::optional<Future<>> waiter) noexcept {
-    // Also when the transport was closed before this ran (close_clients right
-    // after the accept): connection_lost, which follows, needs it first.
-    if (protocol_ && !lost_delivered_) {
-        try {
-            protocol_->connection_made(*this);
-        } catch (...) {
-            report(*loop_, "Exception in protocol.connection_made()", std::current_exception());
-        }
-        submit_read();  // does nothing once closing
-    }
-    if (waiter && !waiter->done()) waiter->set_result();
-}
-
 // -- reading -----------------------------------------------------------------------
 
 void StreamTransport::submit_read() noexcept {
-    if (reading_ || closing_ || paused_ || held_) return;
+    if (read_op_.pending || !is_reading()) return;
     if (kind_ == StreamKind::write_pipe) {
         // CPython's trick: the write end of a pipe turns readable (EOF or
         // error) when the read end is closed.
         read_op_.kind = IoOp::Kind::poll_readable;
         read_op_.fd = sock_.fileno();
         read_op_.wait_first = false;
-        reading_ = true;
-        ++pending_ops_;
-        if (backend().submit(read_op_)) loop_->schedule(read_op_);
+        submit(read_op_);
         return;
     }
     // A BufferedProtocol lends its buffer where the read happens at once
@@ -144,29 +102,25 @@ void StreamTransport::submit_read() noexcept {
     }
     read_op_.fd = sock_.fileno();
     read_op_.wait_first = last_read_short_;
-    reading_ = true;
-    ++pending_ops_;
     // A read that is done at once is still delivered from the ready queue:
     // one read per connection per iteration, as a selector loop does.
-    if (backend().submit(read_op_)) loop_->schedule(read_op_);
+    submit(read_op_);
 }
 
 void StreamTransport::on_read(ReadyNode& node, ReadyNode::Action action) noexcept {
-    StreamTransport* self = static_cast<Op&>(static_cast<IoOp&>(static_cast<Waiter&>(node))).owner;
-    self->reading_ = false;
-    --self->pending_ops_;
-    if (action == ReadyNode::Action::run) self->handle_read(self->read_op_.result);
-    if (!self->reading_ && !self->held_) self->lender_.reset();
-    self->maybe_release();
+    auto& self = complete<StreamTransport>(node);
+    if (action == ReadyNode::Action::run) self.handle_read(self.read_op_.result);
+    if (!self.read_op_.pending && self.reading_ != Reading::held) self.lender_.reset();
+    self.maybe_release();
 }
 
 void StreamTransport::handle_read(std::int64_t result) noexcept {
-    if (lost_ || closing_)
-        return;  // closed: what arrived late is dropped, as CPython's reader is removed
+    // Closed: what arrived late is dropped, as CPython's reader is removed.
+    if (is_closing()) return;
     if (kind_ == StreamKind::write_pipe) {
         if (result == -ECANCELED) return;
         if (buffered_ > 0) {
-            force_close(os_error(-EPIPE, "write"));
+            force_close(result_error(-EPIPE, "write"));
         } else {
             close();
         }
@@ -177,14 +131,15 @@ void StreamTransport::handle_read(std::int64_t result) noexcept {
         return;
     }
     if (result < 0) {
-        fatal_error(os_error(result, "recv"), "Fatal read error on socket transport");
+        fatal_error(result_error(result, kind_ == StreamKind::socket ? "recv" : "read"),
+                    "Fatal read error on socket transport");
         return;
     }
     last_read_short_ = static_cast<std::size_t>(result) < read_op_.len;
-    if (paused_) {
+    if (reading_ == Reading::paused) {
         // It was in flight when reading paused: keep it, data or EOF, for
         // resume_reading (a paused selector transport would not see either).
-        held_ = true;
+        reading_ = Reading::held;
         return;
     }
     if (result == 0) {
@@ -265,23 +220,21 @@ void StreamTransport::handle_eof() noexcept {
 
 void StreamTransport::pause_reading() {
     if (!is_reading()) return;
-    paused_ = true;  // an in-flight read completes into held_
+    reading_ = Reading::paused;  // a read in flight completes into Reading::held
 }
 
 void StreamTransport::resume_reading() {
-    if (closing_ || !paused_) return;
-    paused_ = false;
-    if (held_) {
+    if (is_closing() || reading_ == Reading::active) return;
+    const bool held = reading_ == Reading::held;
+    reading_ = Reading::active;
+    if (held) {
         // Deliver what arrived while paused, from the loop (not inside this call).
-        held_ = false;
-        reading_ = true;
-        ++pending_ops_;
-        loop_->schedule(read_op_);
+        resubmit_result(read_op_);
         return;
     }
     // From the loop too: called inside data_received, reading at once would
     // overwrite the buffer the protocol is still looking at.
-    loop_->call_soon([self = self_] { self->submit_read(); });
+    loop_->call_soon([this, self = self_] { submit_read(); });
 }
 
 // -- writing -------------------------------------------------------------------------
@@ -290,13 +243,8 @@ void StreamTransport::write(std::string_view data) {
     if (kind_ == StreamKind::read_pipe) throw RuntimeError("a read pipe transport cannot write");
     if (eof_) throw RuntimeError("Cannot call write() after write_eof()");
     if (sendfile_busy_) throw RuntimeError("unable to write; sendfile is in progress");
-    if (data.empty()) return;
-    if (lost_) {
-        if (++writes_after_lost_ >= 5)
-            log_message(LogLevel::warning, "socket.send() raised exception.");
-        return;
-    }
-    if (!writing_ && buffered_ == 0 && backend().completes_inline()) {
+    if (data.empty() || drop_write_after_lost()) return;
+    if (!write_op_.pending && buffered_ == 0 && backend().completes_inline()) {
         // Try to send straight from the caller's buffer; copy only the rest.
         write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
         write_op_.fd = sock_.fileno();
@@ -309,7 +257,8 @@ void StreamTransport::write(std::string_view data) {
                 data.remove_prefix(static_cast<std::size_t>(r));
                 if (data.empty()) return;
             } else if (r != -EAGAIN) {
-                fatal_error(os_error(r, "send"), "Fatal write error on socket transport");
+                fatal_error(result_error(r, kind_ == StreamKind::socket ? "send" : "write"),
+                            "Fatal write error on socket transport");
                 return;
             }
         } else {
@@ -323,7 +272,7 @@ void StreamTransport::write(std::string_view data) {
 }
 
 void StreamTransport::submit_write() noexcept {
-    if (writing_ || buffered_ == 0) return;
+    if (write_op_.pending || buffered_ == 0) return;
     write_op_.fd = sock_.fileno();
     write_op_.wait_first = false;
     if (kind_ == StreamKind::socket && chunks_.size() > 1) {
@@ -347,28 +296,25 @@ void StreamTransport::submit_write() noexcept {
         write_op_.buf = front.data() + front_offset_;
         write_op_.len = front.size() - front_offset_;
     }
-    writing_ = true;
-    ++pending_ops_;
-    if (backend().submit(write_op_)) loop_->schedule(write_op_);
+    submit(write_op_);
 }
 
 void StreamTransport::on_write(ReadyNode& node, ReadyNode::Action action) noexcept {
-    StreamTransport* self = static_cast<Op&>(static_cast<IoOp&>(static_cast<Waiter&>(node))).owner;
-    self->writing_ = false;
-    --self->pending_ops_;
-    self->abandoned_chunks_.clear();
-    if (action == ReadyNode::Action::run) self->handle_write(self->write_op_.result);
-    self->maybe_release();
+    auto& self = complete<StreamTransport>(node);
+    self.abandoned_chunks_.clear();
+    if (action == ReadyNode::Action::run) self.handle_write(self.write_op_.result);
+    self.maybe_release();
 }
 
 void StreamTransport::handle_write(std::int64_t result) noexcept {
-    if (lost_) return;
+    if (lost()) return;
     if (result == -EAGAIN || result == -ECANCELED) {
         submit_write();
         return;
     }
     if (result < 0) {
-        fatal_error(os_error(result, "send"), "Fatal write error on socket transport");
+        fatal_error(result_error(result, kind_ == StreamKind::socket ? "send" : "write"),
+                    "Fatal write error on socket transport");
         return;
     }
     consume(static_cast<std::size_t>(result));
@@ -378,9 +324,8 @@ void StreamTransport::handle_write(std::int64_t result) noexcept {
         return;
     }
     if (empty_waiter_ && !empty_waiter_->done()) empty_waiter_->set_result();
-    if (closing_) {
-        lost_ = true;
-        call_connection_lost(nullptr);
+    if (is_closing()) {
+        finish_closing();
     } else if (eof_) {
         shutdown_write();
     }
@@ -401,7 +346,7 @@ void StreamTransport::consume(std::size_t n) noexcept {
 }
 
 void StreamTransport::write_eof() {
-    if (closing_ || eof_) return;
+    if (is_closing() || eof_) return;
     eof_ = true;
     if (buffered_ == 0) shutdown_write();
 }
@@ -414,114 +359,41 @@ void StreamTransport::shutdown_write() noexcept {
     }
 }
 
-void StreamTransport::set_write_buffer_limits(std::optional<std::size_t> high,
-                                              std::optional<std::size_t> low) {
-    std::tie(low_, high_) = water_marks(high, low);
-    maybe_pause_protocol();
-}
-
-void StreamTransport::maybe_pause_protocol() noexcept {
-    if (buffered_ <= high_ || protocol_paused_ || !protocol_) return;
-    protocol_paused_ = true;
-    try {
-        protocol_->pause_writing();
-    } catch (...) {
-        report(*loop_, "protocol.pause_writing() failed", std::current_exception());
-    }
-}
-
-void StreamTransport::maybe_resume_protocol() noexcept {
-    if (!protocol_paused_ || buffered_ > low_ || !protocol_) return;
-    protocol_paused_ = false;
-    try {
-        protocol_->resume_writing();
-    } catch (...) {
-        report(*loop_, "protocol.resume_writing() failed", std::current_exception());
-    }
-}
-
 // -- closing -------------------------------------------------------------------------
 
-void StreamTransport::close() {
-    if (closing_) return;
-    closing_ = true;
-    if (reading_) backend().cancel(read_op_);
-    held_ = false;
-    if (!reading_) lender_.reset();
-    if (buffered_ == 0) {
-        lost_ = true;
-        schedule_connection_lost(nullptr);
-    }
+void StreamTransport::stop_reading() noexcept {
+    if (reading_ == Reading::held) reading_ = Reading::paused;
+    if (!read_op_.pending) lender_.reset();
 }
 
-void StreamTransport::force_close(std::exception_ptr error) noexcept {
-    if (lost_) return;
-    if (buffered_ > 0) {
-        // A write in flight still points into the chunks (the kernel may be
-        // reading them): they go when its completion comes. A deque moves
-        // without moving its elements.
-        if (writing_) {
-            abandoned_chunks_ = std::move(chunks_);
-        }
-        chunks_.clear();
-        front_offset_ = 0;
-        buffered_ = 0;
-        if (writing_) backend().cancel(write_op_);
-    }
-    if (!closing_) {
-        closing_ = true;
-        if (reading_) backend().cancel(read_op_);
-        held_ = false;
-        if (!reading_) lender_.reset();
-    }
-    lost_ = true;
-    schedule_connection_lost(std::move(error));
+void StreamTransport::drop_write_buffer(bool in_flight) noexcept {
+    // A write in flight still points into the chunks (the kernel may be
+    // reading them): they go when its completion comes. A deque moves
+    // without moving its elements.
+    if (in_flight) abandoned_chunks_ = std::move(chunks_);
+    chunks_.clear();
+    front_offset_ = 0;
 }
 
-void StreamTransport::fatal_error(std::exception_ptr error, const char* message) noexcept {
-    bool os_error = false;
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::system_error&) {
-        os_error = true;
-    } catch (...) {
-    }
-    if (os_error) {
-        if (loop_->get_debug()) log(LogLevel::debug, "{}: {}", message, describe_exception(error));
-    } else {
-        report(*loop_, message, error);
-    }
-    force_close(std::move(error));
-}
-
-void StreamTransport::schedule_connection_lost(std::exception_ptr error) noexcept {
-    if (loop_->is_closed()) {
-        call_connection_lost(std::move(error));
-        return;
-    }
-    std::shared_ptr<StreamTransport> self = self_;
-    loop_->call_soon([self, error = std::move(error)]() mutable {
-        self->call_connection_lost(std::move(error));
-        self->maybe_release();
-    });
-}
-
-void StreamTransport::call_connection_lost(std::exception_ptr error) noexcept {
-    if (lost_delivered_) return;
-    lost_delivered_ = true;
+void StreamTransport::connection_lost_done() noexcept {
     if (empty_waiter_ && !empty_waiter_->done()) {
         empty_waiter_->set_exception(std::make_exception_ptr(std::system_error(
             std::make_error_code(std::errc::connection_reset), "Connection is closed by peer")));
     }
-    if (protocol_connected_ && protocol_) {
-        try {
-            protocol_->connection_lost(std::move(error));
-        } catch (...) {
-            report(*loop_, "Exception in protocol.connection_lost()", std::current_exception());
-        }
-    }
     if (owner_) std::exchange(owner_, nullptr)->detach(*this);
-    protocol_.reset();
+    stream_protocol_ = nullptr;
+    buffered_protocol_ = nullptr;
+}
+
+Keepalive StreamTransport::in_flight_memory() {
+    // This transport (buffers, iovecs) and the protocol lending the read buffer.
+    return std::make_shared<
+        std::pair<std::shared_ptr<BaseTransport>, std::shared_ptr<BaseProtocol>>>(self_, lender_);
+}
+
+void StreamTransport::drop_references() noexcept {
+    lender_.reset();
+    owner_.reset();
     stream_protocol_ = nullptr;
     buffered_protocol_ = nullptr;
 }
@@ -544,13 +416,12 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
     pause_reading();
     std::exception_ptr error;
     std::size_t sent = 0;
-    bool regular = false;  // the fallback ran on a regular file
+    bool native = true;
     try {
         sendfile_busy_ = true;  // from now on, as CPython's empty waiter: no bare writes
         Future<> empty = flushed();
         co_await empty;
         empty_waiter_.reset();
-        bool native = true;
         try {
             sent = co_await loop_->sock_sendfile(sock_, file_fd, offset, count, false);
         } catch (const SendfileNotAvailableError&) {
@@ -559,31 +430,22 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
         }
         sendfile_busy_ = false;
         if (!native) {
-            // base_events._sendfile_fallback: read, write, wait for the buffer to drain.
-            std::unique_ptr<char[]> chunk(new char[kReadSize]);
-            struct ::stat info {};
-            regular = ::fstat(file_fd, &info) == 0 && S_ISREG(info.st_mode);
-            while (!count || sent < *count) {
-                if (lost_ || closing_) {
+            // base_events._sendfile_fallback: write each chunk, wait while the
+            // buffer is above the high-water mark.
+            SendChunk send = [this](std::string_view chunk) -> Coro<void> {
+                if (is_closing()) {
                     // _SendfileFallbackProtocol.drain
                     throw std::system_error(std::make_error_code(std::errc::connection_reset),
                                             "Connection closed by peer");
                 }
-                std::size_t want = kReadSize;
-                if (count) want = std::min(want, *count - sent);
-                const ssize_t n =
-                    regular ? ::pread(file_fd, chunk.get(), want, static_cast<off_t>(offset + sent))
-                            : ::read(file_fd, chunk.get(), want);
-                if (n < 0) throw std::system_error(errno, std::system_category(), "read");
-                if (n == 0) break;
-                write(std::string_view(chunk.get(), static_cast<std::size_t>(n)));
-                sent += static_cast<std::size_t>(n);
+                write(chunk);
                 if (buffered_ > high_) {
                     Future<> drained = flushed();
                     co_await drained;
                     empty_waiter_.reset();
                 }
-            }
+            };
+            co_await sendfile_fallback(*loop_, file_fd, offset, count, send, sent);
         }
     } catch (...) {
         error = std::current_exception();
@@ -592,55 +454,10 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
     empty_waiter_.reset();
     // The fallback moves the file position as CPython's does (the native
     // path, sock_sendfile, already did).
-    if (regular && sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
+    if (!native) seek_past_sent(file_fd, offset, sent);
     if (resume) resume_reading();
     if (error) std::rethrow_exception(error);
     co_return sent;
-}
-
-void StreamTransport::loop_closing() noexcept {
-    // Operations still in flight go to the backend with what they point
-    // into: this transport (buffers, iovecs) and the protocol lending the
-    // read buffer, kept until the kernel lets go. Those in the ready queue
-    // are dropped by the loop right after this.
-    Keepalive keep;
-    if (read_op_.in_flight || write_op_.in_flight) {
-        try {
-            keep = std::make_shared<
-                std::pair<std::shared_ptr<StreamTransport>, std::shared_ptr<BaseProtocol>>>(
-                self_, lender_);
-        } catch (const std::bad_alloc&) {
-            // Without it the backend waits for the kernel before it returns.
-        }
-    }
-    for (Op* op : {&read_op_, &write_op_}) {
-        if (!op->in_flight) continue;
-        --pending_ops_;
-        (op == &read_op_ ? reading_ : writing_) = false;
-    }
-    abandon_ops(std::move(keep));
-    closing_ = lost_ = lost_delivered_ = true;
-    held_ = false;
-    lender_.reset();
-    owner_.reset();
-    protocol_.reset();
-    stream_protocol_ = nullptr;
-    buffered_protocol_ = nullptr;
-    maybe_release();
-}
-
-void StreamTransport::abandon_ops(Keepalive keep) noexcept {
-    for (Op* op : {&read_op_, &write_op_}) {
-        if (op->attached()) backend().abandon(*op, keep);
-    }
-}
-
-void StreamTransport::maybe_release() noexcept {
-    if (!lost_delivered_ || pending_ops_ > 0) return;
-    abandon_ops({});  // a provided buffer, an armed multishot: nothing in flight
-    sock_.close();
-    unregister_resource();
-    std::shared_ptr<StreamTransport> last = std::move(self_);  // may free *this on return
 }
 
 }  // namespace asyncio::detail

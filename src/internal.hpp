@@ -1,0 +1,68 @@
+// Helpers private to the compiled library (libuv's src/unix/internal.h):
+// what several of src/'s files need and no header may show.
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "asyncio/coro.hpp"
+
+namespace asyncio {
+class EventLoop;
+}
+
+namespace asyncio::detail {
+
+/// The exception as a report or a repr shows it: "TypeName: what()", with
+/// the error code for a std::system_error; "None" for no exception.
+std::string describe_exception(const std::exception_ptr& error);
+
+/// The std::system_error (Python's OSError) for `error_number`, labelled
+/// with the call that failed.
+inline std::system_error os_error(int error_number, const std::string& call) {
+    return std::system_error(error_number, std::system_category(), call);
+}
+
+/// Throws the OSError for `errno` after a failed `call`.
+[[noreturn]] inline void throw_errno(const std::string& call) {
+    throw os_error(errno, call);
+}
+
+/// Throws the OSError for a backend result (a negated errno).
+[[noreturn]] inline void throw_result(std::int64_t result, const std::string& call) {
+    throw os_error(static_cast<int>(-result), call);
+}
+
+/// The OSError for a backend result, for a transport's connection_lost.
+inline std::exception_ptr result_error(std::int64_t result, const std::string& call) {
+    return std::make_exception_ptr(os_error(static_cast<int>(-result), call));
+}
+
+// -- sendfile ------------------------------------------------------------------------
+
+/// How much the sendfile fallback reads at a time (CPython's 256 KiB).
+inline constexpr std::size_t kSendfileChunk = 256 * 1024;
+
+/// Sends one chunk, returning once the chunk's memory may be reused.
+using SendChunk = std::function<Coro<void>(std::string_view)>;
+
+/// base_events' _sock_sendfile_fallback and _sendfile_fallback, written
+/// once: reads `file_fd` from `offset` (up to `count` bytes, else to its
+/// end) in the default executor, as CPython does, so that a slow source
+/// such as a pipe does not stall the loop, and hands each chunk to `send`.
+/// `sent` counts what `send` took, also when it fails half-way.
+Coro<void> sendfile_fallback(EventLoop& loop, int file_fd, std::size_t offset,
+                             std::optional<std::size_t> count, const SendChunk& send,
+                             std::size_t& sent);
+
+/// Leaves a regular file's position after what sendfile sent.
+void seek_past_sent(int file_fd, std::size_t offset, std::size_t sent) noexcept;
+
+}  // namespace asyncio::detail
