@@ -206,8 +206,10 @@ class EventLoop : public detail::LoopCore {
         return schedule_timer(seconds_to_ns(when), std::forward<F>(fn), where);
     }
 
-    /// Seconds on the loop's monotonic clock.
-    double time() const noexcept { return static_cast<double>(monotonic_ns()) * 1e-9; }
+    /// Seconds on the loop's monotonic clock. Divided, not multiplied by
+    /// 1e-9, so that a count of nanoseconds reads as the double nearest to it
+    /// (9e6 ns as 0.009, not 0.009000000000000001).
+    double time() const noexcept { return static_cast<double>(monotonic_ns()) / 1e9; }
 
     // Futures and tasks -----------------------------------------------------
 
