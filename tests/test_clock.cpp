@@ -240,3 +240,23 @@ TEST_CASE("asyncio::run on a TestClock: an hour of sleep takes no time") {
     CHECK(wall_seconds_since(start) < 5.0);
     CHECK(clock.time() == 3600.0);
 }
+
+TEST_CASE("run_guarded keeps its limit in wall time, not on the TestClock") {
+    TestClock clock;
+    auto main = []() -> Coro<double> {
+        co_await asyncio::sleep(24h);  // far past the guard's 60 s
+        co_return asyncio::get_running_loop().time();
+    };
+    CHECK(asyncio_test::run_guarded(main(), {.clock = &clock}) == 86400.0);
+}
+
+TEST_CASE("the hang guard cancels a run that waits forever on a paused clock") {
+    TestClock clock(false);
+    asyncio::Runner runner({.clock = &clock});
+    auto forever = []() -> Coro<void> {
+        co_await asyncio::sleep(1s);  // the clock never gets there
+    };
+    asyncio_test::HangGuard guard(runner.get_loop(), 0s);
+    CHECK_THROWS_AS(runner.run(forever()), asyncio::CancelledError);
+    CHECK(guard.fired());
+}

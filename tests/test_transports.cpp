@@ -19,7 +19,6 @@
 using asyncio_test::ends_cancelled;
 using asyncio_test::iterations;
 using asyncio_test::run_guarded;
-using asyncio_test::with_deadline;
 using asyncio_test::xored;
 using asyncio_test::XorLayer;
 
