@@ -143,4 +143,13 @@ T run_guarded(asyncio::Coro<T> main, asyncio::RunOptions opts = {}) {
     throw asyncio::TimeoutError("run_guarded: the test was still running after 60 s");
 }
 
+/// run_guarded on a fresh auto-advancing TestClock: loop time starts at 0
+/// and timers fire as soon as the loop is idle, so timing tests take no
+/// wall time and can assert exact loop times.
+template <class T>
+T run_paused(asyncio::Coro<T> main) {
+    asyncio::TestClock clock;
+    return run_guarded(std::move(main), {.clock = &clock});
+}
+
 }  // namespace asyncio_test
