@@ -835,7 +835,7 @@ TEST_CASE("a server and its connections still open when the loop closes are rele
         writer.write("left open");
         co_return stats;
     };
-    auto stats = asyncio::run(main());
+    auto stats = run_guarded(main());
     CHECK(stats->made == 1);
     CHECK(stats.use_count() == 1);  // the factory and the Echo are gone
 }
