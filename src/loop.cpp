@@ -358,10 +358,15 @@ void EventLoop::run_once() {
     // A TestClock does not move while the loop sleeps. Auto-advance polls
     // without blocking, so that I/O and wake-ups that are already there run
     // first, and jumps only if that brought nothing (tokio's paused time).
+    // Work held on other threads gets the timer's distance in wall time.
     bool jump = false;
     if (clock_ != nullptr && timeout > 0) {
         jump = clock_->auto_advance_;
-        timeout = jump ? 0 : -1;
+        if (!jump) {
+            timeout = -1;
+        } else if (clock_holds_ == 0) {
+            timeout = 0;
+        }
     }
     backend_->poll(timeout);
     drain_threadsafe();

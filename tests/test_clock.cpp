@@ -208,6 +208,24 @@ TEST_CASE("an auto-advancing loop with no timer waits for call_soon_threadsafe")
     CHECK(fired_at == 2.0);
 }
 
+TEST_CASE("executor work holds an auto-advancing clock until it delivers") {
+    asyncio_test::CapturedLog log;
+    TestClock clock;
+    auto main = []() -> Coro<double> {
+        auto& loop = asyncio::get_running_loop();
+        // Idle with a timer an hour away: without the hold the clock would
+        // jump there before the thread's result arrives.
+        const int got = co_await asyncio::wait_for(asyncio::to_thread([] { return 5; }), 1h);
+        CHECK(got == 5);
+        CHECK(loop.time() == 0.0);
+        co_await asyncio::sleep(1h);  // released: jumps again
+        co_return loop.time();
+    };
+    CHECK(asyncio::run(main(), {.clock = &clock}) == 3600.0);
+    // Nor does the Runner's join of the executor's threads time out.
+    CHECK_FALSE(log.contains("did not finish joining"));
+}
+
 TEST_CASE("set_clock is refused while timers are scheduled or the loop runs") {
     auto loop = asyncio::new_event_loop();
     TestClock clock;

@@ -9,9 +9,10 @@
 // is called or, with auto-advance, when the loop is idle: then it jumps to
 // the next timer instead of sleeping until it. Idle means that no callback
 // is ready and that polling the backend without blocking delivered nothing
-// (no I/O completion, no call_soon_threadsafe). As with tokio's paused
-// clock, I/O and executor work still in flight do not hold the clock back:
-// a timeout around them fires as soon as the loop has nothing else to do.
+// (no I/O completion, no call_soon_threadsafe). Executor work holds the
+// clock, as tokio's spawn_blocking does: the loop waits for it in wall time,
+// up to the next timer. I/O still in flight does not: a timeout around a
+// read from a real peer fires as soon as the loop has nothing else to do.
 #pragma once
 
 #include <chrono>

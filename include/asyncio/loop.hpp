@@ -216,6 +216,12 @@ class EventLoop : public detail::LoopCore {
     /// scheduled, since their deadlines are on the old clock.
     void set_clock(TestClock* clock);
     TestClock* get_clock() const noexcept { return clock_; }
+    /// Library use, on the loop's thread: the loop awaits work on another
+    /// thread (an executor job), which a TestClock must not jump past. Until
+    /// the matching release_clock(), an idle loop waits for it in wall time,
+    /// up to its next timer.
+    void hold_clock() noexcept { ++clock_holds_; }
+    void release_clock() noexcept { --clock_holds_; }
 
     // Futures and tasks -----------------------------------------------------
 
@@ -457,6 +463,7 @@ class EventLoop : public detail::LoopCore {
     std::vector<TimerEntry> timers_;
     std::uint64_t timer_seq_ = 0;
     TestClock* clock_ = nullptr;
+    std::size_t clock_holds_ = 0;
 
     std::mutex threadsafe_mutex_;
     detail::ReadyQueue threadsafe_queue_;
