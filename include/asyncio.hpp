@@ -4,6 +4,7 @@
 
 #include "asyncio/asyncgen.hpp"
 #include "asyncio/backend.hpp"
+#include "asyncio/clock.hpp"
 #include "asyncio/contextvars.hpp"
 #include "asyncio/coro.hpp"
 #include "asyncio/exception_context.hpp"

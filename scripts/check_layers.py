@@ -25,7 +25,7 @@ LAYERS = [
     ("coroutine core", ["coro.hpp", "future.hpp", "task.hpp", "handle.hpp", "contextvars.hpp",
                         "exception_context.hpp", "asyncgen.hpp", "detail/future_state.hpp",
                         "detail/loop_core.hpp", "detail/multi_watch.hpp"]),
-    ("event loop", ["loop.hpp", "policy.hpp", "runners.hpp", "backend.hpp",
+    ("event loop", ["loop.hpp", "policy.hpp", "runners.hpp", "backend.hpp", "clock.hpp",
                     "detail/network_forward.hpp"]),
     ("task functions", ["tasks.hpp", "timeouts.hpp", "taskgroups.hpp"]),
     ("threads", ["threads.hpp"]),

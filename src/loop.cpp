@@ -1,6 +1,7 @@
 // The event loop: BaseEventLoop's run machinery (Lib/asyncio/base_events.py).
 #include "asyncio/loop.hpp"
 
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <system_error>
@@ -252,6 +253,24 @@ std::int64_t EventLoop::monotonic_ns() noexcept {
     return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
+void EventLoop::set_clock(TestClock* clock) {
+    if (running_) throw RuntimeError("Cannot change the clock of a running event loop");
+    if (!timers_.empty()) {
+        throw RuntimeError("Cannot change the clock of an event loop with timers scheduled");
+    }
+    clock_ = clock;
+}
+
+void TestClock::advance_time(double seconds) {
+    if (std::isnan(seconds) || seconds < 0) {
+        throw std::invalid_argument("advance_time: seconds must be zero or more");
+    }
+    // Capped so that a deadline kNeverNs past the clock still fits.
+    constexpr auto kMaxNs = EventLoop::kNeverNs;
+    const double ns = std::min(seconds * 1e9, static_cast<double>(kMaxNs));
+    now_ns_ = std::min(kMaxNs, now_ns_ + static_cast<std::int64_t>(std::llround(ns)));
+}
+
 // -- running ----------------------------------------------------------------------------
 
 void EventLoop::check_running() const {
@@ -335,13 +354,27 @@ void EventLoop::run_once() {
     if (!ready_.empty() || stopping_) {
         timeout = 0;
     } else if (!timers_.empty()) {
-        timeout = std::max<std::int64_t>(0, timers_.front().when - monotonic_ns());
+        timeout = std::max<std::int64_t>(0, timers_.front().when - now_ns());
+    }
+    // A TestClock does not move while the loop sleeps. Auto-advance polls
+    // without blocking, so that I/O and wake-ups that are already there run
+    // first, and jumps only if that brought nothing (tokio's paused time).
+    // Work held on other threads gets the timer's distance in wall time.
+    bool jump = false;
+    if (clock_ != nullptr && timeout > 0) {
+        jump = clock_->auto_advance_;
+        if (!jump) {
+            timeout = -1;
+        } else if (clock_holds_ == 0) {
+            timeout = 0;
+        }
     }
     backend_->poll(timeout);
     drain_threadsafe();
+    if (jump && ready_.empty()) clock_->now_ns_ = timers_.front().when;
 
     // Reading the clock is not free (a vDSO call): only when a timer may be due.
-    const std::int64_t now = timers_.empty() ? 0 : monotonic_ns();
+    const std::int64_t now = timers_.empty() ? 0 : now_ns();
     while (!timers_.empty() && timers_.front().when <= now) {
         std::pop_heap(timers_.begin(), timers_.end(), TimerLater{});
         detail::HandleState* handle = timers_.back().handle;

@@ -23,6 +23,7 @@ void Runner::lazy_init() {
     if (state_ == State::initialized) return;
     loop_ = opts_.backend ? std::make_unique<EventLoop>(*opts_.backend) : new_event_loop();
     if (opts_.debug) loop_->set_debug(true);
+    if (opts_.clock != nullptr) loop_->set_clock(opts_.clock);
     set_event_loop(loop_.get());
     state_ = State::initialized;
 }

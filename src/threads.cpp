@@ -130,6 +130,12 @@ Coro<void> EventLoop::shutdown_default_executor(std::optional<double> timeout_se
             if (link->done != nullptr && !link->done->done()) link->done->set_result();
         });
     }).detach();
+    // The timeout is for threads that hang, in wall time even on a TestClock.
+    hold_clock();
+    struct Release {
+        EventLoop& loop;
+        ~Release() { loop.release_clock(); }
+    } release{*this};
     const double timeout = timeout_seconds.value_or(300.0);
     bool timed_out = false;
     try {

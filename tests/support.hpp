@@ -16,8 +16,10 @@
 
 #include <asyncio.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string>
-#include <type_traits>
+#include <thread>
 #include <vector>
 
 namespace asyncio_test {
@@ -85,22 +87,69 @@ asyncio::Coro<void> settle(asyncio::Task<T> task) {
     }
 }
 
-/// `main` under a generous deadline, so that a lost wake-up fails the test
-/// with TimeoutError instead of hanging until CTest kills it.
-template <class T>
-asyncio::Coro<T> with_deadline(asyncio::Coro<T> main) {
-    using namespace std::chrono_literals;
-    if constexpr (std::is_void_v<T>) {
-        co_await asyncio::wait_for(std::move(main), 60s);
-    } else {
-        co_return co_await asyncio::wait_for(std::move(main), 60s);
+/// Cancels the oldest task of `loop` (asyncio::run's main task) if it is
+/// still running after `limit` of wall time. A thread keeps the time, not a
+/// loop timer: on a TestClock loop time may race ahead or stand still.
+class HangGuard {
+  public:
+    HangGuard(asyncio::EventLoop& loop, std::chrono::seconds limit)
+        : thread_([this, &loop, limit] {
+              std::unique_lock lock(mutex_);
+              if (done_changed_.wait_for(lock, limit, [this] { return done_; })) return;
+              fired_ = true;
+              // Runs on the loop thread, which alone may touch its tasks.
+              loop.call_soon_threadsafe([&loop] {
+                  std::vector<asyncio::Task<>> tasks = asyncio::all_tasks(loop);
+                  if (!tasks.empty()) tasks.front().cancel("hang guard");
+              });
+          }) {}
+    HangGuard(const HangGuard&) = delete;
+    HangGuard& operator=(const HangGuard&) = delete;
+    ~HangGuard() {
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        done_changed_.notify_one();
+        thread_.join();
     }
+
+    bool fired() {
+        std::lock_guard lock(mutex_);
+        return fired_;
+    }
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable done_changed_;
+    bool done_ = false;
+    bool fired_ = false;
+    std::thread thread_;  // last: it starts once the members it uses exist
+};
+
+/// asyncio::run(main, opts) under a generous wall-time limit, so that a lost
+/// wake-up fails the test with TimeoutError instead of hanging until CTest
+/// kills it.
+template <class T>
+T run_guarded(asyncio::Coro<T> main, asyncio::RunOptions opts = {}) {
+    using namespace std::chrono_literals;
+    asyncio::Runner runner(opts);
+    HangGuard guard(runner.get_loop(), 60s);
+    try {
+        return runner.run(std::move(main));
+    } catch (const asyncio::CancelledError&) {
+        if (!guard.fired()) throw;
+    }
+    throw asyncio::TimeoutError("run_guarded: the test was still running after 60 s");
 }
 
-/// asyncio::run of `main` under with_deadline.
+/// run_guarded on a fresh auto-advancing TestClock: loop time starts at 0
+/// and timers fire as soon as the loop is idle, so timing tests take no
+/// wall time and can assert exact loop times.
 template <class T>
-T run_guarded(asyncio::Coro<T> main) {
-    return asyncio::run(with_deadline(std::move(main)));
+T run_paused(asyncio::Coro<T> main) {
+    asyncio::TestClock clock;
+    return run_guarded(std::move(main), {.clock = &clock});
 }
 
 }  // namespace asyncio_test

@@ -23,6 +23,7 @@ using asyncio::Coro;
 using asyncio::Future;
 using asyncio::GeneratorExit;
 using asyncio::Task;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -150,7 +151,7 @@ TEST_CASE("an async generator runs to exhaustion, then keeps returning nullopt")
         auto and_again = co_await gen.next();
         CHECK_FALSE(and_again.has_value());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("an async generator that returns at once yields nothing") {
@@ -159,7 +160,7 @@ TEST_CASE("an async generator that returns at once yields nothing") {
         auto v = co_await gen.next();
         CHECK_FALSE(v.has_value());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("nothing runs before the first next()") {
@@ -173,7 +174,7 @@ TEST_CASE("nothing runs before the first next()") {
         CHECK(v == 0);
         co_await gen.aclose();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -204,7 +205,7 @@ TEST_CASE("yielded values: lvalues are copied, rvalues moved, move-only types wo
             values.push_back(**p);
         CHECK(values == std::vector<int>{1, 2});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -239,7 +240,7 @@ TEST_CASE("AsyncGenerator<T&> yields references, given as pointers") {
         CHECK(copies[0] == "lives until the generator resumes");
         CHECK(copies[1] == std::string(100, 'x'));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("100,000 synchronous yields do not grow the stack") {
@@ -250,7 +251,7 @@ TEST_CASE("100,000 synchronous yields do not grow the stack") {
             sum += *v;
         co_return sum;
     };
-    CHECK(asyncio::run(main()) == 100'000L * 99'999L / 2);
+    CHECK(run_guarded(main()) == 100'000L * 99'999L / 2);
 }
 
 namespace {
@@ -281,7 +282,7 @@ TEST_CASE("an exception thrown by the generator reaches next() and ends it") {
         CHECK_FALSE(after.has_value());
         co_await gen.aclose();  // finished: nothing to do
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -306,7 +307,7 @@ TEST_CASE("the generator awaits sleeps and futures between its yields") {
         auto rest = co_await drain(gen);
         CHECK(rest == std::vector<int>{41, 42});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("async generators interleave in concurrent tasks") {
@@ -323,7 +324,7 @@ TEST_CASE("async generators interleave in concurrent tasks") {
         co_await b;
         CHECK(order == std::vector<int>{0, 10, 1, 11, 2, 12});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("next() or aclose() while the generator is running is a RuntimeError") {
@@ -360,7 +361,7 @@ TEST_CASE("next() or aclose() while the generator is running is a RuntimeError")
         auto last = co_await gen.next();
         CHECK(last == 8);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- aclose --------------------------------------------------------------------------
@@ -376,7 +377,7 @@ TEST_CASE("aclose() on a generator that never started: its body never runs") {
         CHECK_FALSE(v.has_value());
         CHECK_FALSE(c.body_started);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("aclose() on a suspended generator runs its cleanup: RAII and catch(GeneratorExit)") {
@@ -396,7 +397,7 @@ TEST_CASE("aclose() on a suspended generator runs its cleanup: RAII and catch(Ge
         auto after = co_await gen.next();
         CHECK_FALSE(after.has_value());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("aclose() on a finished generator does nothing, and a second aclose() neither") {
@@ -416,7 +417,7 @@ TEST_CASE("aclose() on a finished generator does nothing, and a second aclose() 
         co_await open.aclose();
         CHECK_FALSE(c.caught_exit);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("aclose() waits for cleanup that awaits") {
@@ -430,7 +431,7 @@ TEST_CASE("aclose() waits for cleanup that awaits") {
         CHECK(c.after_await);
         CHECK(c.raii);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("cleanup that throws: aclose() rethrows it") {
@@ -451,7 +452,7 @@ TEST_CASE("cleanup that throws: aclose() rethrows it") {
         auto after = co_await gen.next();
         CHECK_FALSE(after.has_value());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a generator that yields after GeneratorExit: RuntimeError") {
@@ -493,7 +494,7 @@ TEST_CASE("a generator that yields after GeneratorExit: RuntimeError") {
         CHECK_THROWS_WITH(std::rethrow_exception(reports.contexts[0].exception),
                           "async generator ignored GeneratorExit");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -531,7 +532,7 @@ TEST_CASE("a value yielded while closing is neither lost nor leaked") {
         // Let the finalizer's close attempt fail quietly.
         asyncio::get_running_loop().set_exception_handler([](auto&, const auto&) {});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -560,7 +561,7 @@ TEST_CASE("GeneratorExit is not a std::exception") {
         CHECK_FALSE(caught_std);
         CHECK(caught_exit);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- finalization -----------------------------------------------------------------------
@@ -582,7 +583,7 @@ TEST_CASE("a generator dropped while suspended at co_yield is closed by a task o
         CHECK(c.after_await);  // the cleanup could await: it ran in a task
         CHECK(c.raii);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("the task that closes a dropped generator is not the one that dropped it") {
@@ -600,7 +601,7 @@ TEST_CASE("the task that closes a dropped generator is not the one that dropped 
         CHECK(*c.closed_by != *asyncio::current_task());
         CHECK(c.closed_by->done());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a dropped generator whose cleanup fails is reported through the exception handler") {
@@ -635,7 +636,7 @@ TEST_CASE("a dropped generator whose cleanup fails is reported through the excep
         CHECK(errors ==
               std::vector<std::string>{"async generator ignored GeneratorExit", "cleanup failed"});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("loop.shutdown_asyncgens() closes open generators and reports failed cleanups") {
@@ -693,7 +694,7 @@ TEST_CASE("a generator being closed by its finalizer is not closed again by shut
         CHECK(c.after_await);
         CHECK(reports.contexts.empty());  // no "already running" from a second aclose()
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("shutdown_asyncgens() with no generators returns at once") {
@@ -754,7 +755,7 @@ TEST_CASE("cancelling the consumer while the generator awaits inside it") {
         auto after = co_await gen.next();
         CHECK_FALSE(after.has_value());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a consumer task that owns its generator can be cancelled inside it") {
@@ -776,7 +777,7 @@ TEST_CASE("a consumer task that owns its generator can be cancelled inside it") 
         CHECK(t.cancelled());
         CHECK(c.raii);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("closing the loop frees a generator running inside an abandoned task") {

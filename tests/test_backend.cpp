@@ -27,6 +27,7 @@ using namespace std::chrono_literals;
 using asyncio::Coro;
 using asyncio::IoOp;
 using asyncio::detail::IoAwaiter;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -161,7 +162,7 @@ TEST_CASE("an op whose data is already there completes at once") {
         CHECK(iterations == (asyncio::get_running_loop().backend().completes_inline() ? 0 : 1));
         co_return got;
     };
-    CHECK(asyncio::run(main(sp.a)) == "ready");
+    CHECK(run_guarded(main(sp.a)) == "ready");
 }
 
 TEST_CASE("an op waits until the fd is ready") {
@@ -175,7 +176,7 @@ TEST_CASE("an op waits until the fd is ready") {
             5ms, [writer] { REQUIRE(::write(writer, "later", 5) == 5); });
         co_return co_await pending;
     };
-    CHECK(asyncio::run(main(sp.a, sp.b)) == "later");
+    CHECK(run_guarded(main(sp.a, sp.b)) == "later");
 }
 
 TEST_CASE("ops waiting on one fd complete in FIFO order") {
@@ -190,7 +191,7 @@ TEST_CASE("ops waiting on one fd complete in FIFO order") {
         got.push_back(co_await second);
         co_return got;
     };
-    CHECK(asyncio::run(main(sp.a, sp.b)) == std::vector<std::string>{"abc", "def"});
+    CHECK(run_guarded(main(sp.a, sp.b)) == std::vector<std::string>{"abc", "def"});
 }
 
 TEST_CASE("a large send waits for the peer to drain") {
@@ -217,7 +218,7 @@ TEST_CASE("a large send waits for the peer to drain") {
         co_await w;
         co_return std::pair{sent, received};
     };
-    const auto [sent, received] = asyncio::run(main(sp.a, sp.b));
+    const auto [sent, received] = run_guarded(main(sp.a, sp.b));
     CHECK(sent >= 8u << 20);
     CHECK(received == sent);
 }
@@ -239,7 +240,7 @@ TEST_CASE("cancelling a task cancels the operation it waits on") {
         outcome += "/" + co_await recv_some(reader, 16);
         co_return outcome;
     };
-    CHECK(asyncio::run(main(sp.a, sp.b)) == "no more waiting/next");
+    CHECK(run_guarded(main(sp.a, sp.b)) == "no more waiting/next");
 }
 
 TEST_CASE("an op in a task destroyed at loop close is discarded") {
@@ -282,7 +283,7 @@ TEST_CASE("more completions at once than the completion queue holds all arrive")
         }
         co_return got;
     };
-    CHECK(asyncio::run(main(sp.a, sp.b)) == 10'000u);
+    CHECK(run_guarded(main(sp.a, sp.b)) == 10'000u);
 }
 
 TEST_CASE("poll ops complete when the fd is ready") {
@@ -294,7 +295,7 @@ TEST_CASE("poll ops complete when the fd is ready") {
         REQUIRE(::write(writer, "p", 1) == 1);
         co_return co_await waiting;
     };
-    CHECK(asyncio::run(main(sp.a, sp.b)) >= 0);
+    CHECK(run_guarded(main(sp.a, sp.b)) >= 0);
 }
 
 TEST_CASE("accept and connect over loopback TCP") {
@@ -338,7 +339,7 @@ TEST_CASE("accept and connect over loopback TCP") {
         ::close(client);
         co_return got;
     };
-    CHECK(asyncio::run(main(listener, addr)) == "over tcp");
+    CHECK(run_guarded(main(listener, addr)) == "over tcp");
     ::close(listener);
 }
 
@@ -365,7 +366,7 @@ TEST_CASE("connect to a closed port fails with ECONNREFUSED") {
         ::close(fd);
         co_return r;
     };
-    CHECK(asyncio::run(main(addr)) == -ECONNREFUSED);
+    CHECK(run_guarded(main(addr)) == -ECONNREFUSED);
 }
 
 TEST_CASE("forget_fd completes the ops still waiting with EBADF") {
@@ -381,7 +382,7 @@ TEST_CASE("forget_fd completes the ops still waiting with EBADF") {
         }
         co_return "no error";
     };
-    CHECK(asyncio::run(main(sp.a)) == std::to_string(EBADF));
+    CHECK(run_guarded(main(sp.a)) == std::to_string(EBADF));
 }
 
 TEST_CASE("pipes: read and write ops") {
@@ -414,7 +415,7 @@ TEST_CASE("pipes: read and write ops") {
         backend.forget_fd(w);
         co_return buf;
     };
-    CHECK(asyncio::run(main(fds[0], fds[1])) == "piped");
+    CHECK(run_guarded(main(fds[0], fds[1])) == "piped");
     ::close(fds[0]);
     ::close(fds[1]);
 }

@@ -18,6 +18,7 @@ using asyncio::ContextVar;
 using asyncio::Coro;
 using asyncio::Future;
 using asyncio::Task;
+using asyncio_test::run_guarded;
 
 // -- ContextVar and Token ------------------------------------------------------------
 
@@ -286,7 +287,7 @@ TEST_CASE("a task sees its creator's values as they were when it was created") {
         CHECK(seen == "a");
         CHECK(request_id.get() == "b");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a value set in a task is invisible to its creator and to its siblings") {
@@ -316,7 +317,7 @@ TEST_CASE("a value set in a task is invisible to its creator and to its siblings
         CHECK(from_setter == "setter");
         CHECK(request_id.get() == "main");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a child task inherits the context of the task that created it") {
@@ -330,7 +331,7 @@ TEST_CASE("a child task inherits the context of the task that created it") {
         CHECK(seen == "parent");
         CHECK(request_id.get() == "none");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a token from the creator cannot reset a value inside a task") {
@@ -349,7 +350,7 @@ TEST_CASE("a token from the creator cannot reset a value inside a task") {
         request_id.reset(token);  // fine where it was made
         CHECK(request_id.get() == "none");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("TaskOptions::context runs the task in the given Context") {
@@ -369,7 +370,7 @@ TEST_CASE("TaskOptions::context runs the task in the given Context") {
         CHECK(ctx.get(request_id) == "changed by the task");  // visible through the Context
         CHECK(request_id.get() == "creator");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("tasks given the same Context see each other's sets") {
@@ -390,7 +391,7 @@ TEST_CASE("tasks given the same Context see each other's sets") {
         CHECK(ctx.get(counter) == 10);
         CHECK(counter.get() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("call_soon and call_later callbacks run in a copy of the scheduling context") {
@@ -415,7 +416,7 @@ TEST_CASE("call_soon and call_later callbacks run in a copy of the scheduling co
         CHECK(c == "scheduled");  // not what the first callback set
         CHECK(request_id.get() == "after scheduling");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("callbacks scheduled outside any task run in the scheduling thread's context") {
@@ -448,7 +449,7 @@ TEST_CASE("call_soon_threadsafe carries the calling thread's context") {
         CHECK(seen == "other thread");
         CHECK(request_id.get() == "none");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("to_thread carries the context into the worker thread") {
@@ -468,7 +469,7 @@ TEST_CASE("to_thread carries the context into the worker thread") {
         const std::string again = co_await asyncio::to_thread(get_ctx);
         CHECK(again == "parrot");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("run_in_executor does not carry the context (unlike to_thread)") {
@@ -479,5 +480,5 @@ TEST_CASE("run_in_executor does not carry the context (unlike to_thread)") {
         const std::string seen = co_await loop.run_in_executor(nullptr, get_ctx);
         CHECK(seen == "none");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }

@@ -7,6 +7,7 @@
 #include "support.hpp"
 
 using asyncio::Coro;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -38,9 +39,9 @@ Coro<int> add(int a, int b) {
 }  // namespace
 
 TEST_CASE("a coroutine returns its value to the awaiter") {
-    CHECK(asyncio::run(add(1, 2)) == 3);
-    CHECK(asyncio::run(text("hi")) == "hi!");
-    CHECK(*asyncio::run(move_only()) == 7);
+    CHECK(run_guarded(add(1, 2)) == 3);
+    CHECK(run_guarded(text("hi")) == "hi!");
+    CHECK(*run_guarded(move_only()) == 7);
 }
 
 TEST_CASE("a coroutine does not run until it is awaited") {
@@ -55,7 +56,7 @@ TEST_CASE("a coroutine does not run until it is awaited") {
         co_await lazy;
         CHECK(ran);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("an exception thrown in a coroutine reaches its awaiter") {
@@ -67,8 +68,8 @@ TEST_CASE("an exception thrown in a coroutine reaches its awaiter") {
         }
         co_return "not thrown";
     };
-    CHECK(asyncio::run(main()) == "boom");
-    CHECK_THROWS_WITH(asyncio::run(fails()), "boom");
+    CHECK(run_guarded(main()) == "boom");
+    CHECK_THROWS_WITH(run_guarded(fails()), "boom");
 }
 
 TEST_CASE("a coroutine may return a reference") {
@@ -78,7 +79,7 @@ TEST_CASE("a coroutine may return a reference") {
         r = 5;
         co_await nothing();
     };
-    asyncio::run(main());
+    run_guarded(main());
     CHECK(value == 5);
 }
 
@@ -94,7 +95,7 @@ TEST_CASE("awaiting a coroutine twice is refused") {
         }
         co_return "no error";
     };
-    CHECK(asyncio::run(main()) == "cannot reuse already awaited coroutine");
+    CHECK(run_guarded(main()) == "cannot reuse already awaited coroutine");
 }
 
 TEST_CASE("a moved-from coroutine cannot be awaited") {
@@ -110,7 +111,7 @@ TEST_CASE("a moved-from coroutine cannot be awaited") {
         }
         co_return false;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }
 
 TEST_CASE("a coroutine never awaited is reported with its name") {
@@ -125,7 +126,7 @@ TEST_CASE("a coroutine never awaited is reported with its name") {
         CHECK(reports.messages.size() == 1);
         co_return;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -145,11 +146,11 @@ Coro<int> deep(int depth) {
 }  // namespace
 
 TEST_CASE("ten million synchronously completing awaits do not grow the stack") {
-    CHECK(asyncio::run(many_sync_awaits(10'000'000)) == 10'000'000);
+    CHECK(run_guarded(many_sync_awaits(10'000'000)) == 10'000'000);
 }
 
 TEST_CASE("deeply nested coroutines unwind their results") {
-    CHECK(asyncio::run(deep(2'000)) == 2'000);
+    CHECK(run_guarded(deep(2'000)) == 2'000);
 }
 
 TEST_CASE("a coroutine that suspends in the middle of a chain resumes its callers") {
@@ -168,5 +169,5 @@ TEST_CASE("a coroutine that suspends in the middle of a chain resumes its caller
             sum += co_await middle();
         co_return sum;
     };
-    CHECK(asyncio::run(top()) == 600);
+    CHECK(run_guarded(top()) == 600);
 }

@@ -19,6 +19,7 @@ using namespace std::chrono_literals;
 using asyncio::Address;
 using asyncio::Coro;
 using asyncio::Socket;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -189,7 +190,7 @@ TEST_CASE("create_connection to a server by 127.0.0.1 and by localhost") {
         co_await server.wait_closed();
         co_return replies;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"ping", "ping"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"ping", "ping"});
 }
 
 TEST_CASE("create_connection to a closed port raises ECONNREFUSED naming the address") {
@@ -208,7 +209,7 @@ TEST_CASE("create_connection to a closed port raises ECONNREFUSED naming the add
         CHECK(error->code() == std::errc::connection_refused);
         CHECK_THAT(error->what(), Catch::Contains(address.to_string()));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_connection to an unknown host raises a gaierror") {
@@ -225,7 +226,7 @@ TEST_CASE("create_connection to an unknown host raises a gaierror") {
         CHECK(error->code().category() == asyncio::gai_category());
         CHECK_THAT(error->what(), Catch::Contains("no-such-host.invalid"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_connection with local_addr binds the client socket") {
@@ -251,7 +252,7 @@ TEST_CASE("create_connection with local_addr binds the client socket") {
         server.close();
         co_await server.wait_closed();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_connection with a local_addr in use raises EADDRINUSE naming it") {
@@ -276,7 +277,7 @@ TEST_CASE("create_connection with a local_addr in use raises EADDRINUSE naming i
         server.close();
         co_await server.wait_closed();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_connection with a local_addr of another family fails") {
@@ -292,7 +293,7 @@ TEST_CASE("create_connection with a local_addr of another family fails") {
         REQUIRE(error);
         CHECK_THAT(error->what(), Catch::Contains("no matching local address"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- several addresses -------------------------------------------------------------------
@@ -310,7 +311,7 @@ TEST_CASE("create_connection tries every address in order until one accepts") {
         CHECK(transport->sockname() == peer);
         co_await close_and_wait(*proto);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_connection stops at the first address that accepts") {
@@ -325,7 +326,7 @@ TEST_CASE("create_connection stops at the first address that accepts") {
         CHECK(transport->peername() == pair.first_addr);
         co_await close_and_wait(*proto);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_connection's family option keeps other families out") {
@@ -342,7 +343,7 @@ TEST_CASE("create_connection's family option keeps other families out") {
         CHECK(transport->peername() == pair.second_addr);
         co_await close_and_wait(*proto);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("when every address refuses, the error names them all") {
@@ -381,7 +382,7 @@ TEST_CASE("when every address refuses, the error names them all") {
             }
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- Happy Eyeballs ----------------------------------------------------------------------
@@ -403,7 +404,7 @@ TEST_CASE("Happy Eyeballs: a blackholed first address does not stop the second")
         CHECK(transport->sockname() == peer);
         co_await close_and_wait(*proto);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Happy Eyeballs: the first address wins when it answers") {
@@ -420,7 +421,7 @@ TEST_CASE("Happy Eyeballs: the first address wins when it answers") {
         CHECK(syn_sent_to(pair.port) == 0);  // the second attempt never started
         co_await close_and_wait(*proto);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Happy Eyeballs: a refused attempt starts the next one at once") {
@@ -447,7 +448,7 @@ TEST_CASE("Happy Eyeballs: a refused attempt starts the next one at once") {
         REQUIRE(error);
         CHECK(error->code() == std::errc::connection_refused);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- cancellation ------------------------------------------------------------------------
@@ -490,7 +491,7 @@ TEST_CASE("cancelling create_connection closes the socket in flight") {
         CHECK(cancelled);
         CHECK(syn_sent_to(port) == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("cancelling a Happy Eyeballs race closes every socket in flight") {
@@ -513,7 +514,7 @@ TEST_CASE("cancelling a Happy Eyeballs race closes every socket in flight") {
         // Closed by the time the cancellation reached the caller.
         CHECK(syn_sent_to(pair.port) == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- Unix sockets and accepted sockets ---------------------------------------------------
@@ -543,7 +544,7 @@ TEST_CASE("create_unix_connection to a Unix server") {
         CHECK(error->code() == std::errc::no_such_file_or_directory);
         co_return reply;
     };
-    CHECK(asyncio::run(main()) == "ping");
+    CHECK(run_guarded(main()) == "ping");
 }
 
 TEST_CASE("connect_accepted_socket wraps one end of a socketpair") {
@@ -571,7 +572,7 @@ TEST_CASE("connect_accepted_socket wraps one end of a socketpair") {
         CHECK(eof.empty());
         co_return proto->data + " " + reply;
     };
-    CHECK(asyncio::run(main()) == "hello world");
+    CHECK(run_guarded(main()) == "hello world");
 }
 
 TEST_CASE("connect_accepted_socket with a socket from sock_accept") {
@@ -594,7 +595,7 @@ TEST_CASE("connect_accepted_socket with a socket from sock_accept") {
         CHECK(eof.empty());
         co_return reply;
     };
-    CHECK(asyncio::run(main()) == "echo");
+    CHECK(run_guarded(main()) == "echo");
 }
 
 TEST_CASE("connect_accepted_socket refuses a datagram socket") {
@@ -603,7 +604,7 @@ TEST_CASE("connect_accepted_socket refuses a datagram socket") {
         Socket udp(AF_INET, SOCK_DGRAM);
         co_await asyncio::get_running_loop().connect_accepted_socket(factory, std::move(udp));
     };
-    CHECK_THROWS_AS(asyncio::run(main()), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main()), std::invalid_argument);
 }
 
 // -- open_connection options -------------------------------------------------------------
@@ -636,7 +637,7 @@ TEST_CASE("open_connection passes limit and local_addr through") {
         server.close();
         co_await server.wait_closed();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("open_connection with happy_eyeballs_delay races the addresses") {
@@ -650,5 +651,5 @@ TEST_CASE("open_connection with happy_eyeballs_delay races the addresses") {
         writer.close();
         co_await writer.wait_closed();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }

@@ -22,6 +22,7 @@ using asyncio::Address;
 using asyncio::Coro;
 using asyncio::DatagramOptions;
 using asyncio::Socket;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -151,7 +152,7 @@ TEST_CASE("UDP echo: local_addr server, remote_addr client, sendto without an ad
         CHECK(transport->is_closing());
         server->close();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("an unconnected endpoint sends to an address and learns each sender's address") {
@@ -191,7 +192,7 @@ TEST_CASE("an unconnected endpoint sends to an address and learns each sender's 
         co_await close_and_wait(*client);
         server->close();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("an empty datagram is sent and received") {
@@ -209,7 +210,7 @@ TEST_CASE("an empty datagram is sent and received") {
         server->close();
         co_return client->datagrams.at(0).first.size();
     };
-    CHECK(asyncio::run(main()) == 0);
+    CHECK(run_guarded(main()) == 0);
 }
 
 TEST_CASE("ICMP port unreachable reaches error_received as ECONNREFUSED") {
@@ -234,7 +235,7 @@ TEST_CASE("ICMP port unreachable reaches error_received as ECONNREFUSED") {
         co_await close_and_wait(*client);
         CHECK(client->lost_error == nullptr);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_datagram_endpoint over IPv6") {
@@ -253,7 +254,7 @@ TEST_CASE("create_datagram_endpoint over IPv6") {
         server->close();
         co_return client->datagrams[0].first;
     };
-    CHECK(asyncio::run(main()) == "six");
+    CHECK(run_guarded(main()) == "six");
 }
 
 // -- options -----------------------------------------------------------------------------
@@ -264,10 +265,10 @@ TEST_CASE("bad create_datagram_endpoint options raise ValueError") {
         co_await asyncio::get_running_loop().create_datagram_endpoint(factory, std::move(opts));
     };
     // test_create_datagram_endpoint_noaddr_nofamily
-    CHECK_THROWS_AS(asyncio::run(main(DatagramOptions{})), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main(DatagramOptions{})), std::invalid_argument);
     // test_create_datagram_endpoint_no_matching_family
-    CHECK_THROWS_AS(asyncio::run(main(DatagramOptions{.local_addr = Address::parse("127.0.0.1", 0),
-                                                      .remote_addr = Address::parse("::1", 9)})),
+    CHECK_THROWS_AS(run_guarded(main(DatagramOptions{.local_addr = Address::parse("127.0.0.1", 0),
+                                                     .remote_addr = Address::parse("::1", 9)})),
                     std::invalid_argument);
 }
 
@@ -286,7 +287,7 @@ TEST_CASE("create_datagram_endpoint with only a family makes an unbound socket")
         CHECK(data == "hi");
         co_await close_and_wait(*client);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_datagram_endpoint sets reuse_port and allow_broadcast") {
@@ -313,7 +314,7 @@ TEST_CASE("create_datagram_endpoint sets reuse_port and allow_broadcast") {
         CHECK(sockopt(fd2, SOL_SOCKET, SO_BROADCAST) == 0);
         co_await close_and_wait(*plain);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("create_datagram_endpoint on an address in use raises EADDRINUSE") {
@@ -330,7 +331,7 @@ TEST_CASE("create_datagram_endpoint on an address in use raises EADDRINUSE") {
         }
         co_return std::error_code{};
     };
-    CHECK(asyncio::run(main()) == std::errc::address_in_use);
+    CHECK(run_guarded(main()) == std::errc::address_in_use);
 }
 
 // -- buffering, close and abort ----------------------------------------------------------
@@ -415,7 +416,7 @@ TEST_CASE("datagrams that cannot leave are buffered, with pause_writing and resu
         CHECK(s.proto->resumes == 1);
         CHECK(s.proto->errors.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("close() sends the buffered datagrams before connection_lost") {
@@ -433,7 +434,7 @@ TEST_CASE("close() sends the buffered datagrams before connection_lost") {
         CHECK(s.proto->losses == 1);
         CHECK(s.proto->lost_error == nullptr);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("abort() drops the buffered datagrams") {
@@ -457,7 +458,7 @@ TEST_CASE("abort() drops the buffered datagrams") {
         CHECK(more < 0);
         CHECK(errno == EAGAIN);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendto after close is ignored") {
@@ -475,7 +476,7 @@ TEST_CASE("sendto after close is ignored") {
         CHECK(::recv(receiver.fileno(), byte.data(), byte.size(), MSG_DONTWAIT) < 0);
         CHECK(client->errors.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- Unix datagram sockets ---------------------------------------------------------------
@@ -512,7 +513,7 @@ TEST_CASE("Unix datagram endpoints exchange datagrams by path") {
         ::unlink(server_path.c_str());
         ::unlink(client_path.c_str());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("an unconnected Unix datagram endpoint receives from abstract names") {
@@ -536,5 +537,5 @@ TEST_CASE("an unconnected Unix datagram endpoint receives from abstract names") 
         CHECK(from == name);
         co_await close_and_wait(*server);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }

@@ -14,6 +14,7 @@ using asyncio::CancelledError;
 using asyncio::Coro;
 using asyncio::Future;
 using asyncio::Task;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -107,7 +108,7 @@ TEST_CASE("without eager start the first step waits for the loop") {
         co_await t;
         co_return log;
     };
-    CHECK(asyncio::run(main()) ==
+    CHECK(run_guarded(main()) ==
           std::vector<std::string>{"creator: create_task returned", "child: first step"});
 }
 
@@ -333,7 +334,7 @@ TEST_CASE("an eager task gets its name and context before its first step") {
         CHECK(t.result() == "eager one in given context");
         co_return;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("eager start is not used when the loop is not running") {

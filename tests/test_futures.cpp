@@ -8,6 +8,7 @@
 
 using asyncio::Coro;
 using asyncio::Future;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -237,7 +238,7 @@ TEST_CASE("every awaiter of a future gets its result") {
         const int second = co_await b;
         co_return first + second;
     };
-    CHECK(asyncio::run(main()) == 42);
+    CHECK(run_guarded(main()) == 42);
 }
 
 TEST_CASE("awaiting a done future does not suspend") {
@@ -252,7 +253,7 @@ TEST_CASE("awaiting a done future does not suspend") {
         CHECK(iterations == 0);  // the loop never got control
         co_return sum;
     };
-    CHECK(asyncio::run(main()) == 3000);
+    CHECK(run_guarded(main()) == 3000);
 }
 
 TEST_CASE("a move-only result is moved to a sole awaiter") {
@@ -262,7 +263,7 @@ TEST_CASE("a move-only result is moved to a sole awaiter") {
         std::unique_ptr<int> p = co_await std::move(f);
         co_return *p;
     };
-    CHECK(asyncio::run(main()) == 9);
+    CHECK(run_guarded(main()) == 9);
 }
 
 TEST_CASE("a move-only result can be taken by result() once") {
@@ -285,7 +286,7 @@ TEST_CASE("awaiting a future that raises rethrows in the awaiter") {
         }
         co_return "no exception";
     };
-    CHECK(asyncio::run(main()) == "bad");
+    CHECK(run_guarded(main()) == "bad");
 }
 
 TEST_CASE("Future() binds to the running loop") {
@@ -293,7 +294,7 @@ TEST_CASE("Future() binds to the running loop") {
         Future<int> f;
         co_return &f.get_loop() == &asyncio::get_running_loop();
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }
 
 TEST_CASE("awaiting a future of another loop is refused") {
@@ -307,5 +308,5 @@ TEST_CASE("awaiting a future of another loop is refused") {
         }
         co_return "awaited";
     };
-    CHECK(asyncio::run(main(foreign)) == "Task got Future attached to a different loop");
+    CHECK(run_guarded(main(foreign)) == "Task got Future attached to a different loop");
 }

@@ -15,6 +15,7 @@ using asyncio::CancelledError;
 using asyncio::Coro;
 using asyncio::Future;
 using asyncio::Task;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -42,7 +43,7 @@ TEST_CASE("gather returns results in argument order, void as monostate") {
         auto text = []() -> Coro<std::string> { co_return "text"; };
         co_return co_await asyncio::gather(value_after(3, 1), asyncio::sleep(0), text());
     };
-    auto [a, b, c] = asyncio::run(main());
+    auto [a, b, c] = run_guarded(main());
     CHECK(a == 1);
     CHECK(b == std::monostate{});
     CHECK(c == "text");
@@ -56,7 +57,7 @@ TEST_CASE("gather accepts tasks, futures and coroutines together") {
         auto [x, y, z] = co_await asyncio::gather(task, future, value_after(2, 30));
         co_return x + y + z;
     };
-    CHECK(asyncio::run(main()) == 60);
+    CHECK(run_guarded(main()) == 60);
 }
 
 TEST_CASE("gather of nothing returns at once") {
@@ -66,7 +67,7 @@ TEST_CASE("gather of nothing returns at once") {
         auto none = co_await asyncio::gather(std::vector<Task<int>>{});
         co_return none.size();
     };
-    CHECK(asyncio::run(main()) == 0);
+    CHECK(run_guarded(main()) == 0);
 }
 
 TEST_CASE("gather over a vector of tasks") {
@@ -76,7 +77,7 @@ TEST_CASE("gather over a vector of tasks") {
             tasks.push_back(asyncio::create_task(value_after(5 - i, i)));
         co_return co_await asyncio::gather(std::move(tasks));
     };
-    CHECK(asyncio::run(main()) == std::vector<int>{0, 1, 2, 3, 4});
+    CHECK(run_guarded(main()) == std::vector<int>{0, 1, 2, 3, 4});
 }
 
 TEST_CASE("gather moves a move-only result it alone holds") {
@@ -85,7 +86,7 @@ TEST_CASE("gather moves a move-only result it alone holds") {
         auto [p] = co_await asyncio::gather(make());
         co_return *p;
     };
-    CHECK(asyncio::run(main()) == 7);
+    CHECK(run_guarded(main()) == 7);
 }
 
 TEST_CASE("gather starts coroutine children when called, not when awaited") {
@@ -101,7 +102,7 @@ TEST_CASE("gather starts coroutine children when called, not when awaited") {
         co_await std::move(gathering);
         co_return before_await;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }
 
 TEST_CASE("the first exception propagates while the other children keep running") {
@@ -121,7 +122,7 @@ TEST_CASE("the first exception propagates while the other children keep running"
         // "second" failed after gather gave up on it: not a lost exception.
         CHECK(reports.contexts.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("later exceptions of gathered children are not reported as lost") {
@@ -135,7 +136,7 @@ TEST_CASE("later exceptions of gathered children are not reported as lost") {
             co_await asyncio::sleep(0);
         CHECK(reports.contexts.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("gather with return_exceptions returns every outcome") {
@@ -155,7 +156,7 @@ TEST_CASE("gather with return_exceptions returns every outcome") {
             CHECK(e.message() == "gone");
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("gather with return_exceptions over a vector") {
@@ -172,7 +173,7 @@ TEST_CASE("gather with return_exceptions over a vector") {
         CHECK(outcomes[0].value() == 1);
         CHECK_THROWS_AS(outcomes[1].value(), std::logic_error);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a child cancelled by someone else makes gather raise CancelledError") {
@@ -186,7 +187,7 @@ TEST_CASE("a child cancelled by someone else makes gather raise CancelledError")
         }
         co_return false;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }
 
 TEST_CASE("cancelling the task awaiting gather cancels every child") {
@@ -210,7 +211,7 @@ TEST_CASE("cancelling the task awaiting gather cancels every child") {
         CHECK(a.cancelled());
         CHECK(b.cancelled());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("cancelled gather raises CancelledError even if children swallow it") {
@@ -237,7 +238,7 @@ TEST_CASE("cancelled gather raises CancelledError even if children swallow it") 
         const std::string outcome = co_await outer;
         CHECK(outcome == "cancelled");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("gather of futures that are already done") {
@@ -250,7 +251,7 @@ TEST_CASE("gather of futures that are already done") {
         auto [x, y] = co_await asyncio::gather(a, b);
         co_return x + y;
     };
-    CHECK(asyncio::run(main()) == 3);
+    CHECK(run_guarded(main()) == 3);
 }
 
 TEST_CASE("gather of one task twice returns its result twice") {
@@ -259,7 +260,7 @@ TEST_CASE("gather of one task twice returns its result twice") {
         std::vector<Task<int>> twice{t, t};  // GCC 12: no braced temporaries in co_await
         co_return co_await asyncio::gather(std::move(twice));
     };
-    CHECK(asyncio::run(main()) == std::vector<int>{4, 4});
+    CHECK(run_guarded(main()) == std::vector<int>{4, 4});
 }
 
 TEST_CASE("gather starts its children in argument order") {
@@ -272,5 +273,5 @@ TEST_CASE("gather starts its children in argument order") {
         co_await asyncio::gather(child(order, 1), child(order, 2), child(order, 3));
         co_return order;
     };
-    CHECK(asyncio::run(main()) == std::vector<int>{1, 2, 3});
+    CHECK(run_guarded(main()) == std::vector<int>{1, 2, 3});
 }

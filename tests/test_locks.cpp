@@ -24,6 +24,7 @@ using asyncio::Coro;
 using asyncio::Task;
 using asyncio_test::ends_cancelled;
 using asyncio_test::iterations;
+using asyncio_test::run_guarded;
 using asyncio_test::settle;
 
 namespace {
@@ -89,7 +90,7 @@ TEST_CASE("Lock: repr") {
         co_await waiter;
         lock.release();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: acquire wakes waiters in FIFO order") {
@@ -125,7 +126,7 @@ TEST_CASE("Lock: acquire wakes waiters in FIFO order") {
             CHECK(t->result());
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: a cancelled acquire leaves no waiter behind") {
@@ -140,7 +141,7 @@ TEST_CASE("Lock: a cancelled acquire leaves no waiter behind") {
         lock.release();
         CHECK_FALSE(lock.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -174,7 +175,7 @@ TEST_CASE("Lock: cancel race (a cancelled waiter is skipped by release)") {
         co_await tc;
         CHECK_FALSE(lock.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: cancel/release race takes the lock only once (bpo-32734)") {
@@ -208,7 +209,7 @@ TEST_CASE("Lock: cancel/release race takes the lock only once (bpo-32734)") {
         co_await asyncio::sleep(0);
         CHECK(t3.cancelled());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: a waiter cancelled before release does not block the next one") {
@@ -229,7 +230,7 @@ TEST_CASE("Lock: a waiter cancelled before release does not block the next one")
         CHECK(tb.cancelled());
         co_await tc;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: a waiter chosen by release() and then cancelled passes the lock on") {
@@ -251,7 +252,7 @@ TEST_CASE("Lock: a waiter chosen by release() and then cancelled passes the lock
         if (!t2.done()) t2.cancel();
         co_await settle(t2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: a newcomer cannot take the lock before the chosen waiter") {
@@ -274,7 +275,7 @@ TEST_CASE("Lock: a newcomer cannot take the lock before the chosen waiter") {
         CHECK(log == std::vector<int>{1, 2});
         lock.release();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: release of an unlocked lock is a RuntimeError") {
@@ -291,7 +292,7 @@ TEST_CASE("Lock: release without waiters") {
         lock.release();
         CHECK_FALSE(lock.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: co_await lock is async with: released at scope end") {
@@ -319,7 +320,7 @@ TEST_CASE("Lock: co_await lock is async with: released at scope end") {
         CHECK(thrown);
         CHECK_FALSE(lock.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: the guard moves, and releases early on request") {
@@ -335,7 +336,7 @@ TEST_CASE("Lock: the guard moves, and releases early on request") {
         CHECK_FALSE(lock.locked());
         moved.release();  // nothing left to release
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: a release error at scope end goes to the exception handler") {
@@ -351,7 +352,7 @@ TEST_CASE("Lock: a release error at scope end goes to the exception handler") {
         CHECK_THROWS_AS(std::rethrow_exception(reports.contexts[0].exception),
                         asyncio::RuntimeError);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: cancelling the holder releases the lock through its guard") {
@@ -369,7 +370,7 @@ TEST_CASE("Lock: cancelling the holder releases the lock through its guard") {
         CHECK(cancelled);
         CHECK_FALSE(lock.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Lock: waiting from a second loop is a RuntimeError") {
@@ -405,7 +406,7 @@ TEST_CASE("Event: repr") {
         CHECK(ends_with(ev.repr(), "[set]>"));
         co_await waiter;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Event: wait") {
@@ -427,7 +428,7 @@ TEST_CASE("Event: wait") {
             CHECK(t->result());
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Event: wait on a set event returns at once") {
@@ -437,7 +438,7 @@ TEST_CASE("Event: wait on a set event returns at once") {
         co_await ev.wait();
         CHECK(ev.is_set());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Event: a cancelled wait leaves no waiter behind") {
@@ -449,7 +450,7 @@ TEST_CASE("Event: a cancelled wait leaves no waiter behind") {
         CHECK(cancelled);
         CHECK(ends_with(ev.repr(), "[unset]>"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Event: clear") {
@@ -480,7 +481,7 @@ TEST_CASE("Event: clear with waiters does not take the wake-up back") {
         CHECK(t.done());
         CHECK(t.result());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Event: a waiter cancelled after set() is cancelled; the others still wake") {
@@ -497,7 +498,7 @@ TEST_CASE("Event: a waiter cancelled after set() is cancelled; the others still 
         CHECK(t2.done());
         CHECK(result == std::vector<int>{2});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- Condition ---------------------------------------------------------------------------
@@ -546,7 +547,7 @@ TEST_CASE("Condition: wait, notify and the lock hand-over") {
         }
         cond.release();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: a cancelled wait re-acquires the lock before it throws") {
@@ -560,7 +561,7 @@ TEST_CASE("Condition: a cancelled wait re-acquires the lock before it throws") {
         CHECK(ends_with(cond.repr(), "[locked]>"));  // no waiter left
         CHECK(cond.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: cancelled while contending for the lock after a notify") {
@@ -582,7 +583,7 @@ TEST_CASE("Condition: cancelled while contending for the lock after a notify") {
         co_await settle(wait_task);
         CHECK(cond.locked());  // wait() re-acquired it, cancelled or not
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: cancel after notify (bpo-32841)") {
@@ -608,7 +609,7 @@ TEST_CASE("Condition: cancel after notify (bpo-32841)") {
         CHECK(waited);
         CHECK_FALSE(cond.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: wait without the lock is a RuntimeError") {
@@ -622,7 +623,7 @@ TEST_CASE("Condition: wait without the lock is a RuntimeError") {
         }
         CHECK(refused);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: wait_for re-checks the predicate after each notify") {
@@ -657,7 +658,7 @@ TEST_CASE("Condition: wait_for re-checks the predicate after each notify") {
         CHECK(t.done());
         CHECK(t.result());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: wait_for without the lock") {
@@ -674,7 +675,7 @@ TEST_CASE("Condition: wait_for without the lock") {
         }
         CHECK(refused);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: notify(n) wakes n waiters in FIFO order") {
@@ -704,7 +705,7 @@ TEST_CASE("Condition: notify(n) wakes n waiters in FIFO order") {
             CHECK(t->result());
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: notify_all") {
@@ -724,7 +725,7 @@ TEST_CASE("Condition: notify_all") {
         CHECK(t1.result());
         CHECK(t2.result());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: notify without the lock is a RuntimeError") {
@@ -754,7 +755,7 @@ TEST_CASE("Condition: repr") {
         co_await w2;
         cond.release();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: co_await cond is async with") {
@@ -767,7 +768,7 @@ TEST_CASE("Condition: co_await cond is async with") {
         }
         CHECK_FALSE(cond.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: an explicit lock is shared with the condition") {
@@ -791,9 +792,9 @@ TEST_CASE("Condition: an explicit lock is shared with the condition") {
     };
     asyncio::Lock lock;
     asyncio::Condition cond(&lock);
-    asyncio::run(f(lock, cond));
+    run_guarded(f(lock, cond));
     asyncio::Condition other(&lock);
-    asyncio::run(f(lock, other));
+    run_guarded(f(lock, other));
 }
 
 TEST_CASE("Condition: used from a second loop is a RuntimeError") {
@@ -828,7 +829,7 @@ TEST_CASE("Condition: a timeout inside the block re-acquires the lock") {
         CHECK(timed_out);
         CHECK(cond.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: a cancellation while waiting for a notify propagates unchanged") {
@@ -860,7 +861,7 @@ TEST_CASE("Condition: a cancellation while waiting for a notify propagates uncha
         CHECK(raised == "foo");
         CHECK_FALSE(cond.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: a cancellation while re-acquiring the lock propagates unchanged") {
@@ -897,7 +898,7 @@ TEST_CASE("Condition: a cancellation while re-acquiring the lock propagates unch
         CHECK(raised == "foo");
         CHECK_FALSE(cond.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -937,7 +938,7 @@ TEST_CASE("Condition: a waiter notified and then cancelled passes the notificati
         }
         co_await c1;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Condition: a waiter cancelled while re-acquiring the lock passes the notification on") {
@@ -964,7 +965,7 @@ TEST_CASE("Condition: a waiter cancelled while re-acquiring the lock passes the 
         }
         co_await c1;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- Semaphore ---------------------------------------------------------------------------
@@ -992,7 +993,7 @@ TEST_CASE("Semaphore: repr") {
         asyncio::BoundedSemaphore bounded(3);
         CHECK(bounded.repr().rfind("<asyncio.BoundedSemaphore object at", 0) == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: a negative value is a ValueError") {
@@ -1036,7 +1037,7 @@ TEST_CASE("Semaphore: acquire with FIFO hand-over") {
         std::vector<Task<bool>> all{t2, t3, t4};
         co_await asyncio::gather(all);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: a cancelled acquire leaves no waiter behind") {
@@ -1049,7 +1050,7 @@ TEST_CASE("Semaphore: a cancelled acquire leaves no waiter behind") {
         CHECK(cancelled);
         CHECK_FALSE(contains(sem.repr(), "waiters"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: waiters cancelled before a release are skipped") {
@@ -1072,7 +1073,7 @@ TEST_CASE("Semaphore: waiters cancelled before a release are skipped") {
         t4.cancel();
         co_await asyncio::sleep(0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: no hang after a cancelled waiter") {
@@ -1088,7 +1089,7 @@ TEST_CASE("Semaphore: no hang after a cancelled waiter") {
         CHECK(sem.locked());
         CHECK(t2.done());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: a holder that cancels the next waiter does not lose the slot") {
@@ -1116,7 +1117,7 @@ TEST_CASE("Semaphore: a holder that cancels the next waiter does not lose the sl
         CHECK_FALSE(sem.locked());
         co_await asyncio::wait_for(sem.acquire(), 10s);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: a waiter chosen by release() and then cancelled passes the slot on") {
@@ -1136,7 +1137,7 @@ TEST_CASE("Semaphore: a waiter chosen by release() and then cancelled passes the
         if (!t2.done()) t2.cancel();
         co_await settle(t2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("BoundedSemaphore: releasing above the initial value is a ValueError") {
@@ -1158,7 +1159,7 @@ TEST_CASE("BoundedSemaphore: acquire and release within the bound") {
         CHECK_FALSE(sem.locked());
         CHECK(ends_with(sem.repr(), "[unlocked, value:2]>"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: release without waiters") {
@@ -1169,7 +1170,7 @@ TEST_CASE("Semaphore: release without waiters") {
         sem.release();
         CHECK_FALSE(sem.locked());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: FIFO order across repeated acquires") {
@@ -1194,7 +1195,7 @@ TEST_CASE("Semaphore: FIFO order across repeated acquires") {
         co_await asyncio::gather(tasks);
         CHECK(result == std::vector<std::string>{"c1_1", "c2_1", "c3_1", "c1_2", "c2_2", "c3_2"});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: FIFO order 2 (a release does not let the releaser barge)") {
@@ -1219,7 +1220,7 @@ TEST_CASE("Semaphore: FIFO order 2 (a release does not let the releaser barge)")
         co_await asyncio::gather(all);
         CHECK(result == std::vector<int>{1, 2, 3, 4});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: FIFO order 3 (a cancelled waiter is skipped)") {
@@ -1238,7 +1239,7 @@ TEST_CASE("Semaphore: FIFO order 3 (a cancelled waiter is skipped)") {
         co_await asyncio::gather(asyncio::return_exceptions, all);
         CHECK(result == std::vector<int>{2, 3});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: FIFO order 4 (one acquire lets in every waiter a release allows)") {
@@ -1283,7 +1284,7 @@ TEST_CASE("Semaphore: FIFO order 4 (one acquire lets in every waiter a release a
         co_await asyncio::gather(all);
         CHECK(result == std::vector<int>{1, 2, 3, 4});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Semaphore: co_await sem is async with") {
@@ -1297,7 +1298,7 @@ TEST_CASE("Semaphore: co_await sem is async with") {
         }
         CHECK(ends_with(sem.repr(), "[unlocked, value:2]>"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- Barrier -----------------------------------------------------------------------------
@@ -1352,7 +1353,7 @@ TEST_CASE("Barrier: repr through filling, draining, resetting and broken") {
         CHECK(barrier.broken());
         co_await asyncio::gather(asyncio::return_exceptions, waiters);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: every party gets a distinct index") {
@@ -1369,7 +1370,7 @@ TEST_CASE("Barrier: every party gets a distinct index") {
         CHECK(barrier.n_waiting() == 0);
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: one party passes at once, twice") {
@@ -1389,7 +1390,7 @@ TEST_CASE("Barrier: one party passes at once, twice") {
         CHECK(t1.result() == t2.result());
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: filling task by task") {
@@ -1409,7 +1410,7 @@ TEST_CASE("Barrier: filling task by task") {
         CHECK(barrier.n_waiting() == 0);
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: every task passes twice, with the right indexes") {
@@ -1432,7 +1433,7 @@ TEST_CASE("Barrier: every task passes twice, with the right indexes") {
         CHECK(barrier.n_waiting() == 0);
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: draining until the last task has left") {
@@ -1448,7 +1449,7 @@ TEST_CASE("Barrier: draining until the last task has left") {
         CHECK_FALSE(results.back());
         CHECK(std::all_of(results.begin(), results.end() - 1, [](bool b) { return b; }));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: tasks arriving while it drains wait for the next cycle") {
@@ -1471,7 +1472,7 @@ TEST_CASE("Barrier: tasks arriving while it drains wait for the next cycle") {
         CHECK(barrier.n_waiting() == 0);
         CHECK(barrier_nowaiting.n_waiting() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: a cancelled waiter leaves") {
@@ -1504,7 +1505,7 @@ TEST_CASE("Barrier: a cancelled waiter leaves") {
         CHECK(barrier.n_waiting() == 0);
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: reset with nobody waiting") {
@@ -1515,7 +1516,7 @@ TEST_CASE("Barrier: reset with nobody waiting") {
         CHECK(barrier.n_waiting() == 0);
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: reset breaks the current waiters") {
@@ -1540,7 +1541,7 @@ TEST_CASE("Barrier: reset breaks the current waiters") {
         CHECK_FALSE(contains(barrier.repr(), "resetting"));
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: reset while half of the tasks are draining") {
@@ -1567,7 +1568,7 @@ TEST_CASE("Barrier: reset while half of the tasks are draining") {
         CHECK_FALSE(contains(barrier.repr(), "resetting"));
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: reset while half drain and half block") {
@@ -1606,7 +1607,7 @@ TEST_CASE("Barrier: reset while half drain and half block") {
         CHECK_FALSE(contains(barrier.repr(), "resetting"));
         CHECK_FALSE(barrier.broken());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: reset while tasks wait, and they wait again") {
@@ -1639,7 +1640,7 @@ TEST_CASE("Barrier: reset while tasks wait, and they wait again") {
         CHECK(results2 == static_cast<int>(N));
         CHECK(barrier.n_waiting() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: reset by the last task to leave a draining barrier") {
@@ -1670,7 +1671,7 @@ TEST_CASE("Barrier: reset by the last task to leave a draining barrier") {
         CHECK(results3 == static_cast<int>(N));
         CHECK(barrier.n_waiting() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: abort with nobody waiting") {
@@ -1688,7 +1689,7 @@ TEST_CASE("Barrier: abort with nobody waiting") {
         }
         CHECK(refused);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: abort while half drain and half block") {
@@ -1723,7 +1724,7 @@ TEST_CASE("Barrier: abort while half drain and half block") {
         CHECK(barrier.n_waiting() == 0);
         CHECK_FALSE(contains(barrier.repr(), "resetting"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: abort on an exception breaks it for everyone") {
@@ -1750,7 +1751,7 @@ TEST_CASE("Barrier: abort on an exception breaks it for everyone") {
         CHECK(results2 == static_cast<int>(N - 1));
         CHECK(barrier.n_waiting() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Barrier: abort on an exception, then reset and reuse") {
@@ -1786,7 +1787,7 @@ TEST_CASE("Barrier: abort on an exception, then reset and reuse") {
         CHECK(results3 == static_cast<int>(N));
         CHECK(barrier1.n_waiting() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- loop teardown -----------------------------------------------------------------------

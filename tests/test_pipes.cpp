@@ -15,6 +15,7 @@
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -132,7 +133,7 @@ TEST_CASE("connect_read_pipe delivers data, then EOF when the writer closes") {
         CHECK(::fcntl(pipe.read_fd, F_GETFD) == -1);
         co_return proto->data;
     };
-    CHECK(asyncio::run(main()) == "abcdef");
+    CHECK(run_guarded(main()) == "abcdef");
 }
 
 TEST_CASE("a read pipe closes at EOF even when eof_received asks to keep it open") {
@@ -148,7 +149,7 @@ TEST_CASE("a read pipe closes at EOF even when eof_received asks to keep it open
         CHECK(proto->eofs == 1);
         CHECK(proto->lost_error == nullptr);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("closing a read pipe transport calls connection_lost once") {
@@ -168,7 +169,7 @@ TEST_CASE("closing a read pipe transport calls connection_lost once") {
         CHECK((poll_fd.revents & POLLERR) != 0);
         ::close(pipe.write_fd);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("connect_write_pipe sends data, write_eof closes the pipe") {
@@ -189,7 +190,7 @@ TEST_CASE("connect_write_pipe sends data, write_eof closes the pipe") {
         CHECK(reader->eofs == 1);
         co_return reader->data;
     };
-    CHECK(asyncio::run(main()) == "hello pipes");
+    CHECK(run_guarded(main()) == "hello pipes");
 }
 
 TEST_CASE("a write pipe whose reader closes ends cleanly when nothing is buffered") {
@@ -208,7 +209,7 @@ TEST_CASE("a write pipe whose reader closes ends cleanly when nothing is buffere
         CHECK(writer->losses == 1);
         CHECK(writer->lost_error == nullptr);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a write pipe whose reader closes with data buffered gets BrokenPipeError") {
@@ -223,7 +224,7 @@ TEST_CASE("a write pipe whose reader closes with data buffered gets BrokenPipeEr
         CHECK(error_code_of(writer->lost_error) == std::errc::broken_pipe);
         CHECK(writer->writer().get_write_buffer_size() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("writing to a pipe whose reader is gone fails with EPIPE, not SIGPIPE") {
@@ -238,7 +239,7 @@ TEST_CASE("writing to a pipe whose reader is gone fails with EPIPE, not SIGPIPE"
         CHECK(error_code_of(writer->lost_error) == std::errc::broken_pipe);
         writer->writer().write("ignored after the loss");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("flow control on a full pipe: pause_writing and resume_writing") {
@@ -266,7 +267,7 @@ TEST_CASE("flow control on a full pipe: pause_writing and resume_writing") {
         co_await reader->lost;
         CHECK(reader->data == payload);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("set_write_buffer_limits on a pipe pauses at once when over the new mark") {
@@ -288,7 +289,7 @@ TEST_CASE("set_write_buffer_limits on a pipe pauses at once when over the new ma
         co_await writer->lost;
         ::close(pipe.read_fd);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("pause_reading and resume_reading on a read pipe") {
@@ -317,7 +318,7 @@ TEST_CASE("pause_reading and resume_reading on a read pipe") {
         co_await control->lost;
         co_return paused->data;
     };
-    CHECK(asyncio::run(main()) == "held");
+    CHECK(run_guarded(main()) == "held");
 }
 
 TEST_CASE("pipe transports refuse what is not a pipe, socket or character device") {
@@ -329,12 +330,12 @@ TEST_CASE("pipe transports refuse what is not a pipe, socket or character device
         auto factory = [] { return std::make_shared<Recorder>(); };
         co_await asyncio::get_running_loop().connect_read_pipe(factory, fd);
     };
-    CHECK_THROWS_AS(asyncio::run(main(file)), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main(file)), std::invalid_argument);
     auto write_main = [](int fd) -> Coro<void> {
         auto factory = [] { return std::make_shared<Recorder>(); };
         co_await asyncio::get_running_loop().connect_write_pipe(factory, fd);
     };
-    CHECK_THROWS_AS(asyncio::run(write_main(file)), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(write_main(file)), std::invalid_argument);
     // Not taken over on failure: still open.
     CHECK(::fcntl(file, F_GETFD) != -1);
     ::close(file);

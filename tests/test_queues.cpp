@@ -29,6 +29,7 @@ using asyncio::QueueShutDown;
 using asyncio::Task;
 using asyncio_test::ends_cancelled;
 using asyncio_test::iterations;
+using asyncio_test::run_guarded;
 using asyncio_test::settle;
 
 namespace {
@@ -115,7 +116,7 @@ TEST_CASE("Queue: repr shows maxsize, getters, putters and unfinished tasks") {
         CHECK(lifo.repr().rfind("<LifoQueue at 0x", 0) == 0);
         CHECK(priority.repr().rfind("<PriorityQueue at 0x", 0) == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: empty") {
@@ -128,7 +129,7 @@ TEST_CASE("Queue: empty") {
         CHECK(got == 1);
         CHECK(q.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: full") {
@@ -140,7 +141,7 @@ TEST_CASE("Queue: full") {
         CHECK(q.full());
         CHECK(q.qsize() == 1);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: FIFO order") {
@@ -153,7 +154,7 @@ TEST_CASE("Queue: FIFO order") {
             items.push_back(co_await q.get());
         CHECK(items == std::vector<int>{1, 3, 2});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: maxsize makes put() wait") {
@@ -183,7 +184,7 @@ TEST_CASE("Queue: maxsize makes put() wait") {
         CHECK(t.done());
         CHECK(t.result());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: the ring buffer keeps FIFO order as it grows around its end") {
@@ -203,7 +204,7 @@ TEST_CASE("Queue: the ring buffer keeps FIFO order as it grows around its end") 
         CHECK(next_out == next_in);
         co_return;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- QueueGetTests -----------------------------------------------------------------------
@@ -215,7 +216,7 @@ TEST_CASE("Queue: get of an available item does not wait") {
         const int got = co_await q.get();
         CHECK(got == 1);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: get wakes a waiting putter") {
@@ -230,7 +231,7 @@ TEST_CASE("Queue: get wakes a waiting putter") {
         co_await putter;
         CHECK(q.get_nowait() == 2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a blocked get returns the item put later") {
@@ -252,7 +253,7 @@ TEST_CASE("Queue: a blocked get returns the item put later") {
         CHECK(finished);
         CHECK(res == 1);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: get_nowait") {
@@ -276,7 +277,7 @@ TEST_CASE("Queue: a getter cancelled before any put is skipped") {
         const std::string got = co_await t2;
         CHECK(got == "a");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: get with waiting putters") {
@@ -289,7 +290,7 @@ TEST_CASE("Queue: get with waiting putters") {
         got = co_await q.get();
         CHECK(got == "b");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: getters and putters on a queue of one") {
@@ -310,7 +311,7 @@ TEST_CASE("Queue: getters and putters on a queue of one") {
         co_await asyncio::gather(p, c);
         CHECK(got == std::vector<int>{0, 1, 2, 3, 4});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a getter that timed out is not kept") {
@@ -325,7 +326,7 @@ TEST_CASE("Queue: a getter that timed out is not kept") {
         CHECK(timed_out);
         CHECK_FALSE(contains(q.repr(), "_getters"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- QueuePutTests -----------------------------------------------------------------------
@@ -337,7 +338,7 @@ TEST_CASE("Queue: put to an unbounded queue does not wait") {
         const int got = co_await q.get();
         CHECK(got == 1);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a blocked put resumes once an item is taken") {
@@ -360,7 +361,7 @@ TEST_CASE("Queue: a blocked put resumes once an item is taken") {
         co_await queue_put_task;
         CHECK(finished);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: put_nowait") {
@@ -387,7 +388,7 @@ TEST_CASE("Queue: an item put for a getter that is then cancelled is not lost") 
         const int result = co_await reader;
         CHECK(result == 1);  // 2 would mean that 1 was dropped
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: items put for several getters survive one being cancelled") {
@@ -417,7 +418,7 @@ TEST_CASE("Queue: items put for several getters survive one being cancelled") {
         co_await settle(reader2);
         co_await settle(reader3);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a slot freed for a putter that is then cancelled is not lost") {
@@ -436,7 +437,7 @@ TEST_CASE("Queue: a slot freed for a putter that is then cancelled is not lost")
         CHECK(q.get_nowait() == 2);
         CHECK(q.qsize() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a put that did not have to wait completes") {
@@ -452,7 +453,7 @@ TEST_CASE("Queue: a put that did not have to wait completes") {
         CHECK(t.done());
         CHECK(t.result());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a putter cancelled before a slot frees is skipped") {
@@ -474,7 +475,7 @@ TEST_CASE("Queue: a putter cancelled before a slot frees is skipped") {
         CHECK(q.get_nowait() == "b");
         co_await put_b;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: put wakes a waiting getter") {
@@ -486,7 +487,7 @@ TEST_CASE("Queue: put wakes a waiting getter") {
         const std::string got = co_await t;
         CHECK(got == "a");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: putters wait for a getter that empties the queue") {
@@ -506,7 +507,7 @@ TEST_CASE("Queue: putters wait for a getter that empties the queue") {
         co_await asyncio::gather(putters);
         CHECK(q.qsize() == 2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a cancelled putter is not kept") {
@@ -521,7 +522,7 @@ TEST_CASE("Queue: a cancelled putter is not kept") {
         CHECK(cancelled);
         CHECK_FALSE(contains(q.repr(), "_putters"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a putter woken by get_nowait and then cancelled throws CancelledError") {
@@ -536,7 +537,7 @@ TEST_CASE("Queue: a putter woken by get_nowait and then cancelled throws Cancell
         CHECK(cancelled);
         CHECK(q.empty());  // the cancelled put did not put
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- the cancellation races, one by one --------------------------------------------------
@@ -560,7 +561,7 @@ TEST_CASE("Queue: a getter woken and then cancelled passes the wake-up on") {
             co_await settle(g2);
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: an item woken for a cancelled getter stays in the queue") {
@@ -575,7 +576,7 @@ TEST_CASE("Queue: an item woken for a cancelled getter stays in the queue") {
         REQUIRE(q.qsize() == 1);
         CHECK(*q.get_nowait() == 7);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: a putter woken and then cancelled passes the free slot on") {
@@ -595,7 +596,7 @@ TEST_CASE("Queue: a putter woken and then cancelled passes the free slot on") {
         if (!p2.done()) p2.cancel();
         co_await settle(p2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: getters are woken in FIFO order") {
@@ -610,7 +611,7 @@ TEST_CASE("Queue: getters are woken in FIFO order") {
         std::vector<int> got = co_await asyncio::gather(getters);
         CHECK(got == std::vector<int>{0, 1, 2, 3, 4});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: putters are woken in FIFO order") {
@@ -627,7 +628,7 @@ TEST_CASE("Queue: putters are woken in FIFO order") {
         CHECK(got == std::vector<int>{-1, 0, 1, 2, 3, 4});
         co_await asyncio::gather(putters);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: waiting from a second loop is a RuntimeError") {
@@ -684,7 +685,7 @@ TEMPLATE_TEST_CASE("Queue: move-only items, waiting and not", "", asyncio::Queue
         CHECK(a.value + b.value + c.value == 2 + 3 + 4);
         CHECK(q.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- LifoQueue, PriorityQueue ------------------------------------------------------------
@@ -699,7 +700,7 @@ TEST_CASE("LifoQueue: order") {
             items.push_back(co_await q.get());
         CHECK(items == std::vector<int>{2, 3, 1});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("PriorityQueue: order") {
@@ -712,7 +713,7 @@ TEST_CASE("PriorityQueue: order") {
             items.push_back(co_await q.get());
         CHECK(items == std::vector<int>{1, 2, 3});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("PriorityQueue: (priority, data) entries and a custom Compare") {
@@ -734,7 +735,7 @@ TEST_CASE("PriorityQueue: (priority, data) entries and a custom Compare") {
             items.push_back(co_await largest_first.get());
         CHECK(items == std::vector<int>{9, 7, 5, 1});
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- join, for each kind of queue --------------------------------------------------------
@@ -771,7 +772,7 @@ TEMPLATE_TEST_CASE("Queues: join waits until every item is done", "", ALL_QUEUES
         q.put_nowait(0);
         co_await asyncio::gather(w1, w2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEMPLATE_TEST_CASE("Queues: join on an empty queue returns at once", "", ALL_QUEUES) {
@@ -780,7 +781,7 @@ TEMPLATE_TEST_CASE("Queues: join on an empty queue returns at once", "", ALL_QUE
         co_await q.join();
         co_await q.join();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEMPLATE_TEST_CASE("Queues: repr counts unfinished tasks", "", ALL_QUEUES) {
@@ -826,7 +827,7 @@ TEMPLATE_TEST_CASE("Queues: shutdown of an empty queue", "", ALL_STRING_QUEUES) 
         CHECK(raised);
         CHECK_THROWS_AS(q.get_nowait(), QueueShutDown);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEMPLATE_TEST_CASE("Queues: shutdown of a non-empty queue", "", ALL_STRING_QUEUES) {
@@ -865,7 +866,7 @@ TEMPLATE_TEST_CASE("Queues: shutdown of a non-empty queue", "", ALL_STRING_QUEUE
         co_await join_task;
         CHECK_THROWS_AS(q.task_done(), std::invalid_argument);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEMPLATE_TEST_CASE("Queues: immediate shutdown drops the items and releases join", "",
@@ -890,7 +891,7 @@ TEMPLATE_TEST_CASE("Queues: immediate shutdown drops the items and releases join
         CHECK_THROWS_AS(q.get_nowait(), QueueShutDown);
         CHECK_THROWS_AS(q.task_done(), std::invalid_argument);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEMPLATE_TEST_CASE("Queues: immediate shutdown with an item taken but not done", "",
@@ -922,7 +923,7 @@ TEMPLATE_TEST_CASE("Queues: immediate shutdown with an item taken but not done",
         CHECK(join_task.done());
         co_await join_task;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: shutdown wakes every blocked getter and putter") {
@@ -944,7 +945,7 @@ TEST_CASE("Queue: shutdown wakes every blocked getter and putter") {
         CHECK(d);
         CHECK(full.get_nowait() == 0);  // not immediate: the item is still there
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("Queue: immediate shutdown makes a getter woken by a put throw") {
@@ -957,7 +958,7 @@ TEST_CASE("Queue: immediate shutdown makes a getter woken by a put throw") {
         const bool raised = co_await g;
         CHECK(raised);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- loop teardown -----------------------------------------------------------------------

@@ -18,14 +18,13 @@
 
 #include "support.hpp"
 
-using asyncio_test::with_deadline;
-
 extern char** environ;
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
 using asyncio::StreamReader;
 using asyncio::StreamWriter;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -178,7 +177,7 @@ asyncio.run(main(int(sys.argv[1])))
         CHECK(*received == "hello\n" + payload(1 << 20));
         co_return out->text;
     };
-    const std::string report = asyncio::run(with_deadline(main(client_code)));
+    const std::string report = run_guarded(main(client_code));
     CHECK(report.rfind("b'hello\\n' 1048576 True ", 0) == 0);
 }
 
@@ -231,5 +230,5 @@ asyncio.run(main())
         co_await out->wait_done();
         CHECK(wait_exit_status(child.pid) == 0);
     };
-    asyncio::run(with_deadline(main(server_code)));
+    run_guarded(main(server_code));
 }

@@ -19,6 +19,7 @@ using namespace std::chrono_literals;
 using asyncio::Address;
 using asyncio::Coro;
 using asyncio::Socket;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -142,7 +143,7 @@ TEST_CASE("sendfile sends the whole file and moves the file position") {
         CHECK(c.server_proto->data == kData);
         CHECK(file.tell() == static_cast<off_t>(kData.size()));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile with data written before and after") {
@@ -166,7 +167,7 @@ TEST_CASE("sendfile with data written before and after") {
         CHECK(c.server_proto->data == prefix + kData + suffix);
         CHECK(file.tell() == static_cast<off_t>(kData.size()));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile with an offset and a count") {
@@ -181,7 +182,7 @@ TEST_CASE("sendfile with an offset and a count") {
         CHECK(c.server_proto->data == kData.substr(1000, 100));
         CHECK(file.tell() == 1100);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile stops at the end of the file") {
@@ -199,7 +200,7 @@ TEST_CASE("sendfile stops at the end of the file") {
         co_await finish(c);
         CHECK(c.server_proto->data == kData.substr(offset) + "!");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile of an empty file sends nothing") {
@@ -213,7 +214,7 @@ TEST_CASE("sendfile of an empty file sends nothing") {
         CHECK(c.server_proto->data.empty());
         CHECK(file.tell() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile falls back to reading and writing when zero-copy is impossible") {
@@ -230,7 +231,7 @@ TEST_CASE("sendfile falls back to reading and writing when zero-copy is impossib
         CHECK(sent == content.size());
         CHECK(c.server_proto->data == content + "after");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile's fallback reads a slow source without stalling the loop") {
@@ -269,7 +270,7 @@ TEST_CASE("sendfile's fallback honours count") {
         CHECK(sent == 3000);
         CHECK(c.server_proto->data == kData.substr(0, 3000));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile without fallback raises SendfileNotAvailableError and sends nothing") {
@@ -291,7 +292,7 @@ TEST_CASE("sendfile without fallback raises SendfileNotAvailableError and sends 
         ::close(pipe_fd);
         CHECK(c.server_proto->data.empty());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile of a directory raises the read error") {
@@ -310,7 +311,7 @@ TEST_CASE("sendfile of a directory raises the read error") {
         co_await finish(c);
         co_return code;
     };
-    CHECK(asyncio::run(main()) == std::errc::is_a_directory);
+    CHECK(run_guarded(main()) == std::errc::is_a_directory);
 }
 
 TEST_CASE("sendfile on a closing transport raises RuntimeError") {
@@ -334,7 +335,7 @@ TEST_CASE("sendfile on a closing transport raises RuntimeError") {
         CHECK(c.server_proto->data.empty());
         CHECK(file.tell() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile refuses count 0 as ValueError") {
@@ -351,7 +352,7 @@ TEST_CASE("sendfile refuses count 0 as ValueError") {
         CHECK(invalid);
         co_await finish(c);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a bare write during sendfile raises RuntimeError") {
@@ -382,7 +383,7 @@ TEST_CASE("a bare write during sendfile raises RuntimeError") {
         co_await finish(c);
         CHECK(c.server_proto->data == kData);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile when the peer closes after receiving everything") {
@@ -396,7 +397,7 @@ TEST_CASE("sendfile when the peer closes after receiving everything") {
         CHECK(c.server_proto->data == kData);
         CHECK(file.tell() == static_cast<off_t>(kData.size()));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 namespace {
@@ -431,7 +432,7 @@ TEST_CASE("sendfile when the peer closes in the middle raises ConnectionError") 
         CHECK(file.tell() >= 1024);
         CHECK(file.tell() < static_cast<off_t>(kData.size()));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sendfile's fallback when the peer closes in the middle raises ConnectionError") {
@@ -454,7 +455,7 @@ TEST_CASE("sendfile's fallback when the peer closes in the middle raises Connect
         CHECK(c.server_proto->data.size() >= 1024);
         CHECK(c.server_proto->data.size() < 60 * 1024);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- loop.sock_sendfile ------------------------------------------------------------------
@@ -504,7 +505,7 @@ TEST_CASE("sock_sendfile with offset and count moves the file position") {
         CHECK(c.server_proto->data == kData.substr(1000, 2000));
         CHECK(file.tell() == 3000);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sock_sendfile of an empty file returns 0") {
@@ -519,7 +520,7 @@ TEST_CASE("sock_sendfile of an empty file returns 0") {
         CHECK(c.server_proto->data.empty());
         CHECK(file.tell() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sock_sendfile mixed with sock_sendall") {
@@ -539,7 +540,7 @@ TEST_CASE("sock_sendfile mixed with sock_sendall") {
         CHECK(c.server_proto->data == buf + kData + buf);
         CHECK(file.tell() == static_cast<off_t>(kData.size()));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("sock_sendfile refuses bad arguments as ValueError") {
@@ -559,9 +560,9 @@ TEST_CASE("sock_sendfile refuses bad arguments as ValueError") {
             co_await loop.sock_sendfile(closed, file.fd);
         }
     };
-    CHECK_THROWS_AS(asyncio::run(main(0)), std::invalid_argument);
-    CHECK_THROWS_AS(asyncio::run(main(1)), std::invalid_argument);
-    CHECK_THROWS_AS(asyncio::run(main(2)), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main(0)), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main(1)), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main(2)), std::invalid_argument);
 }
 
 TEST_CASE("sock_sendfile of a bad descriptor or a directory raises the OS error") {
@@ -577,10 +578,10 @@ TEST_CASE("sock_sendfile of a bad descriptor or a directory raises the OS error"
         co_await finish_sock(c);
         co_return code;
     };
-    CHECK(asyncio::run(main(-1)) == std::errc::bad_file_descriptor);
+    CHECK(run_guarded(main(-1)) == std::errc::bad_file_descriptor);
     const int dir = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     REQUIRE(dir >= 0);
-    CHECK(asyncio::run(main(dir)) == std::errc::is_a_directory);
+    CHECK(run_guarded(main(dir)) == std::errc::is_a_directory);
     ::close(dir);
 }
 
@@ -609,5 +610,5 @@ TEST_CASE("sock_sendfile to a peer that closed raises EPIPE or ECONNRESET, not S
         }
         co_return code;
     };
-    CHECK(is_connection_error(asyncio::run(main())));
+    CHECK(is_connection_error(run_guarded(main())));
 }

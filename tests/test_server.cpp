@@ -23,7 +23,6 @@
 
 using asyncio_test::iterations;
 using asyncio_test::run_guarded;
-using asyncio_test::with_deadline;
 
 using namespace std::chrono_literals;
 using asyncio::Address;
@@ -799,7 +798,7 @@ TEST_CASE("10,000 connections held open at once, each echoing a message") {
         int status = 3;
         if (::read(port_pipe[0], &port, sizeof port) == static_cast<ssize_t>(sizeof port)) {
             try {
-                status = asyncio::run(with_deadline(hold_connections(port)));
+                status = run_guarded(hold_connections(port));
             } catch (const std::exception& e) {
                 std::fprintf(stderr, "child: %s\n", e.what());
                 status = 2;
@@ -836,7 +835,7 @@ TEST_CASE("a server and its connections still open when the loop closes are rele
         writer.write("left open");
         co_return stats;
     };
-    auto stats = asyncio::run(main());
+    auto stats = run_guarded(main());
     CHECK(stats->made == 1);
     CHECK(stats.use_count() == 1);  // the factory and the Echo are gone
 }

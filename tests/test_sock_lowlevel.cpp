@@ -17,6 +17,7 @@ using asyncio::Address;
 using asyncio::Coro;
 using asyncio::Socket;
 using asyncio::Task;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -127,7 +128,7 @@ TEST_CASE("sock_connect, sock_sendall, sock_recv and sock_accept over TCP") {
         CHECK(eof.empty());
         co_return reply;
     };
-    CHECK(asyncio::run(main()) == "hello");
+    CHECK(run_guarded(main()) == "hello");
 }
 
 TEST_CASE("a large transfer through sock_sendall and sock_recv_into") {
@@ -157,7 +158,7 @@ TEST_CASE("a large transfer through sock_sendall and sock_recv_into") {
         CHECK(received == payload);
         co_return received.size();
     };
-    CHECK(asyncio::run(main()) == 8u << 20);
+    CHECK(run_guarded(main()) == 8u << 20);
 }
 
 TEST_CASE("sock_connect to a closed port raises ECONNREFUSED") {
@@ -175,7 +176,7 @@ TEST_CASE("sock_connect to a closed port raises ECONNREFUSED") {
         }
         co_return std::error_code{};
     };
-    CHECK(asyncio::run(main()) == std::errc::connection_refused);
+    CHECK(run_guarded(main()) == std::errc::connection_refused);
 }
 
 TEST_CASE("cancelling sock_recv and sock_accept") {
@@ -213,7 +214,7 @@ TEST_CASE("cancelling sock_recv and sock_accept") {
         co_await echo;
         co_return cancelled;
     };
-    CHECK(asyncio::run(main()) == 2);
+    CHECK(run_guarded(main()) == 2);
 }
 
 TEST_CASE("sock_sendto and sock_recvfrom over UDP") {
@@ -230,7 +231,7 @@ TEST_CASE("sock_sendto and sock_recvfrom over UDP") {
         CHECK(from == sender.getsockname());
         co_return data;
     };
-    CHECK(asyncio::run(main()) == "datagram");
+    CHECK(run_guarded(main()) == "datagram");
 }
 
 TEST_CASE("sock_* over a Unix socket") {
@@ -249,7 +250,7 @@ TEST_CASE("sock_* over a Unix socket") {
         co_await echo;
         co_return reply;
     };
-    CHECK(asyncio::run(main()) == "unix");
+    CHECK(run_guarded(main()) == "unix");
 }
 
 TEST_CASE("sock_sendfile sends a file, zero-copy or by the fallback") {
@@ -286,8 +287,8 @@ TEST_CASE("sock_sendfile sends a file, zero-copy or by the fallback") {
         CHECK(sent == got.size());
         co_return got;
     };
-    CHECK(asyncio::run(main(file, 0, std::nullopt)) == content);
-    CHECK(asyncio::run(main(file, 1000, 5000)) == content.substr(1000, 5000));
+    CHECK(run_guarded(main(file, 0, std::nullopt)) == content);
+    CHECK(run_guarded(main(file, 1000, 5000)) == content.substr(1000, 5000));
 
     // A pipe cannot be sent with sendfile(2) from here: the fallback reads it.
     int pipe_fds[2];
@@ -296,7 +297,7 @@ TEST_CASE("sock_sendfile sends a file, zero-copy or by the fallback") {
         Socket s(AF_INET, SOCK_STREAM);
         co_await asyncio::get_running_loop().sock_sendfile(s, fd, 0, std::nullopt, false);
     };
-    CHECK_THROWS_AS(asyncio::run(refuse(pipe_fds[0])), asyncio::SendfileNotAvailableError);
+    CHECK_THROWS_AS(run_guarded(refuse(pipe_fds[0])), asyncio::SendfileNotAvailableError);
     ::close(pipe_fds[0]);
     ::close(pipe_fds[1]);
     ::close(file);
@@ -320,7 +321,7 @@ TEST_CASE("getaddrinfo resolves names without blocking and numeric hosts at once
         CHECK(host == "127.0.0.1");
         CHECK(service == "80");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("getaddrinfo of an unknown host raises a gaierror") {
@@ -332,7 +333,7 @@ TEST_CASE("getaddrinfo of an unknown host raises a gaierror") {
         }
         co_return "resolved";
     };
-    CHECK(asyncio::run(main()) == std::string("getaddrinfo"));
+    CHECK(run_guarded(main()) == std::string("getaddrinfo"));
 }
 
 TEST_CASE("a closed socket's descriptor can be reused by a new one") {
@@ -353,5 +354,5 @@ TEST_CASE("a closed socket's descriptor can be reused by a new one") {
         }
         co_return last;
     };
-    CHECK(asyncio::run(main()) == "r2");
+    CHECK(run_guarded(main()) == "r2");
 }

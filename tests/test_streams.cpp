@@ -20,6 +20,7 @@ using asyncio::IncompleteReadError;
 using asyncio::LimitOverrunError;
 using asyncio::StreamReader;
 using asyncio::StreamWriter;
+using asyncio_test::run_guarded;
 using asyncio_test::xored;
 using asyncio_test::XorLayer;
 
@@ -90,7 +91,7 @@ TEST_CASE("read returns what is buffered, waits when empty, and empty at EOF") {
         CHECK(reader.at_eof());
         co_return got;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"line1", "\nline2", "more", "", ""});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"line1", "\nline2", "more", "", ""});
 }
 
 TEST_CASE("read(-1) reads until EOF") {
@@ -101,7 +102,7 @@ TEST_CASE("read(-1) reads until EOF") {
         co_await feeding;
         co_return all;
     };
-    CHECK(asyncio::run(main()) == "chunk1 chunk2 chunk3");
+    CHECK(run_guarded(main()) == "chunk1 chunk2 chunk3");
 }
 
 TEST_CASE("readline") {
@@ -116,7 +117,7 @@ TEST_CASE("readline") {
         co_await feeding;
         co_return got;
     };
-    CHECK(asyncio::run(main()) ==
+    CHECK(run_guarded(main()) ==
           std::vector<std::string>{"chunk1 chunk2 chunk3 \n", " chunk4", ""});
 }
 
@@ -144,7 +145,7 @@ TEST_CASE("readline over the limit raises ValueError and skips the line") {
         co_await feeding;
         co_return got;
     };
-    CHECK(asyncio::run(main()) ==
+    CHECK(run_guarded(main()) ==
           std::vector<std::string>{"Separator is found, but chunk is longer than limit", "ok\n",
                                    "Separator is not found, and chunk exceed the limit"});
 }
@@ -163,7 +164,7 @@ TEST_CASE("readuntil with one separator and several") {
         got.push_back(co_await reader.readuntil(std::move(seps2)));
         co_return got;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"aaa&", "bbb&&", "ccc==", "ddd="});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"aaa&", "bbb&&", "ccc==", "ddd="});
 }
 
 TEST_CASE("readuntil across chunks, at EOF, and over the limit") {
@@ -201,7 +202,7 @@ TEST_CASE("readuntil across chunks, at EOF, and over the limit") {
             CHECK(std::string(e.what()) == "Separator is found, but chunk is longer than limit");
         }
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("readuntil refuses empty separators") {
@@ -209,7 +210,7 @@ TEST_CASE("readuntil refuses empty separators") {
         StreamReader reader;
         co_await reader.readuntil("");
     };
-    CHECK_THROWS_AS(asyncio::run(main()), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main()), std::invalid_argument);
 }
 
 TEST_CASE("readexactly") {
@@ -236,7 +237,7 @@ TEST_CASE("readexactly") {
         CHECK(ten == "0123456789");
         co_await more;
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("an exception set on the reader reaches readers and waiters") {
@@ -261,7 +262,7 @@ TEST_CASE("an exception set on the reader reaches readers and waiters") {
         }
         CHECK(thrown);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("two readers waiting at once is refused") {
@@ -279,7 +280,7 @@ TEST_CASE("two readers waiting at once is refused") {
         co_await first;
         co_return error;
     };
-    CHECK(asyncio::run(main()) ==
+    CHECK(run_guarded(main()) ==
           "read() called while another coroutine is already waiting for incoming data");
 }
 
@@ -296,7 +297,7 @@ TEST_CASE("a cancelled read loses no data") {
         reader.feed_data("kept");
         co_return co_await reader.read(10);
     };
-    CHECK(asyncio::run(main()) == "kept");
+    CHECK(run_guarded(main()) == "kept");
 }
 
 // -- open_connection / start_server -----------------------------------------------------
@@ -322,7 +323,7 @@ TEST_CASE("open_connection and start_server echo lines over TCP") {
         co_await server.wait_closed();
         co_return replies;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"line 0\n", "line 1\n", "line 2\n"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"line 0\n", "line 1\n", "line 2\n"});
 }
 
 TEST_CASE("open_unix_connection and start_unix_server") {
@@ -339,7 +340,7 @@ TEST_CASE("open_unix_connection and start_unix_server") {
         CHECK(::access(path.c_str(), F_OK) != 0);  // the socket file is cleaned up
         co_return reply;
     };
-    CHECK(asyncio::run(main()) == "over unix\n");
+    CHECK(run_guarded(main()) == "over unix\n");
 }
 
 TEST_CASE("a 64 MiB transfer through loopback") {
@@ -380,7 +381,7 @@ TEST_CASE("a 64 MiB transfer through loopback") {
         co_await server.wait_closed();
         co_return kSize;
     };
-    CHECK(asyncio::run(main()) == 64u << 20);
+    CHECK(run_guarded(main()) == 64u << 20);
 }
 
 TEST_CASE("drain waits while the peer does not read: memory stays bounded") {
@@ -421,7 +422,7 @@ TEST_CASE("drain waits while the peer does not read: memory stays bounded") {
         server.close();
         co_await server.wait_closed();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("drain after the peer closed raises ConnectionResetError") {
@@ -448,7 +449,7 @@ TEST_CASE("drain after the peer closed raises ConnectionResetError") {
         co_await server.wait_closed();
         co_return reset;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }
 
 TEST_CASE("an exception in the client_connected callback is reported and closes the connection") {
@@ -468,7 +469,7 @@ TEST_CASE("an exception in the client_connected callback is reported and closes 
         server.close();
         co_await server.wait_closed();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("open_connection to a closed port raises ECONNREFUSED") {
@@ -486,7 +487,7 @@ TEST_CASE("open_connection to a closed port raises ECONNREFUSED") {
         }
         co_return std::error_code{};
     };
-    CHECK(asyncio::run(main()) == std::errc::connection_refused);
+    CHECK(run_guarded(main()) == std::errc::connection_refused);
 }
 
 TEST_CASE("open_connection to an unknown host raises a gaierror") {
@@ -498,7 +499,7 @@ TEST_CASE("open_connection to an unknown host raises a gaierror") {
         }
         co_return "connected";
     };
-    CHECK(asyncio::run(main()) == std::string("getaddrinfo"));
+    CHECK(run_guarded(main()) == std::string("getaddrinfo"));
 }
 
 TEST_CASE("TLS options without ssl are refused, as CPython does") {
@@ -527,7 +528,7 @@ TEST_CASE("TLS options without ssl are refused, as CPython does") {
         }
         co_return errors;
     };
-    CHECK(asyncio::run(main()) ==
+    CHECK(run_guarded(main()) ==
           std::vector<std::string>{"server_hostname is only meaningful with ssl",
                                    "ssl_handshake_timeout is only meaningful with ssl",
                                    "ssl_handshake_timeout is only meaningful with ssl"});
@@ -550,7 +551,7 @@ TEST_CASE("the last StreamWriter handle closes its transport") {
         co_await server.wait_closed();
         co_return saw_eof;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }
 
 // -- upgrading the transport (StreamWriter.start_tls's machinery) -------------------------
@@ -893,5 +894,5 @@ TEST_CASE("open_connection(sock) refusing TLS options leaves the socket to the c
         }
         co_return refused&& mine.fileno() == fds[0];
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_guarded(main()));
 }

@@ -11,6 +11,7 @@ using asyncio::Coro;
 using asyncio::ExceptionGroup;
 using asyncio::Task;
 using asyncio::TaskGroup;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -60,7 +61,7 @@ TEST_CASE("a task group waits for all its tasks") {
         CHECK(b.done());
         co_return a.result() + b.result();
     };
-    CHECK(asyncio::run(main()) == 3);
+    CHECK(run_guarded(main()) == 3);
 }
 
 TEST_CASE("a failure cancels the other tasks and wait throws an ExceptionGroup") {
@@ -80,7 +81,7 @@ TEST_CASE("a failure cancels the other tasks and wait throws an ExceptionGroup")
         CHECK(sibling_cancelled);
         CHECK(asyncio::current_task()->cancelling() == 0);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("every failure ends up in the ExceptionGroup") {
@@ -95,7 +96,7 @@ TEST_CASE("every failure ends up in the ExceptionGroup") {
         }
         co_return {};
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"first", "second"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"first", "second"});
 }
 
 TEST_CASE("a child failing while another is in its cleanup") {
@@ -124,7 +125,7 @@ TEST_CASE("a child failing while another is in its cleanup") {
         }
         co_return {};
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"first", "cleanup failed"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"first", "cleanup failed"});
 }
 
 TEST_CASE("a failure interrupts what the parent awaits before wait()") {
@@ -148,7 +149,7 @@ TEST_CASE("a failure interrupts what the parent awaits before wait()") {
         CHECK(asyncio::current_task()->cancelling() == 0);
         co_return log;
     };
-    CHECK(asyncio::run(real()) == std::vector<std::string>{"parent cancelled", "boom"});
+    CHECK(run_guarded(real()) == std::vector<std::string>{"parent cancelled", "boom"});
 }
 
 TEST_CASE("a cancellation from outside cancels the children and propagates") {
@@ -172,7 +173,7 @@ TEST_CASE("a cancellation from outside cancels the children and propagates") {
         CHECK(cancelled);
         CHECK(child_cancelled);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a child error and an outside cancellation: the errors win, the cancel stays") {
@@ -208,7 +209,7 @@ TEST_CASE("a child error and an outside cancellation: the errors win, the cancel
         const std::string outcome = co_await task;
         CHECK(outcome == "cancelled after the group");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("tasks may be added while the group waits") {
@@ -228,7 +229,7 @@ TEST_CASE("tasks may be added while the group waits") {
         co_await tg.wait();
         co_return total;
     };
-    CHECK(asyncio::run(main()) == 11);
+    CHECK(run_guarded(main()) == 11);
 }
 
 TEST_CASE("task groups nest") {
@@ -250,7 +251,7 @@ TEST_CASE("task groups nest") {
         log.push_back("outer done");
         co_return log;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"inner", "inner done", "outer done"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"inner", "inner done", "outer done"});
 }
 
 TEST_CASE("a failing nested group reaches the outer one as an ExceptionGroup") {
@@ -274,7 +275,7 @@ TEST_CASE("a failing nested group reaches the outer one as an ExceptionGroup") {
         }
         co_return 0;
     };
-    CHECK(asyncio::run(main()) == 1);
+    CHECK(run_guarded(main()) == 1);
 }
 
 TEST_CASE("create_task is refused once the group shuts down or is finished") {
@@ -316,7 +317,7 @@ TEST_CASE("create_task is refused once the group shuts down or is finished") {
         co_await done.wait();
         CHECK_THROWS_WITH(done.create_task(value_after(0, 1)), "TaskGroup is finished");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("a group destroyed without wait() cancels its tasks and is reported") {
@@ -332,7 +333,7 @@ TEST_CASE("a group destroyed without wait() cancels its tasks and is reported") 
         CHECK(cancelled);
         CHECK(reports.contains("TaskGroup was destroyed without wait()"));
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("task_group passes the block's exception to the group") {
@@ -352,7 +353,7 @@ TEST_CASE("task_group passes the block's exception to the group") {
         CHECK(child_cancelled);
         co_return messages;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"block failed"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"block failed"});
 }
 
 TEST_CASE("task_group returns the block's value") {
@@ -363,7 +364,7 @@ TEST_CASE("task_group returns the block's value") {
             co_return 1 + a.done();  // not done yet: the group waits after the block
         });
     };
-    CHECK(asyncio::run(main()) == 1);
+    CHECK(run_guarded(main()) == 1);
 }
 
 TEST_CASE("a TaskGroup outside a task is refused") {
@@ -395,5 +396,5 @@ TEST_CASE("a TaskGroup of 10,000 tasks") {
         });
         co_return sum;
     };
-    CHECK(asyncio::run(main()) == 10'000L * 9'999L / 2);
+    CHECK(run_guarded(main()) == 10'000L * 9'999L / 2);
 }

@@ -29,6 +29,7 @@ using asyncio::Coro;
 using asyncio::Future;
 using asyncio::Task;
 using asyncio::ThreadPoolExecutor;
+using asyncio_test::run_guarded;
 
 namespace {
 
@@ -123,7 +124,7 @@ TEST_CASE("to_thread returns the function's result") {
         const int r = co_await asyncio::to_thread(sum, values);
         co_return r;
     };
-    CHECK(asyncio::run(main()) == 42);
+    CHECK(run_guarded(main()) == 42);
 }
 
 TEST_CASE("to_thread runs the function once, on another thread, with its arguments") {
@@ -140,7 +141,7 @@ TEST_CASE("to_thread runs the function once, on another thread, with its argumen
         CHECK(calls == 1);
         CHECK(ran_on != std::this_thread::get_id());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("to_thread propagates the exception object intact") {
@@ -167,7 +168,7 @@ TEST_CASE("to_thread propagates the exception object intact") {
         }
         CHECK(thrown == 42);  // not only std::exceptions
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("to_thread: ten concurrent calls") {
@@ -180,7 +181,7 @@ TEST_CASE("to_thread: ten concurrent calls") {
         co_await asyncio::gather(tasks);
         CHECK(calls == 10);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- run_in_executor -----------------------------------------------------------------------
@@ -205,7 +206,7 @@ TEST_CASE("run_in_executor(nullptr) runs the work in the default executor") {
         }
         CHECK(what == "bad");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("run_in_executor with a user ThreadPoolExecutor") {
@@ -231,7 +232,7 @@ TEST_CASE("run_in_executor with a user ThreadPoolExecutor") {
         CHECK(threads.size() <= 2);
         CHECK(threads.count(std::this_thread::get_id()) == 0);
     };
-    asyncio::run(main(pool));
+    run_guarded(main(pool));
 }
 
 TEST_CASE("cancelling the future before the work starts keeps the work from running") {
@@ -254,7 +255,7 @@ TEST_CASE("cancelling the future before the work starts keeps the work from runn
         CHECK(b.cancelled());
         CHECK_FALSE(second_ran);
     };
-    asyncio::run(main(pool));
+    run_guarded(main(pool));
 }
 
 TEST_CASE("a result for a future cancelled while the work ran is dropped") {
@@ -278,7 +279,7 @@ TEST_CASE("a result for a future cancelled while the work ran is dropped") {
             co_await loop.run_in_executor(nullptr, probe);
         CHECK(fut.cancelled());
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("run_in_executor on an executor that was shut down throws, and leaks nothing") {
@@ -295,7 +296,7 @@ TEST_CASE("run_in_executor on an executor that was shut down throws, and leaks n
         }
         CHECK(error == "cannot schedule new futures after shutdown");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("run_in_executor on a closed loop is refused") {
@@ -336,7 +337,7 @@ TEST_CASE("set_default_executor replaces the executor of run_in_executor(nullptr
         co_await loop.shutdown_default_executor();
         // Not used after its shutdown: it is gone.
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("shutdown_default_executor waits for the work, then refuses more") {
@@ -382,7 +383,7 @@ TEST_CASE("shutdown_default_executor waits for the work, then refuses more") {
         const int r = co_await loop.run_in_executor(&pool, seven);
         CHECK(r == 7);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("shutdown_default_executor without a default executor returns at once") {
@@ -409,7 +410,7 @@ TEST_CASE("shutdown_default_executor stops waiting after its timeout") {
         release.count_down();
         co_await fut;  // the result still arrives
     };
-    asyncio::run(main());
+    run_guarded(main());
     CHECK(log.contains("The executor did not finish joining its threads within 0.01 seconds."));
 }
 
@@ -439,7 +440,7 @@ TEST_CASE("cancelling shutdown_default_executor leaves the joining to its thread
         const int r = co_await fut;
         CHECK(r == 9);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("loop.close() waits for the default executor's threads") {
@@ -710,7 +711,7 @@ TEST_CASE("wrap_future(std::future) completes with the std::future") {
         CHECK(v == 5);
         CHECK(what == "failed over there");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("wrap_future(std::shared_future): every wrapper gets the value") {
@@ -726,7 +727,7 @@ TEST_CASE("wrap_future(std::shared_future): every wrapper gets the value") {
         CHECK(va == "shared");
         CHECK(vb == "shared");
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- debug mode ---------------------------------------------------------------------------------
@@ -765,5 +766,5 @@ TEST_CASE("in debug mode, loop methods called from a foreign thread throw") {
                   "Non-thread-safe operation invoked on an event loop other than the current one");
         }
     };
-    asyncio::run(main(), {.debug = true});
+    run_guarded(main(), {.debug = true});
 }

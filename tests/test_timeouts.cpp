@@ -1,4 +1,6 @@
 // timeout / timeout_at / Timeout: ports of CPython's test_timeouts.py.
+// They run on a TestClock (run_paused), so deadlines expire at exact loop
+// times and no test waits for them in wall time.
 #include <cmath>
 #include <optional>
 #include <string>
@@ -11,8 +13,13 @@ using asyncio::CancelledError;
 using asyncio::Coro;
 using asyncio::Task;
 using asyncio::Timeout;
+using asyncio_test::run_paused;
 
 namespace {
+double loop_time() {
+    return asyncio::get_running_loop().time();
+}
+
 Coro<void> forever() {
     auto never = asyncio::get_running_loop().create_future();
     co_await never;
@@ -27,7 +34,7 @@ TEST_CASE("a body that finishes in time returns its value") {
         };
         co_return co_await asyncio::timeout(10s, body());
     };
-    CHECK(asyncio::run(main()) == 5);
+    CHECK(run_paused(main()) == 5);
 }
 
 TEST_CASE("an expired timeout cancels the body and raises TimeoutError") {
@@ -45,17 +52,18 @@ TEST_CASE("an expired timeout cancels the body and raises TimeoutError") {
         };
         bool timed_out = false;
         try {
-            co_await asyncio::timeout(5ms, body);
+            co_await asyncio::timeout(1h, body);
         } catch (const asyncio::TimeoutError&) {
             timed_out = true;
         }
         CHECK(timed_out);
+        CHECK(loop_time() == 3600.0);
         CHECK(body_cancelled);
         REQUIRE(seen.has_value());
         CHECK(seen->expired());
         CHECK(asyncio::current_task()->cancelling() == 0);  // the timeout withdrew its request
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("a timeout that did not expire says so") {
@@ -63,12 +71,13 @@ TEST_CASE("a timeout that did not expire says so") {
         std::optional<Timeout> seen;
         co_await asyncio::timeout(10s, [&](Timeout cm) -> Coro<void> {
             seen = cm;
-            co_await asyncio::sleep(0);
+            co_await asyncio::sleep(9s);
         });
         CHECK_FALSE(seen->expired());
-        CHECK(seen->when().has_value());
+        CHECK(seen->when() == 10.0);
+        CHECK(loop_time() == 9.0);
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("timeout_at with no deadline never expires; reschedule sets one") {
@@ -77,39 +86,42 @@ TEST_CASE("timeout_at with no deadline never expires; reschedule sets one") {
             co_await asyncio::timeout_at(std::nullopt, [](Timeout cm) -> Coro<void> {
                 CHECK_FALSE(cm.when().has_value());
                 co_await asyncio::sleep(0);
-                cm.reschedule(asyncio::get_running_loop().time() + 0.005);
+                cm.reschedule(loop_time() + 5);
                 co_await forever();
             });
         } catch (const asyncio::TimeoutError&) {
+            CHECK(loop_time() == 5.0);
             co_return "timed out";
         }
         co_return "finished";
     };
-    CHECK(asyncio::run(main()) == "timed out");
+    CHECK(run_paused(main()) == "timed out");
 }
 
 TEST_CASE("reschedule to no deadline disables the timeout") {
     auto main = []() -> Coro<int> {
-        co_return co_await asyncio::timeout(1ms, [](Timeout cm) -> Coro<int> {
+        const int result = co_await asyncio::timeout(1ms, [](Timeout cm) -> Coro<int> {
             cm.reschedule(std::nullopt);
-            co_await asyncio::sleep(20ms);  // well past the original deadline
+            co_await asyncio::sleep(1h);  // well past the original deadline
             co_return 1;
         });
+        CHECK(loop_time() == 3600.0);
+        co_return result;
     };
-    CHECK(asyncio::run(main()) == 1);
+    CHECK(run_paused(main()) == 1);
 }
 
 TEST_CASE("a deadline in the past expires at the first suspension") {
     auto main = []() -> Coro<bool> {
-        const double past = asyncio::get_running_loop().time() - 10;
+        const double past = loop_time() - 10;
         try {
             co_await asyncio::timeout_at(past, forever());
         } catch (const asyncio::TimeoutError&) {
-            co_return true;
+            co_return loop_time() == 0.0;  // expired without the clock moving
         }
         co_return false;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_paused(main()));
 }
 
 TEST_CASE("reschedule outside the scope is refused") {
@@ -123,7 +135,7 @@ TEST_CASE("reschedule outside the scope is refused") {
         });
         CHECK_THROWS_AS(kept->reschedule(1.0), asyncio::RuntimeError);
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("a Timeout outside a task is refused") {
@@ -155,10 +167,11 @@ TEST_CASE("a body that catches the cancellation and returns is not a TimeoutErro
             co_return 0;
         });
         CHECK(seen->expired());
+        CHECK(loop_time() == 0.001);
         CHECK(asyncio::current_task()->cancelling() == 0);
         co_return result;
     };
-    CHECK(asyncio::run(main()) == 7);
+    CHECK(run_paused(main()) == 7);
 }
 
 TEST_CASE("nested timeouts: the inner one expires first") {
@@ -170,11 +183,12 @@ TEST_CASE("nested timeouts: the inner one expires first") {
             } catch (const asyncio::TimeoutError&) {
                 result = "inner timed out";
             }
+            CHECK(loop_time() == 0.001);
             CHECK_FALSE(outer.expired());
             co_return result;
         });
     };
-    CHECK(asyncio::run(main()) == "inner timed out");
+    CHECK(run_paused(main()) == "inner timed out");
 }
 
 TEST_CASE("nested timeouts: the outer one expires while the inner is active") {
@@ -193,10 +207,11 @@ TEST_CASE("nested timeouts: the outer one expires while the inner is active") {
             });
         } catch (const asyncio::TimeoutError&) {
             log.push_back("outer TimeoutError");
+            CHECK(loop_time() == 0.005);
         }
         co_return log;
     };
-    CHECK(asyncio::run(main()) ==
+    CHECK(run_paused(main()) ==
           std::vector<std::string>{"inner saw CancelledError", "outer TimeoutError"});
 }
 
@@ -215,14 +230,14 @@ TEST_CASE("a cancellation from outside passes through a timeout as CancelledErro
         }
         CHECK(cancelled);
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("an outside cancellation arriving with the deadline still propagates") {
     // Both the timeout and someone else cancel: CancelledError, not TimeoutError.
     auto main = []() -> Coro<std::string> {
         auto body = []() -> Coro<void> {
-            const double when = asyncio::get_running_loop().time() + 0.002;
+            const double when = loop_time() + 0.002;
             co_await asyncio::timeout_at(when, [when](Timeout) -> Coro<void> {
                 // Due at the same time as the timeout's own handler, and
                 // scheduled after it: both cancel in the same iteration.
@@ -241,7 +256,7 @@ TEST_CASE("an outside cancellation arriving with the deadline still propagates")
         }
         co_return "finished";
     };
-    CHECK(asyncio::run(main()) == "cancelled");
+    CHECK(run_paused(main()) == "cancelled");
 }
 
 TEST_CASE("timeout(seconds) with a double and with no deadline") {
@@ -251,7 +266,7 @@ TEST_CASE("timeout(seconds) with a double and with no deadline") {
         const int b = co_await asyncio::timeout(std::optional<double>{}, body());
         co_return a + b;
     };
-    CHECK(asyncio::run(main()) == 4);
+    CHECK(run_paused(main()) == 4);
 }
 
 TEST_CASE("reschedule while the timeout is expiring names that state") {
@@ -270,7 +285,7 @@ TEST_CASE("reschedule while the timeout is expiring names that state") {
         });
         co_return message;
     };
-    CHECK(asyncio::run(main()) == "Cannot change state of expiring Timeout");
+    CHECK(run_paused(main()) == "Cannot change state of expiring Timeout");
 }
 
 TEST_CASE("a timeout refused at entry does not report its body as never awaited") {
@@ -285,7 +300,7 @@ TEST_CASE("a timeout refused at entry does not report its body as never awaited"
         CHECK(refused);
         CHECK(reports.contexts.empty());
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("timeout(seconds) with a body that takes the Timeout") {
@@ -297,5 +312,5 @@ TEST_CASE("timeout(seconds) with a body that takes the Timeout") {
         });
         co_return has_deadline;
     };
-    CHECK_FALSE(asyncio::run(main()));
+    CHECK_FALSE(run_paused(main()));
 }

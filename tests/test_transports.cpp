@@ -19,7 +19,6 @@
 using asyncio_test::ends_cancelled;
 using asyncio_test::iterations;
 using asyncio_test::run_guarded;
-using asyncio_test::with_deadline;
 using asyncio_test::xored;
 using asyncio_test::XorLayer;
 
@@ -1180,7 +1179,7 @@ TEST_CASE("a transport still open when the loop closes is released without callb
         protocol->transport->write(pattern(4 << 20));  // stays buffered: the peer never reads
         co_return protocol;
     };
-    auto proto = asyncio::run(main(fds[0]));
+    auto proto = run_guarded(main(fds[0]));
     CHECK(proto->events == std::vector<std::string>{"made"});
     CHECK(proto->transport->is_closing());
     proto->keep.reset();  // the last reference: the transport is freed here

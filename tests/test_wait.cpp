@@ -1,6 +1,7 @@
 // wait, wait_for, shield and as_completed: ports of CPython's test_tasks.py
 // (test_wait_*, test_shield_*, test_as_completed_*) and test_waitfor.py,
-// including the races CPython fixed in 3.12.
+// including the races CPython fixed in 3.12. Timeouts run on a TestClock
+// (run_paused), so they expire at exact loop times without waiting.
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,6 +13,8 @@ using asyncio::CancelledError;
 using asyncio::Coro;
 using asyncio::Future;
 using asyncio::Task;
+using asyncio_test::run_guarded;
+using asyncio_test::run_paused;
 
 namespace {
 
@@ -25,6 +28,10 @@ Coro<int> fail_after(int steps) {
     for (int i = 0; i < steps; ++i)
         co_await asyncio::sleep(0);
     throw std::runtime_error("failed");
+}
+
+double loop_time() {
+    return asyncio::get_running_loop().time();
 }
 
 Coro<int> never() {
@@ -45,7 +52,7 @@ TEST_CASE("wait ALL_COMPLETED returns when every task is done") {
         CHECK(pending.empty());
         CHECK(done[0] == tasks[0]);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("wait FIRST_COMPLETED returns after the first task is done") {
@@ -60,7 +67,7 @@ TEST_CASE("wait FIRST_COMPLETED returns after the first task is done") {
         CHECK_FALSE(pending[0].done());  // wait never cancels
         pending[0].cancel();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("wait FIRST_EXCEPTION returns at the first failure, else when all are done") {
@@ -80,7 +87,7 @@ TEST_CASE("wait FIRST_EXCEPTION returns at the first failure, else when all are 
         auto result = co_await asyncio::wait(fine, {.return_when = asyncio::FIRST_EXCEPTION});
         CHECK(result.done.size() == 2);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("wait with a timeout returns the pending tasks without raising") {
@@ -88,17 +95,18 @@ TEST_CASE("wait with a timeout returns the pending tasks without raising") {
         std::vector<Task<int>> tasks{asyncio::create_task(value_after(1, 1)),
                                      asyncio::create_task(never())};
         auto [done, pending] = co_await asyncio::wait(tasks, {.timeout = 10ms});
+        CHECK(loop_time() == 0.01);
         CHECK(done.size() == 1);
         CHECK(pending.size() == 1);
         CHECK_FALSE(pending[0].cancelled());
         pending[0].cancel();
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("wait refuses an empty set") {
     auto main = []() -> Coro<void> { co_await asyncio::wait(std::vector<Task<int>>{}); };
-    CHECK_THROWS_AS(asyncio::run(main()), std::invalid_argument);
+    CHECK_THROWS_AS(run_guarded(main()), std::invalid_argument);
 }
 
 TEST_CASE("cancelling a task in wait does not cancel what it waits for") {
@@ -119,14 +127,18 @@ TEST_CASE("cancelling a task in wait does not cancel what it waits for") {
         CHECK_FALSE(child.done());
         child.cancel();
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 // -- wait_for --------------------------------------------------------------------------
 
 TEST_CASE("wait_for returns a result that arrives in time") {
-    auto main = []() -> Coro<int> { co_return co_await asyncio::wait_for(value_after(2, 7), 10s); };
-    CHECK(asyncio::run(main()) == 7);
+    auto main = []() -> Coro<int> {
+        const int value = co_await asyncio::wait_for(value_after(2, 7), 10s);
+        CHECK(loop_time() == 0.0);
+        co_return value;
+    };
+    CHECK(run_paused(main()) == 7);
 }
 
 TEST_CASE("wait_for raises TimeoutError and cancels the awaitable, after it finished") {
@@ -134,15 +146,16 @@ TEST_CASE("wait_for raises TimeoutError and cancels the awaitable, after it fini
         Task<int> inner = asyncio::create_task(never());
         bool timed_out = false;
         try {
-            co_await asyncio::wait_for(inner, 5ms);
+            co_await asyncio::wait_for(inner, 1h);
         } catch (const asyncio::TimeoutError&) {
             timed_out = true;
         }
         CHECK(timed_out);
+        CHECK(loop_time() == 3600.0);
         CHECK(inner.cancelled());  // cancelled and awaited before wait_for returned
         CHECK(asyncio::current_task()->cancelling() == 0);
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("wait_for with a zero or negative timeout") {
@@ -161,15 +174,16 @@ TEST_CASE("wait_for with a zero or negative timeout") {
         }
         CHECK(timed_out);
         CHECK(pending.cancelled());
+        CHECK(loop_time() == 0.0);  // expired at once
     };
-    asyncio::run(main());
+    run_paused(main());
 }
 
 TEST_CASE("wait_for without a deadline just awaits") {
     auto main = []() -> Coro<int> {
         co_return co_await asyncio::wait_for(value_after(2, 4), std::optional<double>{});
     };
-    CHECK(asyncio::run(main()) == 4);
+    CHECK(run_guarded(main()) == 4);
 }
 
 TEST_CASE("wait_for returns the value of an awaitable that swallows the cancellation") {
@@ -183,9 +197,11 @@ TEST_CASE("wait_for returns the value of an awaitable that swallows the cancella
             }
             co_return 0;
         };
-        co_return co_await asyncio::wait_for(returns_42(), 5ms);
+        const int value = co_await asyncio::wait_for(returns_42(), 5ms);
+        CHECK(loop_time() == 0.005);
+        co_return value;
     };
-    CHECK(asyncio::run(main()) == 42);
+    CHECK(run_paused(main()) == 42);
 }
 
 TEST_CASE("wait_for waits for an awaitable that ignores the cancellation") {
@@ -203,27 +219,27 @@ TEST_CASE("wait_for waits for an awaitable that ignores the cancellation") {
         loop.call_later(20ms, [release]() mutable { release.set_result(9); });
         const int got = co_await asyncio::wait_for(inner, 5ms);
         CHECK(inner.done());
+        CHECK(loop_time() == 0.02);  // the release, well after the timeout
         co_return got;
     };
-    CHECK(asyncio::run(main()) == 9);
+    CHECK(run_paused(main()) == 9);
 }
 
 TEST_CASE("a result arriving together with the timeout is not lost") {
     // The inner future's result and the deadline are processed in the same
     // loop iteration, the result first: wait_for returns it.
-    auto main = []() -> Coro<int> {
+    asyncio::TestClock clock;
+    auto main = [](asyncio::TestClock& clock) -> Coro<int> {
         auto& loop = asyncio::get_running_loop();
         auto inner = loop.create_future<int>();
-        const double deadline = loop.time() + 0.02;
-        loop.call_at(deadline - 0.01, [inner]() mutable { inner.set_result(5); });
-        // Hold the loop past the deadline, so both become due together.
-        loop.call_soon([&loop, deadline] {
-            while (loop.time() < deadline + 0.005) {
-            }
-        });
-        co_return co_await asyncio::wait_for(inner, 20ms);
+        loop.call_at(0.01, [inner]() mutable { inner.set_result(5); });
+        // Move the clock past the deadline (0.02) at once, so both become due together.
+        loop.call_soon([&clock] { clock.advance_time(0.025); });
+        const int value = co_await asyncio::wait_for(inner, 20ms);
+        CHECK(loop.time() == 0.025);
+        co_return value;
     };
-    CHECK(asyncio::run(main()) == 5);
+    CHECK(run_guarded(main(clock), {.clock = &clock}) == 5);
 }
 
 TEST_CASE("wait_for propagates an outside cancellation, not TimeoutError") {
@@ -241,12 +257,12 @@ TEST_CASE("wait_for propagates an outside cancellation, not TimeoutError") {
         }
         CHECK(cancelled);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("wait_for rethrows the awaitable's exception") {
     auto main = []() -> Coro<void> { co_await asyncio::wait_for(fail_after(1), 10s); };
-    CHECK_THROWS_WITH(asyncio::run(main()), "failed");
+    CHECK_THROWS_WITH(run_guarded(main()), "failed");
 }
 
 // -- shield ---------------------------------------------------------------------------
@@ -274,7 +290,7 @@ TEST_CASE("shield keeps the inner task running when the outer one is cancelled")
         const int inner_result = co_await inner;
         CHECK(inner_result == 8);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("shield of a done task returns its result; of a failing one its exception") {
@@ -291,7 +307,7 @@ TEST_CASE("shield of a done task returns its result; of a failing one its except
         }
         CHECK(failed);
     };
-    asyncio::run(main());
+    run_guarded(main());
 }
 
 TEST_CASE("shield of a task cancelled from outside raises CancelledError") {
@@ -301,11 +317,11 @@ TEST_CASE("shield of a task cancelled from outside raises CancelledError") {
         try {
             co_await asyncio::shield(inner);
         } catch (const CancelledError&) {
-            co_return true;
+            co_return loop_time() == 0.001;
         }
         co_return false;
     };
-    CHECK(asyncio::run(main()));
+    CHECK(run_paused(main()));
 }
 
 // -- as_completed --------------------------------------------------------------------
@@ -322,7 +338,7 @@ TEST_CASE("as_completed yields results in completion order") {
         }
         co_return order;
     };
-    CHECK(asyncio::run(main()) == std::vector<int>{1, 2, 3});
+    CHECK(run_guarded(main()) == std::vector<int>{1, 2, 3});
 }
 
 TEST_CASE("as_completed as an async iterator yields the tasks") {
@@ -335,7 +351,7 @@ TEST_CASE("as_completed as an async iterator yields the tasks") {
             names.push_back(task->get_name());
         co_return names;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"fast", "slow"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"fast", "slow"});
 }
 
 TEST_CASE("as_completed with a timeout raises TimeoutError for what is left") {
@@ -348,13 +364,13 @@ TEST_CASE("as_completed with a timeout raises TimeoutError for what is left") {
                 const int v = co_await std::move(next);
                 outcomes.push_back(std::to_string(v));
             } catch (const asyncio::TimeoutError&) {
-                outcomes.push_back("timeout");
+                outcomes.push_back("timeout at " + std::to_string(loop_time()));
             }
         }
         tasks[1].cancel();
         co_return outcomes;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"1", "timeout"});
+    CHECK(run_paused(main()) == std::vector<std::string>{"1", "timeout at 0.010000"});
 }
 
 TEST_CASE("as_completed rethrows a task's exception at its turn") {
@@ -372,5 +388,5 @@ TEST_CASE("as_completed rethrows a task's exception at its turn") {
         }
         co_return outcomes;
     };
-    CHECK(asyncio::run(main()) == std::vector<std::string>{"failed", "2"});
+    CHECK(run_guarded(main()) == std::vector<std::string>{"failed", "2"});
 }

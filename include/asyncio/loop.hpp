@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "asyncio/backend.hpp"
+#include "asyncio/clock.hpp"
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/loop_core.hpp"
 #include "asyncio/detail/network_forward.hpp"
@@ -142,14 +143,13 @@ class EventLoop : public detail::LoopCore {
     template <class Rep, class Period, Callback F>
     TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& fn,
                            std::source_location where = std::source_location::current()) {
-        return schedule_timer(monotonic_ns() + clamp_ns(delay), std::forward<F>(fn), where);
+        return schedule_timer(now_ns() + clamp_ns(delay), std::forward<F>(fn), where);
     }
     template <Callback F>
     TimerHandle call_later(double delay_seconds, F&& fn,
                            std::source_location where = std::source_location::current()) {
-        return schedule_timer(
-            monotonic_ns() + std::max<std::int64_t>(0, seconds_to_ns(delay_seconds)),
-            std::forward<F>(fn), where);
+        return schedule_timer(now_ns() + std::max<std::int64_t>(0, seconds_to_ns(delay_seconds)),
+                              std::forward<F>(fn), where);
     }
     /// Calls `fn` at `when`, in loop.time() seconds.
     template <Callback F>
@@ -158,8 +158,22 @@ class EventLoop : public detail::LoopCore {
         return schedule_timer(seconds_to_ns(when), std::forward<F>(fn), where);
     }
 
-    /// Seconds on the loop's monotonic clock.
-    double time() const noexcept { return static_cast<double>(monotonic_ns()) * 1e-9; }
+    /// Seconds on the loop's clock: the monotonic clock, or its TestClock.
+    /// Divided, not multiplied by 1e-9, so that a count of nanoseconds reads
+    /// as the double nearest to it (9e6 ns as 0.009, not 0.009000000000000001).
+    double time() const noexcept { return static_cast<double>(now_ns()) / 1e9; }
+
+    /// Puts the loop on `clock` (nullptr: back on the monotonic clock), which
+    /// must outlive its use. RuntimeError while the loop runs or has timers
+    /// scheduled, since their deadlines are on the old clock.
+    void set_clock(TestClock* clock);
+    TestClock* get_clock() const noexcept { return clock_; }
+    /// Library use, on the loop's thread: the loop awaits work on another
+    /// thread (an executor job), which a TestClock must not jump past. Until
+    /// the matching release_clock(), an idle loop waits for it in wall time,
+    /// up to its next timer.
+    void hold_clock() noexcept { ++clock_holds_; }
+    void release_clock() noexcept { --clock_holds_; }
 
     // Futures and tasks -----------------------------------------------------
 
@@ -373,6 +387,9 @@ class EventLoop : public detail::LoopCore {
     struct FdWatch;
 
     static std::int64_t monotonic_ns() noexcept;
+    std::int64_t now_ns() const noexcept {
+        return clock_ == nullptr ? monotonic_ns() : clock_->now_ns_;
+    }
 
     template <class Rep, class Period>
     static std::int64_t clamp_ns(std::chrono::duration<Rep, Period> delay) {
@@ -418,6 +435,8 @@ class EventLoop : public detail::LoopCore {
     bool backend_logged_ = false;
     std::vector<TimerEntry> timers_;
     std::uint64_t timer_seq_ = 0;
+    TestClock* clock_ = nullptr;
+    std::size_t clock_holds_ = 0;
 
     std::mutex threadsafe_mutex_;
     detail::ReadyQueue threadsafe_queue_;

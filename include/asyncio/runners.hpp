@@ -21,6 +21,9 @@ namespace asyncio {
 struct RunOptions {
     bool debug = false;
     std::optional<Backend> backend{};
+    /// Runs the loop on this virtual clock instead of the monotonic one
+    /// (clock.hpp); it must outlive the runner.
+    TestClock* clock = nullptr;
 };
 
 class Runner {

@@ -133,6 +133,7 @@ struct ExecutorJob {
 
     /// On the loop thread.
     void deliver() noexcept {
+        future.state()->loop().owner().release_clock();
         if (!future.done()) {
             if (error) {
                 future.set_exception(error);
@@ -210,6 +211,7 @@ Future<std::invoke_result_t<F&>> EventLoop::run_in_executor(Executor* executor, 
         }
         job.reset();  // now, on this thread, before the executor goes on
     });
+    hold_clock();  // until deliver()
     // Cancelling the future keeps work that has not started from running.
     // The callback refers to the job weakly: the job owns the future.
     future.add_done_callback([weak = std::weak_ptr<Job>(job)](Future<R>& done) {
