@@ -190,7 +190,8 @@ class CoroPromise final : public CoroReturn<T> {
 /// await_suspend and returns false when the child finishes without
 /// suspending, so a loop of synchronously completing awaits does not grow the
 /// stack. GCC 12 does not make symmetric transfer a tail call at -O0/-O1 or
-/// under ASan, so relying on it would overflow (see TOOLCHAIN.md).
+/// under ASan, so relying on it would overflow
+/// (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=100897).
 template <class T>
 class CoroAwaiter {
   public:

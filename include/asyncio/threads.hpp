@@ -228,7 +228,8 @@ Coro<std::invoke_result_t<F&, A&...>> to_thread(F fn, A... args) {
                  ... args = std::move(args)]() mutable -> decltype(auto) {
         return context.run([&]() -> decltype(auto) { return fn(args...); });
     };
-    // A named Future, not a temporary in the co_await (GCC 12, TOOLCHAIN.md).
+    // A named Future, not a temporary in the co_await: GCC 12 mishandles
+    // temporaries there (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=100611).
     auto future = get_running_loop().run_in_executor(nullptr, std::move(call));
     co_return co_await std::move(future);
 }
