@@ -147,13 +147,16 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
             return;
         }
         // The fd went bad under us (closed without remove_reader, say).
+        // The failure is the backend's (epoll_ctl, a poll(2) entry, an
+        // io_uring poll request): name the backend, not one of them.
         const bool reading = kind == Kind::poll_readable;
+        const char* const watch = reading ? "add_reader" : "add_writer";
         ExceptionContext context;
-        context.message = fmt::format("{}: fd {} cannot be watched any more: {}",
-                                      reading ? "add_reader" : "add_writer", fd,
+        context.message = fmt::format("{}: fd {} cannot be watched any more: {}", watch, fd,
                                       std::system_category().message(static_cast<int>(-result)));
         context.exception = std::make_exception_ptr(
-            std::system_error(static_cast<int>(-result), std::system_category(), "epoll_ctl"));
+            std::system_error(static_cast<int>(-result), std::system_category(),
+                              fmt::format("{}: re-arming {}", owner.backend_name(), watch)));
         auto& map = reading ? owner.readers_ : owner.writers_;
         map.erase(fd);
         owner.call_exception_handler(context);
