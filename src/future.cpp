@@ -108,7 +108,7 @@ struct CallbackNode final : Waiter, Recycled {
     }
 
     static void run(ReadyNode& node, Action action) noexcept {
-        auto* self = static_cast<CallbackNode*>(static_cast<Waiter*>(&node));
+        CallbackNode* self = &node_cast<CallbackNode>(node);
         FutureBase* future = self->future;
         if (action == Action::run) {
             try {

@@ -119,7 +119,7 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
     }
 
     static void on_ready(detail::ReadyNode& node, Action action) noexcept {
-        auto* self = static_cast<FdWatch*>(static_cast<IoOp*>(static_cast<detail::Waiter*>(&node)));
+        FdWatch* self = &detail::node_cast<FdWatch>(node);
         if (action == Action::drop || self->removed) {
             delete self;
             return;
@@ -294,7 +294,7 @@ void EventLoop::run_until_done(detail::FutureBase& future) {
     struct StopNode final : detail::Waiter, detail::Recycled {
         explicit StopNode(EventLoop& loop) noexcept : Waiter(&fire), loop(&loop) {}
         static void fire(detail::ReadyNode& node, Action action) noexcept {
-            auto* self = static_cast<StopNode*>(static_cast<detail::Waiter*>(&node));
+            StopNode* self = &detail::node_cast<StopNode>(node);
             if (self->orphaned) {
                 delete self;
                 return;
@@ -373,9 +373,9 @@ void EventLoop::run_ready(detail::ReadyNode& node) noexcept {
     std::string what;
     try {
         if (node.fn == &detail::HandleState::from_queue) {
-            what = detail::describe_handle(static_cast<detail::HandleState&>(node));
+            what = detail::describe_handle(detail::node_cast<detail::HandleState>(node));
         } else if (node.fn == &detail::Waiter::resume_task) {
-            what = static_cast<detail::Waiter&>(node).task->repr();
+            what = detail::node_cast<detail::Waiter>(node).task->repr();
         } else {
             what = "<internal callback>";
         }

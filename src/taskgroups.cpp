@@ -44,7 +44,7 @@ struct TaskGroup::Child final : detail::Waiter, detail::Hook<GroupTag>, detail::
     ~Child() { group->release(); }
 
     static void on_done(detail::ReadyNode& node, Action action) noexcept {
-        auto* self = static_cast<Child*>(static_cast<detail::Waiter*>(&node));
+        Child* self = &detail::node_cast<Child>(node);
         self->detail::Hook<GroupTag>::unlink();
         if (action == Action::run) self->group->on_task_done(self->task);
         delete self;

@@ -87,7 +87,7 @@ void MultiWatch::unwatch() noexcept {
 }
 
 void MultiWatch::Link::on_ready(ReadyNode& node, Action action) noexcept {
-    auto& link = static_cast<Link&>(static_cast<Waiter&>(node));
+    auto& link = node_cast<Link>(node);
     MultiWatch* owner = link.owner;
     if (action == Action::run && owner->watching_) owner->child_done(link.index);
     owner->release();  // the pin

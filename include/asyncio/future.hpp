@@ -184,7 +184,7 @@ class FutureAwaiter : public Waiter {
 
   private:
     static bool cancel_future(Waiter& waiter, const std::string& msg) noexcept {
-        return static_cast<FutureAwaiter&>(waiter).future_.state()->cancel(msg);
+        return node_cast<FutureAwaiter>(waiter).future_.state()->cancel(msg);
     }
 
     Future<T> future_;

@@ -148,7 +148,7 @@ class HandleState final : public ReadyNode, public Recycled {
 
     /// ReadyNode::Fn of a handle: run unless cancelled, then drop the queue's reference.
     static void from_queue(ReadyNode& node, Action action) noexcept {
-        auto& self = static_cast<HandleState&>(node);
+        auto& self = node_cast<HandleState>(node);
         if (action == Action::run && !self.cancelled()) self.run();
         self.destroy_callable();
         self.release();

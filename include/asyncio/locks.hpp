@@ -365,7 +365,7 @@ class SyncWaiter : public Waiter {
     // task's step throws CancelledError instead (must_cancel), and the
     // awaiter passes its turn on.
     static bool cancel_wait(Waiter& waiter, const std::string&) noexcept {
-        auto& self = static_cast<SyncWaiter&>(waiter);
+        auto& self = node_cast<SyncWaiter>(waiter);
         if (self.state_ != WaitState::waiting) return false;
         self.Hook<WaiterTag>::unlink();
         self.state_ = WaitState::cancelled;

@@ -94,7 +94,7 @@ class SleepAwaiter : public Waiter {
 
   private:
     static bool cancel_sleep(Waiter& waiter, const std::string&) noexcept {
-        auto& self = static_cast<SleepAwaiter&>(waiter);
+        auto& self = node_cast<SleepAwaiter>(waiter);
         if (self.timer_fired_) return false;
         self.timer_.cancel();
         self.timer_fired_ = true;

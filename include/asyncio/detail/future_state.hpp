@@ -317,7 +317,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
 
 inline void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
     if (action != Action::run) return;
-    auto& waiter = static_cast<Waiter&>(node);
+    auto& waiter = node_cast<Waiter>(node);
     waiter.task->step(waiter.resume_at);
 }
 
