@@ -523,7 +523,7 @@ void refuse_tls_options(const std::optional<std::string>& server_hostname,
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
-                                                        OpenOptions opts, bool unix_socket) {
+                                                        OpenOptions opts, StreamAddress address) {
     refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
@@ -535,9 +535,15 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     copts.interleave = opts.interleave;
     copts.family = opts.family;
     copts.all_errors = opts.all_errors;
-    std::pair<Transport*, StreamReaderProtocol*> connected =
-        unix_socket ? co_await loop.create_unix_connection(factory, std::move(host), copts)
-                    : co_await loop.create_connection(factory, std::move(host), port, copts);
+    // An if, not ?:, around the co_awaits: compilers have mishandled
+    // co_await in a conditional expression
+    // (https://github.com/llvm/llvm-project/issues/59181).
+    std::pair<Transport*, StreamReaderProtocol*> connected;
+    if (address == StreamAddress::unix_path) {
+        connected = co_await loop.create_unix_connection(factory, std::move(host), copts);
+    } else {
+        connected = co_await loop.create_connection(factory, std::move(host), port, copts);
+    }
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
     StreamWriter writer(std::move(transport), protocol, reader);
     co_return std::pair{std::move(reader), std::move(writer)};
@@ -566,7 +572,7 @@ namespace detail {
 
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
-                                 bool unix_socket) {
+                                 StreamAddress address) {
     refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     const std::size_t limit = opts.limit;
@@ -580,7 +586,7 @@ Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::Connected
     sopts.reuse_port = opts.reuse_port;
     sopts.keep_alive = opts.keep_alive;
     sopts.start_serving = opts.start_serving;
-    if (unix_socket)
+    if (address == StreamAddress::unix_path)
         co_return co_await loop.create_unix_server(factory, std::move(hosts.front()), sopts);
     co_return co_await loop.create_server(factory, std::move(hosts), port, sopts);
 }
