@@ -218,7 +218,7 @@ void FutureBase::report_unretrieved() noexcept {
 
 TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
                    std::source_location created_at) noexcept
-    : FutureBase(loop, value_slot, true),
+    : FutureBase(loop, value_slot, Kind::task),
       root_(root),
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),
       created_at_(created_at) {

@@ -105,9 +105,9 @@ LoopCore& current_loop_core() {
 /// A poll operation that calls a callback each time its fd is ready and then
 /// waits again, until removed.
 struct EventLoop::FdWatch final : IoOp, detail::Recycled {
-    FdWatch(EventLoop& loop, int fd, bool reading, detail::HandleState* callback) noexcept
+    FdWatch(EventLoop& loop, int fd, Watching watching, detail::HandleState* callback) noexcept
         : IoOp(&on_ready), loop(&loop), callback(callback) {
-        kind = reading ? Kind::poll_readable : Kind::poll_writable;
+        kind = watching == Watching::reads ? Kind::poll_readable : Kind::poll_writable;
         this->fd = fd;
     }
     ~FdWatch() { callback->release(); }
@@ -169,7 +169,8 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
     bool running = false;
 };
 
-void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
+void EventLoop::add_watch(int fd, Watching watching, detail::HandleState* callback) {
+    const bool reading = watching == Watching::reads;
     if (fd < 0) {
         callback->release();
         throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));
@@ -179,7 +180,7 @@ void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
         it->second->replace(callback);
         return;
     }
-    auto* watch = new FdWatch(*this, fd, reading, callback);
+    auto* watch = new FdWatch(*this, fd, watching, callback);
     if (backend_->submit(*watch)) {
         if (watch->result < 0) {
             const int error = static_cast<int>(-watch->result);
@@ -192,9 +193,9 @@ void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
     map.emplace(fd, watch);
 }
 
-bool EventLoop::remove_watch(int fd, bool reading) {
+bool EventLoop::remove_watch(int fd, Watching watching) {
     if (debug_) check_thread();
-    auto& map = reading ? readers_ : writers_;
+    auto& map = watching == Watching::reads ? readers_ : writers_;
     auto it = map.find(fd);
     if (it == map.end()) return false;
     FdWatch* watch = it->second;
@@ -470,10 +471,10 @@ void EventLoop::close() {
 void EventLoop::drop_everything() noexcept {
     while (detail::LoopResource* resource = resources_.pop_front())
         resource->loop_closing();
-    for (auto* map : {&readers_, &writers_}) {
-        while (!map->empty())
-            remove_watch(map->begin()->first, map == &readers_);
-    }
+    while (!readers_.empty())
+        remove_watch(readers_.begin()->first, Watching::reads);
+    while (!writers_.empty())
+        remove_watch(writers_.begin()->first, Watching::writes);
     const auto drop_ready = [this] {
         while (!ready_.empty()) {
             detail::ReadyNode& node = ready_.pop();

@@ -198,8 +198,8 @@ class WaitState final : public MultiWatch {
 
 }  // namespace
 
-Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, bool return_exceptions) {
-    auto* state = new GatherState(loop, return_exceptions);
+Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, GatherMode mode) {
+    auto* state = new GatherState(loop, mode == GatherMode::return_exceptions);
     Future<> outer(state, AdoptRef{});
     if (children.empty()) {
         state->finish_with_result();

@@ -123,7 +123,8 @@ class EventLoop : public detail::LoopCore {
     Handle call_soon(F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
-        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), false, false, where);
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn),
+                                                  detail::HandleKind::call_soon, where);
         state->add_ref();  // the ready queue's reference
         ready_.push(*state);
         return Handle(state);
@@ -133,7 +134,8 @@ class EventLoop : public detail::LoopCore {
     template <Callback F>
     Handle call_soon_threadsafe(F&& fn,
                                 std::source_location where = std::source_location::current()) {
-        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), true, false, where);
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn),
+                                                  detail::HandleKind::threadsafe, where);
         state->add_ref();         // the queue's reference
         push_threadsafe(*state);  // throws, dropping both references, if closed
         return Handle(state);
@@ -220,20 +222,22 @@ class EventLoop : public detail::LoopCore {
     void add_reader(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
-        add_watch(fd, true,
-                  detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
+        add_watch(fd, Watching::reads,
+                  detail::HandleState::create(*this, std::forward<F>(fn),
+                                              detail::HandleKind::call_soon, where));
     }
     /// Stops watching `fd` for reading; false if it was not watched.
-    bool remove_reader(int fd) { return remove_watch(fd, true); }
+    bool remove_reader(int fd) { return remove_watch(fd, Watching::reads); }
 
     template <Callback F>
     void add_writer(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
-        add_watch(fd, false,
-                  detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
+        add_watch(fd, Watching::writes,
+                  detail::HandleState::create(*this, std::forward<F>(fn),
+                                              detail::HandleKind::call_soon, where));
     }
-    bool remove_writer(int fd) { return remove_watch(fd, false); }
+    bool remove_writer(int fd) { return remove_watch(fd, Watching::writes); }
 
     // Sockets (socket.hpp) ---------------------------------------------------------
     // The low-level socket operations; the socket must be non-blocking (every
@@ -409,8 +413,11 @@ class EventLoop : public detail::LoopCore {
     void drain_threadsafe() noexcept;
     void push_threadsafe(detail::HandleState& state);
     void check_running() const;
-    void add_watch(int fd, bool reading, detail::HandleState* callback);
-    bool remove_watch(int fd, bool reading);
+
+    /// What an add_reader / add_writer watch waits for.
+    enum class Watching { reads, writes };
+    void add_watch(int fd, Watching watching, detail::HandleState* callback);
+    bool remove_watch(int fd, Watching watching);
     void drop_everything() noexcept;
 
     std::unique_ptr<IoBackend> backend_;
@@ -458,7 +465,7 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         task.base().log_destroy_pending = false;
         run_until_done(*task.state());
         task.state()->check_result();
-        return task.value(task.state()->use_count() == 1);
+        return task.value(task.state()->readers());
     } else {
         check_closed();
         Future<T> future = std::forward<A>(aw);
@@ -469,7 +476,7 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         }
         run_until_done(*future.state());
         future.state()->check_result();
-        return future.value(future.state()->use_count() == 1);
+        return future.value(future.state()->readers());
     }
 }
 

@@ -207,7 +207,7 @@ gather_value_t<T> gathered_value(Future<T>& child) {
     if constexpr (std::is_void_v<T>) {
         return {};
     } else {
-        return child.value(child.state()->use_count() == 1);
+        return child.value(child.state()->readers());
     }
 }
 
@@ -225,7 +225,8 @@ Coro<std::tuple<gather_value_t<T>...>> gather_futures(Future<T>... children) {
     if constexpr (sizeof...(T) == 0) {
         co_return std::tuple<>{};
     } else {
-        Future<> outer = make_gather(get_running_loop(), {Future<>(children)...}, false);
+        Future<> outer = make_gather(get_running_loop(), {Future<>(children)...},
+                                     GatherMode::raise_first_exception);
         co_await outer;
         co_return std::tuple<gather_value_t<T>...>{gathered_value(children)...};
     }
@@ -236,7 +237,8 @@ Coro<std::tuple<Outcome<T>...>> gather_outcomes(Future<T>... children) {
     if constexpr (sizeof...(T) == 0) {
         co_return std::tuple<>{};
     } else {
-        Future<> outer = make_gather(get_running_loop(), {Future<>(children)...}, true);
+        Future<> outer =
+            make_gather(get_running_loop(), {Future<>(children)...}, GatherMode::return_exceptions);
         co_await outer;
         co_return std::tuple<Outcome<T>...>{gathered_outcome(children)...};
     }
@@ -280,7 +282,8 @@ Coro<std::vector<gather_value_t<T>>> gather(std::vector<Task<T>> tasks) {
     std::vector<gather_value_t<T>> results;
     if (tasks.empty()) co_return results;
     Future<> outer =
-        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks), false);
+        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks),
+                            detail::GatherMode::raise_first_exception);
     co_await outer;
     results.reserve(tasks.size());
     for (Task<T>& task : tasks)
@@ -294,7 +297,8 @@ Coro<std::vector<Outcome<T>>> gather(return_exceptions_t, std::vector<Task<T>> t
     std::vector<Outcome<T>> results;
     if (tasks.empty()) co_return results;
     Future<> outer =
-        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks), true);
+        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks),
+                            detail::GatherMode::return_exceptions);
     co_await outer;
     results.reserve(tasks.size());
     for (Task<T>& task : tasks)
@@ -445,7 +449,7 @@ Coro<T> shield_future(Future<T> inner) {
         } else if constexpr (std::is_void_v<T>) {
             outer.set_result();
         } else {
-            outer.set_result(done.value(false));
+            outer.set_result(done.value(detail::ValueReaders::shared));
         }
     });
     outer.add_done_callback([inner, inner_callback](Future<T>&) mutable {
