@@ -23,7 +23,7 @@ LAYERS = [
     ("errors", ["exceptions.hpp", "log.hpp", "detail/allocator.hpp", "detail/storage.hpp",
                 "detail/intrusive.hpp"]),
     ("coroutine core", ["coro.hpp", "future.hpp", "task.hpp", "handle.hpp", "contextvars.hpp",
-                        "exception_context.hpp", "asyncgen.hpp", "detail/future_state.hpp",
+                        "exception_context.hpp", "asyncgen.hpp", "outcome.hpp", "detail/future_state.hpp",
                         "detail/loop_core.hpp", "detail/multi_watch.hpp"]),
     ("event loop", ["loop.hpp", "policy.hpp", "runners.hpp", "backend.hpp",
                     "detail/network_forward.hpp"]),

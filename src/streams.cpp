@@ -70,14 +70,9 @@ struct ReaderState {
         }
         Future<> w = get_running_loop().create_future();
         waiter = w;
-        std::exception_ptr error;
-        try {
-            co_await w;
-        } catch (...) {
-            error = std::current_exception();
-        }
+        Outcome<void> woken = co_await detail::try_await(w);
         waiter.reset();
-        if (error) std::rethrow_exception(error);
+        std::move(woken).get();
     }
 };
 
@@ -398,14 +393,9 @@ Coro<void> StreamReaderProtocol::drain_helper() {
     if (!paused_) co_return;
     Future<> waiter = get_running_loop().create_future();
     drain_waiters_.push_back(waiter);
-    std::exception_ptr error;
-    try {
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
+    Outcome<void> drained = co_await try_await(waiter);
     std::erase(drain_waiters_, waiter);
-    if (error) std::rethrow_exception(error);
+    std::move(drained).get();
 }
 
 }  // namespace detail
@@ -470,17 +460,24 @@ Coro<void> drain_state(std::shared_ptr<WriterState> s) {
     co_await s->protocol->drain_helper();
 }
 
+// Awaits `upgrade` from inside a coroutine, so that one that throws before
+// it returns its coroutine fails like one that throws later.
+Coro<std::shared_ptr<Transport>> run_upgrade(StreamWriter::TransportUpgrade& upgrade,
+                                             Transport& transport,
+                                             std::shared_ptr<StreamReaderProtocol> protocol) {
+    co_return co_await upgrade(transport, protocol, protocol->server_side());
+}
+
 Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::TransportUpgrade upgrade) {
     co_await drain_state(s);
     if (s->transport->is_closing()) throw RuntimeError("Transport is closing");
     std::shared_ptr<StreamReaderProtocol> protocol = s->protocol;
-    std::exception_ptr error;
-    std::shared_ptr<Transport> upgraded;
-    try {
-        upgraded = co_await upgrade(*s->transport, protocol, protocol->server_side());
-        if (!upgraded) throw RuntimeError("the transport upgrade returned no transport");
-    } catch (...) {
-        error = std::current_exception();
+    Outcome<std::shared_ptr<Transport>> outcome =
+        co_await try_await(run_upgrade(upgrade, *s->transport, protocol));
+    std::exception_ptr error = outcome.exception();
+    if (!error && !outcome.value()) {
+        error =
+            std::make_exception_ptr(RuntimeError("the transport upgrade returned no transport"));
     }
     if (error) {
         // Once a layer went in, the transport below reports to it, not to
@@ -492,6 +489,7 @@ Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::Transport
         }
         std::rethrow_exception(error);
     }
+    std::shared_ptr<Transport> upgraded = std::move(outcome).get();
     s->transport = upgraded;
     protocol->replace_transport(std::move(upgraded));
 }

@@ -226,15 +226,10 @@ Coro<void> cancel_and_wait(Future<> future) {
     const std::size_t id = future.add_done_callback([waiter](Future<>&) mutable {
         if (!waiter.done()) waiter.set_result();
     });
-    std::exception_ptr error;
-    try {
-        future.cancel();
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
+    future.cancel();  // noexcept: nothing for the outcome to catch
+    Outcome<void> waited = co_await try_await(waiter);
     future.remove_done_callback(id);
-    if (error) std::rethrow_exception(error);
+    std::move(waited).get();
 }
 
 }  // namespace asyncio::detail

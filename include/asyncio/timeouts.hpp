@@ -25,9 +25,9 @@
 #include <utility>
 
 #include "asyncio/coro.hpp"
-#include "asyncio/detail/storage.hpp"
 #include "asyncio/handle.hpp"
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/task.hpp"
 
@@ -73,20 +73,11 @@ Coro<T> run_with_timeout(Timeout cm, Coro<T> body) {
         body.close();  // refused before it started: not "never awaited"
         throw;
     }
-    std::exception_ptr error;
-    Storage<T> result;
-    try {
-        if constexpr (std::is_void_v<T>) {
-            co_await std::move(body);
-        } else {
-            result.emplace(co_await std::move(body));
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
-    cm.exit(error);
+    Outcome<T> outcome = co_await try_await(std::move(body));
+    std::exception_ptr error = outcome.exception();
+    cm.exit(error);  // may turn the body's CancelledError into TimeoutError
     if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<T>) co_return result.take();
+    co_return std::move(outcome).get();
 }
 
 template <class F>
