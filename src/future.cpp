@@ -229,11 +229,11 @@ TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> roo
 
 TaskBase::~TaskBase() {
     if (root_) root_.destroy();
-    if (context_ != &own_context_) Context release(context_);  // drops our reference
+    if (context_ != &own_context_) Context release(library_key, context_);  // drops our reference
 }
 
 void TaskBase::use_context(const Context& context) noexcept {
-    if (context_ != &own_context_) Context release(context_);
+    if (context_ != &own_context_) Context release(library_key, context_);
     context_ = context.state();
     context_->refs.fetch_add(1, std::memory_order_relaxed);
 }

@@ -286,7 +286,7 @@ void EventLoop::run_forever() {
     }
 }
 
-void EventLoop::run_until_done(detail::FutureBase& future) {
+void EventLoop::run_until_done(detail::LibraryKey, detail::FutureBase& future) {
     check_closed();
     check_running();
     // Stops the loop once `future` is done. It may still sit in the ready

@@ -106,11 +106,11 @@ std::exception_ptr StreamReader::exception() const {
     return state_->exception;
 }
 
-void StreamReader::set_transport(std::shared_ptr<BaseTransport> transport) {
+void StreamReader::set_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport) {
     state_->transport = std::move(transport);
 }
 
-void StreamReader::replace_transport(std::shared_ptr<BaseTransport> transport) {
+void StreamReader::replace_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport) {
     std::shared_ptr<BaseTransport> old = std::exchange(state_->transport, std::move(transport));
     if (!state_->paused || old == state_->transport) return;
     // The pause moves: reads resume only the new transport from now on, so
@@ -306,15 +306,15 @@ StreamReaderProtocol::StreamReaderProtocol(std::optional<StreamReader> reader,
       closed_(get_running_loop().create_future()) {}
 
 void StreamReaderProtocol::replace_transport(std::shared_ptr<Transport> transport) {
-    if (reader_) reader_->replace_transport(std::move(transport));
+    if (reader_) reader_->replace_transport(library_key, std::move(transport));
 }
 
 void StreamReaderProtocol::connection_made(BaseTransport& transport) {
     std::shared_ptr<BaseTransport> shared = transport.shared_from_this();
-    if (reader_) reader_->set_transport(shared);
+    if (reader_) reader_->set_transport(library_key, shared);
     if (!on_connected_) return;
     auto stream = std::dynamic_pointer_cast<Transport>(shared);
-    StreamWriter writer(stream, shared_from_this(), reader_);
+    StreamWriter writer(library_key, stream, shared_from_this(), reader_);
     Coro<void> handler = (*on_connected_)(*reader_, std::move(writer));
     on_connected_.reset();
     EventLoop& loop = get_running_loop();
@@ -402,7 +402,7 @@ Coro<void> StreamReaderProtocol::drain_helper() {
 
 // -- StreamWriter ---------------------------------------------------------------------
 
-StreamWriter::StreamWriter(std::shared_ptr<Transport> transport,
+StreamWriter::StreamWriter(detail::LibraryKey, std::shared_ptr<Transport> transport,
                            std::shared_ptr<detail::StreamReaderProtocol> protocol,
                            std::optional<StreamReader> reader)
     : state_(std::make_shared<detail::WriterState>()) {
@@ -543,7 +543,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
         connected = co_await loop.create_connection(factory, std::move(host), port, copts);
     }
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
-    StreamWriter writer(std::move(transport), protocol, reader);
+    StreamWriter writer(library_key, std::move(transport), protocol, reader);
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 
@@ -555,7 +555,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, Open
     std::pair<Transport*, StreamReaderProtocol*> connected =
         co_await loop.connect_accepted_socket(factory, std::move(sock));
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
-    StreamWriter writer(std::move(transport), protocol, reader);
+    StreamWriter writer(library_key, std::move(transport), protocol, reader);
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 }  // namespace detail

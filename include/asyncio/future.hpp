@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "asyncio/detail/future_state.hpp"
+#include "asyncio/detail/library_key.hpp"
 #include "asyncio/exceptions.hpp"
 
 namespace asyncio {
@@ -64,7 +65,7 @@ class Future {
     /// moved out, so only the first call returns it.
     T result() {
         state_->check_result();
-        return value(detail::ValueReaders::shared);
+        return value(detail::library_key, detail::ValueReaders::shared);
     }
 
     /// The exception, nullptr if the future succeeded; throws like result()
@@ -123,7 +124,7 @@ class Future {
     detail::FutureBase* state() const noexcept { return state_; }
 
     /// Library use: the value of a finished future, moved out for the sole reader.
-    T value(detail::ValueReaders readers) {
+    T value(detail::LibraryKey, detail::ValueReaders readers) {
         if constexpr (std::is_void_v<T>) {
             return;
         } else if constexpr (std::is_reference_v<T>) {
@@ -179,7 +180,7 @@ class FutureAwaiter : public Waiter {
     T await_resume() {
         if (task != nullptr) task->resume_point();
         future_.state()->check_result();
-        return future_.value(future_.state()->readers());
+        return future_.value(library_key, future_.state()->readers());
     }
 
   private:

@@ -361,7 +361,7 @@ class EventLoop : public detail::LoopCore {
     LoopStats stats() const noexcept;
 
     /// Library use: runs until `future` is done (run_until_complete without the result).
-    void run_until_done(detail::FutureBase& future);
+    void run_until_done(detail::LibraryKey, detail::FutureBase& future);
 
   private:
     struct TimerEntry {
@@ -463,9 +463,9 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         Task<T> task = create_task(std::move(aw));
         // The error below says the task did not finish; no need to report it again.
         task.base().log_destroy_pending = false;
-        run_until_done(*task.state());
+        run_until_done(detail::library_key, *task.state());
         task.state()->check_result();
-        return task.value(task.state()->readers());
+        return task.value(detail::library_key, task.state()->readers());
     } else {
         check_closed();
         Future<T> future = std::forward<A>(aw);
@@ -474,9 +474,9 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
                 "The future belongs to a different loop than the one specified as the loop "
                 "argument");
         }
-        run_until_done(*future.state());
+        run_until_done(detail::library_key, *future.state());
         future.state()->check_result();
-        return future.value(future.state()->readers());
+        return future.value(detail::library_key, future.state()->readers());
     }
 }
 

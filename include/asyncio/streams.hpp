@@ -95,11 +95,11 @@ class StreamReader {
     void feed_data(std::string_view data);
     void feed_eof();
     void set_exception(std::exception_ptr error);
-    /// Library use.
-    void set_transport(std::shared_ptr<BaseTransport> transport);
+    /// Library use: the transport the stream reads from (connection_made).
+    void set_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport);
     /// Library use: the stream goes on over `transport` (start_tls); a
     /// reader that had paused reading pauses the new transport.
-    void replace_transport(std::shared_ptr<BaseTransport> transport);
+    void replace_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport);
     std::size_t limit() const;
 
   private:
@@ -143,8 +143,8 @@ class StreamWriter {
     std::optional<Address> sockname() const;
     std::any get_extra_info(std::string_view name) const;
 
-    /// Library use.
-    StreamWriter(std::shared_ptr<Transport> transport,
+    /// Library use: a writer over `transport`, with the reader of the same stream.
+    StreamWriter(detail::LibraryKey, std::shared_ptr<Transport> transport,
                  std::shared_ptr<detail::StreamReaderProtocol> protocol,
                  std::optional<StreamReader> reader);
 

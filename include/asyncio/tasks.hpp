@@ -185,7 +185,7 @@ gather_value_t<T> gathered_value(Future<T>& child) {
     if constexpr (std::is_void_v<T>) {
         return {};
     } else {
-        return child.value(child.state()->readers());
+        return child.value(library_key, child.state()->readers());
     }
 }
 
@@ -342,10 +342,10 @@ Coro<T> wait_for_ns(Future<T> inner, std::optional<std::int64_t> timeout_ns) {
         co_return inner.result();
     }
     Timeout cm(get_running_loop().time() + static_cast<double>(*timeout_ns) * 1e-9);
-    cm.enter();
+    cm.enter(library_key);
     Outcome<T> outcome = co_await try_await(inner);
     std::exception_ptr error = outcome.exception();
-    cm.exit(error);
+    cm.exit(library_key, error);
     if (error) {
         // The inner result arrived together with the deadline: return it
         // (or its exception) instead of losing it behind TimeoutError.
@@ -413,7 +413,7 @@ Coro<T> shield_future(Future<T> inner) {
         } else if constexpr (std::is_void_v<T>) {
             outer.set_result();
         } else {
-            outer.set_result(done.value(detail::ValueReaders::shared));
+            outer.set_result(done.value(library_key, ValueReaders::shared));
         }
     });
     outer.add_done_callback([inner, inner_callback](Future<T>&) mutable {

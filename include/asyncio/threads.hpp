@@ -259,7 +259,7 @@ std::future<T> run_coroutine_threadsafe(Coro<T> coro, EventLoop& loop) {
             } else if constexpr (std::is_void_v<T>) {
                 promise->set_value();
             } else {
-                promise->set_value(done.value(detail::ValueReaders::shared));
+                promise->set_value(done.value(detail::library_key, detail::ValueReaders::shared));
             }
         });
     });

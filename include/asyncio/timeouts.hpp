@@ -52,11 +52,11 @@ class Timeout {
 
     /// Library use: `async with` entry. RuntimeError outside a task or if
     /// already entered.
-    void enter();
+    void enter(detail::LibraryKey);
     /// Library use: `async with` exit; `error` is what the body threw (or
     /// null) and becomes what the scope throws (TimeoutError if the body was
     /// cancelled by this timeout).
-    void exit(std::exception_ptr& error) noexcept;
+    void exit(detail::LibraryKey, std::exception_ptr& error) noexcept;
 
   private:
     struct State;
@@ -68,14 +68,14 @@ namespace detail {
 template <class T>
 Coro<T> run_with_timeout(Timeout cm, Coro<T> body) {
     try {
-        cm.enter();
+        cm.enter(library_key);
     } catch (...) {
         body.close();  // refused before it started: not "never awaited"
         throw;
     }
     Outcome<T> outcome = co_await try_await(std::move(body));
     std::exception_ptr error = outcome.exception();
-    cm.exit(error);  // may turn the body's CancelledError into TimeoutError
+    cm.exit(library_key, error);  // may turn the body's CancelledError into TimeoutError
     if (error) std::rethrow_exception(error);
     co_return std::move(outcome).get();
 }
