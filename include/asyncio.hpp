@@ -14,6 +14,7 @@
 #include "asyncio/locks.hpp"
 #include "asyncio/log.hpp"
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/protocols.hpp"
 #include "asyncio/queues.hpp"

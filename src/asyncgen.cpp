@@ -39,16 +39,16 @@ Coro<void> close_asyncgen(AsyncGenBase& g) {
     AsyncGenRef keep(g);
     g.closing = true;
     std::exception_ptr error;
-    try {
-        co_await DriveAwaiter(g);
-    } catch (const GeneratorExit&) {
-    } catch (...) {
-        error = std::current_exception();
+    {
+        DriveAwaiter drive(g);  // gone before the checks below, as a temporary would be
+        Outcome<bool> closed = co_await try_await(drive);
+        error = closed.exception();
     }
     // One GeneratorExit per aclose(): a generator that ignored it and
     // yielded again resumes normally at its next next().
     g.closing = false;
-    if (error) std::rethrow_exception(error);
+    // GeneratorExit is the generator closing as asked, not an error.
+    if (error && !holds_exception<GeneratorExit>(error)) std::rethrow_exception(error);
     if (g.state != AsyncGenBase::State::finished) {
         throw RuntimeError("async generator ignored GeneratorExit");
     }

@@ -108,7 +108,7 @@ struct CallbackNode final : Waiter, Recycled {
     }
 
     static void run(ReadyNode& node, Action action) noexcept {
-        auto* self = static_cast<CallbackNode*>(static_cast<Waiter*>(&node));
+        CallbackNode* self = &node_cast<CallbackNode>(node);
         FutureBase* future = self->future;
         if (action == Action::run) {
             try {
@@ -218,7 +218,7 @@ void FutureBase::report_unretrieved() noexcept {
 
 TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
                    std::source_location created_at) noexcept
-    : FutureBase(loop, value_slot, true),
+    : FutureBase(loop, value_slot, Kind::task),
       root_(root),
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),
       created_at_(created_at) {
@@ -229,11 +229,11 @@ TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> roo
 
 TaskBase::~TaskBase() {
     if (root_) root_.destroy();
-    if (context_ != &own_context_) Context release(context_);  // drops our reference
+    if (context_ != &own_context_) Context release(library_key, context_);  // drops our reference
 }
 
 void TaskBase::use_context(const Context& context) noexcept {
-    if (context_ != &own_context_) Context release(context_);
+    if (context_ != &own_context_) Context release(library_key, context_);
     context_ = context.state();
     context_->refs.fetch_add(1, std::memory_order_relaxed);
 }

@@ -106,9 +106,9 @@ LoopCore& current_loop_core() {
 /// A poll operation that calls a callback each time its fd is ready and then
 /// waits again, until removed.
 struct EventLoop::FdWatch final : IoOp, detail::Recycled {
-    FdWatch(EventLoop& loop, int fd, bool reading, detail::HandleState* callback) noexcept
+    FdWatch(EventLoop& loop, int fd, Watching watching, detail::HandleState* callback) noexcept
         : IoOp(&on_ready), loop(&loop), callback(callback) {
-        kind = reading ? Kind::poll_readable : Kind::poll_writable;
+        kind = watching == Watching::reads ? Kind::poll_readable : Kind::poll_writable;
         this->fd = fd;
     }
     ~FdWatch() { callback->release(); }
@@ -120,7 +120,7 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
     }
 
     static void on_ready(detail::ReadyNode& node, Action action) noexcept {
-        auto* self = static_cast<FdWatch*>(static_cast<IoOp*>(static_cast<detail::Waiter*>(&node)));
+        FdWatch* self = &detail::node_cast<FdWatch>(node);
         if (action == Action::drop || self->removed) {
             delete self;
             return;
@@ -148,13 +148,16 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
             return;
         }
         // The fd went bad under us (closed without remove_reader, say).
+        // The failure is the backend's (epoll_ctl, a poll(2) entry, an
+        // io_uring poll request): name the backend, not one of them.
         const bool reading = kind == Kind::poll_readable;
+        const char* const watch = reading ? "add_reader" : "add_writer";
         ExceptionContext context;
-        context.message = fmt::format("{}: fd {} cannot be watched any more: {}",
-                                      reading ? "add_reader" : "add_writer", fd,
+        context.message = fmt::format("{}: fd {} cannot be watched any more: {}", watch, fd,
                                       std::system_category().message(static_cast<int>(-result)));
         context.exception = std::make_exception_ptr(
-            std::system_error(static_cast<int>(-result), std::system_category(), "epoll_ctl"));
+            std::system_error(static_cast<int>(-result), std::system_category(),
+                              fmt::format("{}: re-arming {}", owner.backend_name(), watch)));
         auto& map = reading ? owner.readers_ : owner.writers_;
         map.erase(fd);
         owner.call_exception_handler(context);
@@ -167,7 +170,8 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
     bool running = false;
 };
 
-void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
+void EventLoop::add_watch(int fd, Watching watching, detail::HandleState* callback) {
+    const bool reading = watching == Watching::reads;
     if (fd < 0) {
         callback->release();
         throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));
@@ -177,7 +181,7 @@ void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
         it->second->replace(callback);
         return;
     }
-    auto* watch = new FdWatch(*this, fd, reading, callback);
+    auto* watch = new FdWatch(*this, fd, watching, callback);
     if (backend_->submit(*watch)) {
         if (watch->result < 0) {
             const int error = static_cast<int>(-watch->result);
@@ -190,9 +194,9 @@ void EventLoop::add_watch(int fd, bool reading, detail::HandleState* callback) {
     map.emplace(fd, watch);
 }
 
-bool EventLoop::remove_watch(int fd, bool reading) {
+bool EventLoop::remove_watch(int fd, Watching watching) {
     if (debug_) check_thread();
-    auto& map = reading ? readers_ : writers_;
+    auto& map = watching == Watching::reads ? readers_ : writers_;
     auto it = map.find(fd);
     if (it == map.end()) return false;
     FdWatch* watch = it->second;
@@ -301,7 +305,7 @@ void EventLoop::run_forever() {
     }
 }
 
-void EventLoop::run_until_done(detail::FutureBase& future) {
+void EventLoop::run_until_done(detail::LibraryKey, detail::FutureBase& future) {
     check_closed();
     check_running();
     // Stops the loop once `future` is done. It may still sit in the ready
@@ -310,7 +314,7 @@ void EventLoop::run_until_done(detail::FutureBase& future) {
     struct StopNode final : detail::Waiter, detail::Recycled {
         explicit StopNode(EventLoop& loop) noexcept : Waiter(&fire), loop(&loop) {}
         static void fire(detail::ReadyNode& node, Action action) noexcept {
-            auto* self = static_cast<StopNode*>(static_cast<detail::Waiter*>(&node));
+            StopNode* self = &detail::node_cast<StopNode>(node);
             if (self->orphaned) {
                 delete self;
                 return;
@@ -403,9 +407,9 @@ void EventLoop::run_ready(detail::ReadyNode& node) noexcept {
     std::string what;
     try {
         if (node.fn == &detail::HandleState::from_queue) {
-            what = detail::describe_handle(static_cast<detail::HandleState&>(node));
+            what = detail::describe_handle(detail::node_cast<detail::HandleState>(node));
         } else if (node.fn == &detail::Waiter::resume_task) {
-            what = static_cast<detail::Waiter&>(node).task->repr();
+            what = detail::node_cast<detail::Waiter>(node).task->repr();
         } else {
             what = "<internal callback>";
         }
@@ -500,10 +504,10 @@ void EventLoop::close() {
 void EventLoop::drop_everything() noexcept {
     while (detail::LoopResource* resource = resources_.pop_front())
         resource->loop_closing();
-    for (auto* map : {&readers_, &writers_}) {
-        while (!map->empty())
-            remove_watch(map->begin()->first, map == &readers_);
-    }
+    while (!readers_.empty())
+        remove_watch(readers_.begin()->first, Watching::reads);
+    while (!writers_.empty())
+        remove_watch(writers_.begin()->first, Watching::writes);
     const auto drop_ready = [this] {
         while (!ready_.empty()) {
             detail::ReadyNode& node = ready_.pop();

@@ -70,7 +70,7 @@ void Runner::cancel_all_tasks() {
         task.cancel();
     // gather(*to_cancel, return_exceptions=True): wait for each in turn.
     for (Task<>& task : to_cancel) {
-        if (!task.done()) loop_->run_until_done(*task.state());
+        if (!task.done()) loop_->run_until_done(detail::library_key, *task.state());
     }
     for (Task<>& task : to_cancel) {
         if (task.cancelled()) continue;

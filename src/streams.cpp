@@ -70,14 +70,9 @@ struct ReaderState {
         }
         Future<> w = get_running_loop().create_future();
         waiter = w;
-        std::exception_ptr error;
-        try {
-            co_await w;
-        } catch (...) {
-            error = std::current_exception();
-        }
+        Outcome<void> woken = co_await detail::try_await(w);
         waiter.reset();
-        if (error) std::rethrow_exception(error);
+        std::move(woken).get();
     }
 };
 
@@ -111,11 +106,11 @@ std::exception_ptr StreamReader::exception() const {
     return state_->exception;
 }
 
-void StreamReader::set_transport(std::shared_ptr<BaseTransport> transport) {
+void StreamReader::set_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport) {
     state_->transport = std::move(transport);
 }
 
-void StreamReader::replace_transport(std::shared_ptr<BaseTransport> transport) {
+void StreamReader::replace_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport) {
     std::shared_ptr<BaseTransport> old = std::exchange(state_->transport, std::move(transport));
     if (!state_->paused || old == state_->transport) return;
     // The pause moves: reads resume only the new transport from now on, so
@@ -311,15 +306,15 @@ StreamReaderProtocol::StreamReaderProtocol(std::optional<StreamReader> reader,
       closed_(get_running_loop().create_future()) {}
 
 void StreamReaderProtocol::replace_transport(std::shared_ptr<Transport> transport) {
-    if (reader_) reader_->replace_transport(std::move(transport));
+    if (reader_) reader_->replace_transport(library_key, std::move(transport));
 }
 
 void StreamReaderProtocol::connection_made(BaseTransport& transport) {
     std::shared_ptr<BaseTransport> shared = transport.shared_from_this();
-    if (reader_) reader_->set_transport(shared);
+    if (reader_) reader_->set_transport(library_key, shared);
     if (!on_connected_) return;
     auto stream = std::dynamic_pointer_cast<Transport>(shared);
-    StreamWriter writer(stream, shared_from_this(), reader_);
+    StreamWriter writer(library_key, stream, shared_from_this(), reader_);
     Coro<void> handler = (*on_connected_)(*reader_, std::move(writer));
     on_connected_.reset();
     EventLoop& loop = get_running_loop();
@@ -398,21 +393,16 @@ Coro<void> StreamReaderProtocol::drain_helper() {
     if (!paused_) co_return;
     Future<> waiter = get_running_loop().create_future();
     drain_waiters_.push_back(waiter);
-    std::exception_ptr error;
-    try {
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
+    Outcome<void> drained = co_await try_await(waiter);
     std::erase(drain_waiters_, waiter);
-    if (error) std::rethrow_exception(error);
+    std::move(drained).get();
 }
 
 }  // namespace detail
 
 // -- StreamWriter ---------------------------------------------------------------------
 
-StreamWriter::StreamWriter(std::shared_ptr<Transport> transport,
+StreamWriter::StreamWriter(detail::LibraryKey, std::shared_ptr<Transport> transport,
                            std::shared_ptr<detail::StreamReaderProtocol> protocol,
                            std::optional<StreamReader> reader)
     : state_(std::make_shared<detail::WriterState>()) {
@@ -470,17 +460,24 @@ Coro<void> drain_state(std::shared_ptr<WriterState> s) {
     co_await s->protocol->drain_helper();
 }
 
+// Awaits `upgrade` from inside a coroutine, so that one that throws before
+// it returns its coroutine fails like one that throws later.
+Coro<std::shared_ptr<Transport>> run_upgrade(StreamWriter::TransportUpgrade& upgrade,
+                                             Transport& transport,
+                                             std::shared_ptr<StreamReaderProtocol> protocol) {
+    co_return co_await upgrade(transport, protocol, protocol->server_side());
+}
+
 Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::TransportUpgrade upgrade) {
     co_await drain_state(s);
     if (s->transport->is_closing()) throw RuntimeError("Transport is closing");
     std::shared_ptr<StreamReaderProtocol> protocol = s->protocol;
-    std::exception_ptr error;
-    std::shared_ptr<Transport> upgraded;
-    try {
-        upgraded = co_await upgrade(*s->transport, protocol, protocol->server_side());
-        if (!upgraded) throw RuntimeError("the transport upgrade returned no transport");
-    } catch (...) {
-        error = std::current_exception();
+    Outcome<std::shared_ptr<Transport>> outcome =
+        co_await try_await(run_upgrade(upgrade, *s->transport, protocol));
+    std::exception_ptr error = outcome.exception();
+    if (!error && !outcome.value()) {
+        error =
+            std::make_exception_ptr(RuntimeError("the transport upgrade returned no transport"));
     }
     if (error) {
         // Once a layer went in, the transport below reports to it, not to
@@ -492,6 +489,7 @@ Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::Transport
         }
         std::rethrow_exception(error);
     }
+    std::shared_ptr<Transport> upgraded = std::move(outcome).get();
     s->transport = upgraded;
     protocol->replace_transport(std::move(upgraded));
 }
@@ -523,7 +521,7 @@ void refuse_tls_options(const std::optional<std::string>& server_hostname,
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
-                                                        OpenOptions opts, bool unix_socket) {
+                                                        OpenOptions opts, StreamAddress address) {
     refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
@@ -535,11 +533,17 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     copts.interleave = opts.interleave;
     copts.family = opts.family;
     copts.all_errors = opts.all_errors;
-    std::pair<Transport*, StreamReaderProtocol*> connected =
-        unix_socket ? co_await loop.create_unix_connection(factory, std::move(host), copts)
-                    : co_await loop.create_connection(factory, std::move(host), port, copts);
+    // An if, not ?:, around the co_awaits: compilers have mishandled
+    // co_await in a conditional expression
+    // (https://github.com/llvm/llvm-project/issues/59181).
+    std::pair<Transport*, StreamReaderProtocol*> connected;
+    if (address == StreamAddress::unix_path) {
+        connected = co_await loop.create_unix_connection(factory, std::move(host), copts);
+    } else {
+        connected = co_await loop.create_connection(factory, std::move(host), port, copts);
+    }
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
-    StreamWriter writer(std::move(transport), protocol, reader);
+    StreamWriter writer(library_key, std::move(transport), protocol, reader);
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 
@@ -551,7 +555,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, Open
     std::pair<Transport*, StreamReaderProtocol*> connected =
         co_await loop.connect_accepted_socket(factory, std::move(sock));
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
-    StreamWriter writer(std::move(transport), protocol, reader);
+    StreamWriter writer(library_key, std::move(transport), protocol, reader);
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 }  // namespace detail
@@ -566,7 +570,7 @@ namespace detail {
 
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
-                                 bool unix_socket) {
+                                 StreamAddress address) {
     refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     const std::size_t limit = opts.limit;
@@ -580,7 +584,7 @@ Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::Connected
     sopts.reuse_port = opts.reuse_port;
     sopts.keep_alive = opts.keep_alive;
     sopts.start_serving = opts.start_serving;
-    if (unix_socket)
+    if (address == StreamAddress::unix_path)
         co_return co_await loop.create_unix_server(factory, std::move(hosts.front()), sopts);
     co_return co_await loop.create_server(factory, std::move(hosts), port, sopts);
 }

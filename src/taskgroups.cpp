@@ -44,7 +44,7 @@ struct TaskGroup::Child final : detail::Waiter, detail::Hook<GroupTag>, detail::
     ~Child() { group->release(); }
 
     static void on_done(detail::ReadyNode& node, Action action) noexcept {
-        auto* self = static_cast<Child*>(static_cast<detail::Waiter*>(&node));
+        Child* self = &detail::node_cast<Child>(node);
         self->detail::Hook<GroupTag>::unlink();
         if (action == Action::run) self->group->on_task_done(self->task);
         delete self;
@@ -159,12 +159,9 @@ Coro<void> TaskGroup::wait(std::exception_ptr block_error) {
     // cancellation is in progress) while the children finish.
     while (!s->tasks.empty()) {
         if (!s->on_completed) s->on_completed = s->loop->create_future();
-        std::exception_ptr cancelled;
-        try {
-            co_await *s->on_completed;
-        } catch (const CancelledError&) {
-            cancelled = std::current_exception();
-        }
+        Outcome<void> completed = co_await detail::try_await(*s->on_completed);
+        std::exception_ptr cancelled = completed.exception();
+        if (cancelled && !detail::is_cancellation(cancelled)) std::rethrow_exception(cancelled);
         if (cancelled && !s->aborting) {
             // The parent is cancelled from outside while children still run.
             propagate_cancellation = cancelled;

@@ -87,7 +87,7 @@ void MultiWatch::unwatch() noexcept {
 }
 
 void MultiWatch::Link::on_ready(ReadyNode& node, Action action) noexcept {
-    auto& link = static_cast<Link&>(static_cast<Waiter&>(node));
+    auto& link = node_cast<Link>(node);
     MultiWatch* owner = link.owner;
     if (action == Action::run && owner->watching_) owner->child_done(link.index);
     owner->release();  // the pin
@@ -198,8 +198,8 @@ class WaitState final : public MultiWatch {
 
 }  // namespace
 
-Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, bool return_exceptions) {
-    auto* state = new GatherState(loop, return_exceptions);
+Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, GatherMode mode) {
+    auto* state = new GatherState(loop, mode == GatherMode::return_exceptions);
     Future<> outer(state, AdoptRef{});
     if (children.empty()) {
         state->finish_with_result();
@@ -226,15 +226,10 @@ Coro<void> cancel_and_wait(Future<> future) {
     const std::size_t id = future.add_done_callback([waiter](Future<>&) mutable {
         if (!waiter.done()) waiter.set_result();
     });
-    std::exception_ptr error;
-    try {
-        future.cancel();
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
+    future.cancel();  // noexcept: nothing for the outcome to catch
+    Outcome<void> waited = co_await try_await(waiter);
     future.remove_done_callback(id);
-    if (error) std::rethrow_exception(error);
+    std::move(waited).get();
 }
 
 }  // namespace asyncio::detail

@@ -62,7 +62,7 @@ void Timeout::reschedule(std::optional<double> when) {
     }
 }
 
-void Timeout::enter() {
+void Timeout::enter(detail::LibraryKey) {
     State& s = *state_;
     if (s.phase != State::Phase::created) throw RuntimeError("Timeout has already been entered");
     std::optional<Task<>> task = current_task();
@@ -73,7 +73,7 @@ void Timeout::enter() {
     reschedule(s.when);
 }
 
-void Timeout::exit(std::exception_ptr& error) noexcept {
+void Timeout::exit(detail::LibraryKey, std::exception_ptr& error) noexcept {
     State& s = *state_;
     if (s.handler) {
         s.handler->cancel();

@@ -171,3 +171,57 @@ TEST_CASE("a coroutine that suspends in the middle of a chain resumes its caller
     };
     CHECK(run_guarded(top()) == 600);
 }
+
+// -- try_await ---------------------------------------------------------------------------
+
+TEST_CASE("try_await gives the value or the exception of a coroutine") {
+    auto main = []() -> Coro<void> {
+        asyncio::Outcome<int> value = co_await asyncio::detail::try_await(answer());
+        CHECK(value.has_value());
+        CHECK(value.value() == 42);
+
+        asyncio::Outcome<int> failure = co_await asyncio::detail::try_await(fails());
+        CHECK_FALSE(failure.has_value());
+        CHECK_THROWS_WITH(std::move(failure).get(), "boom");
+
+        asyncio::Outcome<void> done = co_await asyncio::detail::try_await(nothing());
+        CHECK(done.has_value());
+        CHECK(done.exception() == nullptr);
+
+        int x = 1;
+        asyncio::Outcome<int&> ref = co_await asyncio::detail::try_await(ref_to(x));
+        CHECK(&std::move(ref).get() == &x);
+
+        asyncio::Outcome<std::unique_ptr<int>> moved =
+            co_await asyncio::detail::try_await(move_only());
+        CHECK(*std::move(moved).get() == 7);
+    };
+    asyncio::run(main());
+}
+
+TEST_CASE("try_await catches what any step of the co_await throws") {
+    auto main = []() -> Coro<void> {
+        // Making the awaiter: a coroutine awaited twice.
+        Coro<int> once = answer();
+        co_await once;
+        asyncio::Outcome<int> again = co_await asyncio::detail::try_await(once);
+        CHECK_THROWS_AS(std::move(again).get(), asyncio::RuntimeError);
+
+        // await_suspend: a future of another loop.
+        asyncio::EventLoop other;
+        asyncio::Future<int> foreign = other.create_future<int>();
+        asyncio::Outcome<int> refused = co_await asyncio::detail::try_await(foreign);
+        CHECK_THROWS_WITH(std::move(refused).get(), "Task got Future attached to a different loop");
+        other.close();
+
+        // await_resume: the task is cancelled while it waits; the coroutine
+        // goes on, and may await again before it lets the error out.
+        asyncio::Future<int> never = asyncio::get_running_loop().create_future<int>();
+        asyncio::current_task()->cancel();
+        asyncio::Outcome<int> cancelled = co_await asyncio::detail::try_await(never);
+        CHECK(asyncio::detail::is_cancellation(cancelled.exception()));
+        asyncio::current_task()->uncancel();
+        co_await asyncio::sleep(0);
+    };
+    asyncio::run(main());
+}

@@ -1,4 +1,5 @@
 // TaskGroup: ports of CPython's test_taskgroups.py.
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -354,6 +355,27 @@ TEST_CASE("task_group passes the block's exception to the group") {
         co_return messages;
     };
     CHECK(run_guarded(main()) == std::vector<std::string>{"block failed"});
+}
+
+TEST_CASE("task_group waits for the children of a block that throws before its first await") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::optional<asyncio::Task<>> child;
+        std::vector<std::string> messages;
+        // Not a coroutine: it throws from the call, before returning one.
+        auto block = [&](TaskGroup& tg) -> Coro<void> {
+            child = tg.create_task(asyncio::sleep(1h));
+            throw std::runtime_error("block failed early");
+        };
+        try {
+            co_await asyncio::task_group(block);
+        } catch (const ExceptionGroup& group) {
+            messages = messages_of(group);
+        }
+        REQUIRE(child);
+        CHECK(child->cancelled());
+        co_return messages;
+    };
+    CHECK(asyncio::run(main()) == std::vector<std::string>{"block failed early"});
 }
 
 TEST_CASE("task_group returns the block's value") {

@@ -111,11 +111,11 @@ class AsyncGenBase : public Hook<AsyncGenTag> {
     /// Suspends at a co_yield or at the end, returning to the consumer.
     struct StopAwaiter {
         AsyncGenBase& generator;
-        bool finishing;
+        State stopped;  ///< suspended at a co_yield, or finished
         bool await_ready() const noexcept { return false; }
         std::coroutine_handle<> await_suspend(std::coroutine_handle<>) noexcept {
-            generator.state = finishing ? State::finished : State::suspended;
-            if (finishing) generator.Hook<AsyncGenTag>::unlink();
+            generator.state = stopped;
+            if (stopped == State::finished) generator.Hook<AsyncGenTag>::unlink();
             if (generator.resumed_inline) {
                 generator.stopped_inline = true;  // the driver continues the consumer itself
                 return std::noop_coroutine();
@@ -125,14 +125,16 @@ class AsyncGenBase : public Hook<AsyncGenTag> {
     };
     /// co_yield: resumed by next(), or by aclose() with GeneratorExit.
     struct YieldAwaiter : StopAwaiter {
-        explicit YieldAwaiter(AsyncGenBase& generator) noexcept : StopAwaiter{generator, false} {}
+        explicit YieldAwaiter(AsyncGenBase& generator) noexcept
+            : StopAwaiter{generator, State::suspended} {}
         void await_resume() const {
             if (generator.closing) throw GeneratorExit{};
         }
     };
     /// The end (final_suspend's awaiter must not throw).
     struct FinalAwaiter : StopAwaiter {
-        explicit FinalAwaiter(AsyncGenBase& generator) noexcept : StopAwaiter{generator, true} {}
+        explicit FinalAwaiter(AsyncGenBase& generator) noexcept
+            : StopAwaiter{generator, State::finished} {}
         void await_resume() const noexcept {}
     };
     FinalAwaiter final_suspend() noexcept { return FinalAwaiter(*this); }

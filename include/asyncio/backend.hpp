@@ -241,7 +241,7 @@ class IoAwaiter : public IoOp {
 
   private:
     static bool cancel_op(Waiter& waiter, const std::string&) noexcept {
-        auto& self = static_cast<IoAwaiter&>(waiter);
+        auto& self = node_cast<IoAwaiter>(waiter);
         self.cancel_requested_ = self.backend_->cancel(self);
         return self.cancel_requested_;
     }

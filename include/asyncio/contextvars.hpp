@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "asyncio/detail/library_key.hpp"
 #include "asyncio/exceptions.hpp"
 
 namespace asyncio {
@@ -149,8 +150,8 @@ class Context {
         return std::forward<F>(fn)();
     }
 
-    /// Library use.
-    explicit Context(detail::ContextState* adopted) noexcept : state_(adopted) {}
+    /// Library use: adopts a reference to `adopted`.
+    Context(detail::LibraryKey, detail::ContextState* adopted) noexcept : state_(adopted) {}
     detail::ContextState* state() const noexcept { return state_; }
 
   private:

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "asyncio/detail/allocator.hpp"
+#include "asyncio/detail/library_key.hpp"
 #include "asyncio/detail/storage.hpp"
 #include "asyncio/exceptions.hpp"
 
@@ -51,8 +52,8 @@ class [[nodiscard]] Coro {
 
     /// Runs the coroutine to completion inside the awaiting one and returns
     /// its result (or rethrows its exception).
-    detail::CoroAwaiter<T> operator co_await() && { return detail::CoroAwaiter<T>(release()); }
-    detail::CoroAwaiter<T> operator co_await() & { return detail::CoroAwaiter<T>(release()); }
+    detail::CoroAwaiter<T> operator co_await() && { return detail::CoroAwaiter<T>(take_frame()); }
+    detail::CoroAwaiter<T> operator co_await() & { return detail::CoroAwaiter<T>(take_frame()); }
 
     /// False once awaited, handed to a task, closed or moved from.
     bool valid() const noexcept { return static_cast<bool>(handle_); }
@@ -69,13 +70,15 @@ class [[nodiscard]] Coro {
         return handle_ ? handle_.promise().where() : std::source_location{};
     }
 
-    /// Takes ownership of the frame; RuntimeError if already consumed (library use).
-    handle_type release() {
+    /// Library use: takes ownership of the frame; RuntimeError if already consumed.
+    handle_type release(detail::LibraryKey) { return take_frame(); }
+
+  private:
+    handle_type take_frame() {
         if (!handle_) throw RuntimeError("cannot reuse already awaited coroutine");
         return std::exchange(handle_, {});
     }
 
-  private:
     explicit Coro(handle_type handle) noexcept : handle_(handle) {}
     friend class detail::CoroPromise<T>;
 
@@ -190,7 +193,8 @@ class CoroPromise final : public CoroReturn<T> {
 /// await_suspend and returns false when the child finishes without
 /// suspending, so a loop of synchronously completing awaits does not grow the
 /// stack. GCC 12 does not make symmetric transfer a tail call at -O0/-O1 or
-/// under ASan, so relying on it would overflow (see TOOLCHAIN.md).
+/// under ASan, so relying on it would overflow
+/// (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=100897).
 template <class T>
 class CoroAwaiter {
   public:

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "asyncio/detail/future_state.hpp"
+#include "asyncio/detail/library_key.hpp"
 #include "asyncio/exceptions.hpp"
 
 namespace asyncio {
@@ -64,7 +65,7 @@ class Future {
     /// moved out, so only the first call returns it.
     T result() {
         state_->check_result();
-        return value(false);
+        return value(detail::library_key, detail::ValueReaders::shared);
     }
 
     /// The exception, nullptr if the future succeeded; throws like result()
@@ -122,8 +123,8 @@ class Future {
     Future(detail::FutureBase* state, detail::AdoptRef) noexcept : state_(state) {}
     detail::FutureBase* state() const noexcept { return state_; }
 
-    /// Library use: the value of a finished future, moved out if `unique`.
-    T value(bool unique) {
+    /// Library use: the value of a finished future, moved out for the sole reader.
+    T value(detail::LibraryKey, detail::ValueReaders readers) {
         if constexpr (std::is_void_v<T>) {
             return;
         } else if constexpr (std::is_reference_v<T>) {
@@ -134,7 +135,7 @@ class Future {
                 throw InvalidStateError("the result of this Future was moved out already");
             }
             if constexpr (std::is_copy_constructible_v<T>) {
-                if (!unique) return storage.get();
+                if (readers == detail::ValueReaders::shared) return storage.get();
             }
             return storage.take();
         }
@@ -179,12 +180,12 @@ class FutureAwaiter : public Waiter {
     T await_resume() {
         if (task != nullptr) task->resume_point();
         future_.state()->check_result();
-        return future_.value(future_.state()->use_count() == 1);
+        return future_.value(library_key, future_.state()->readers());
     }
 
   private:
     static bool cancel_future(Waiter& waiter, const std::string& msg) noexcept {
-        return static_cast<FutureAwaiter&>(waiter).future_.state()->cancel(msg);
+        return node_cast<FutureAwaiter>(waiter).future_.state()->cancel(msg);
     }
 
     Future<T> future_;

@@ -33,6 +33,7 @@
 #include "asyncio/exception_context.hpp"
 #include "asyncio/exceptions.hpp"
 #include "asyncio/log.hpp"
+#include "asyncio/outcome.hpp"
 
 namespace asyncio {
 
@@ -303,6 +304,10 @@ class Barrier {
         if (parties < 1) throw std::invalid_argument("parties must be >= 1");
         return static_cast<std::size_t>(parties);
     }
+    /// The part of wait() between arriving (as the `index`th task) and
+    /// leaving: release the others if this is the last arrival, else wait
+    /// to be released.
+    Coro<void> pass(std::size_t index);
     /// The last task to leave a draining or resetting barrier refills it.
     void leave();
 
@@ -365,7 +370,7 @@ class SyncWaiter : public Waiter {
     // task's step throws CancelledError instead (must_cancel), and the
     // awaiter passes its turn on.
     static bool cancel_wait(Waiter& waiter, const std::string&) noexcept {
-        auto& self = static_cast<SyncWaiter&>(waiter);
+        auto& self = node_cast<SyncWaiter>(waiter);
         if (self.state_ != WaitState::waiting) return false;
         self.Hook<WaiterTag>::unlink();
         self.state_ = WaitState::cancelled;
@@ -637,26 +642,18 @@ inline Coro<void> Condition::wait() {
     std::exception_ptr error;
     {
         detail::ConditionAwaiter awaiter(*this);
-        try {
-            co_await awaiter;
-        } catch (...) {
-            error = std::current_exception();
-        }
+        Outcome<void> notified = co_await detail::try_await(awaiter);
+        error = notified.exception();
     }
     // Re-acquire even when cancelled, or the caller's guard would release a
     // lock it does not hold. Further cancellations wait again; the most
     // recent one is what propagates.
     for (;;) {
         detail::LockAwaiter reacquire(*lock_);
-        try {
-            co_await reacquire;
-            break;
-        } catch (const CancelledError&) {
-            error = std::current_exception();
-        } catch (...) {
-            error = std::current_exception();
-            break;
-        }
+        Outcome<void> reacquired = co_await detail::try_await(reacquire);
+        if (reacquired.has_value()) break;
+        error = reacquired.exception();
+        if (!detail::is_cancellation(error)) break;
     }
     if (error) {
         // The error may have come after a notify chose this task: pass the
@@ -746,26 +743,28 @@ inline Coro<std::size_t> Barrier::wait() {
     co_await cond_.wait_for(admitted);
     if (state_ == State::broken) throw BrokenBarrierError("Barrier aborted");
 
+    // pass() is made before this task counts itself in, so that only what
+    // it does once awaited happens between arriving and leaving.
+    Coro<void> passing = pass(count_);
     const std::size_t index = count_++;
-    std::exception_ptr error;
-    try {
-        if (index + 1 == parties_) {
-            state_ = State::draining;
-            cond_.notify_all();
-        } else {
-            auto released = [this] { return state_ != State::filling; };
-            co_await cond_.wait_for(released);
-            if (state_ == State::broken || state_ == State::resetting) {
-                throw BrokenBarrierError("Abort or reset of barrier");
-            }
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
+    Outcome<void> passed = co_await detail::try_await(std::move(passing));
     --count_;
     leave();
-    if (error) std::rethrow_exception(error);
+    std::move(passed).get();
     co_return index;
+}
+
+inline Coro<void> Barrier::pass(std::size_t index) {
+    if (index + 1 == parties_) {
+        state_ = State::draining;
+        cond_.notify_all();
+    } else {
+        auto released = [this] { return state_ != State::filling; };
+        co_await cond_.wait_for(released);
+        if (state_ == State::broken || state_ == State::resetting) {
+            throw BrokenBarrierError("Abort or reset of barrier");
+        }
+    }
 }
 
 inline void Barrier::leave() {

@@ -124,7 +124,8 @@ class EventLoop : public detail::LoopCore {
     Handle call_soon(F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
-        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), false, false, where);
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn),
+                                                  detail::HandleKind::call_soon, where);
         state->add_ref();  // the ready queue's reference
         ready_.push(*state);
         return Handle(state);
@@ -134,7 +135,8 @@ class EventLoop : public detail::LoopCore {
     template <Callback F>
     Handle call_soon_threadsafe(F&& fn,
                                 std::source_location where = std::source_location::current()) {
-        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), true, false, where);
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn),
+                                                  detail::HandleKind::threadsafe, where);
         state->add_ref();         // the queue's reference
         push_threadsafe(*state);  // throws, dropping both references, if closed
         return Handle(state);
@@ -234,20 +236,22 @@ class EventLoop : public detail::LoopCore {
     void add_reader(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
-        add_watch(fd, true,
-                  detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
+        add_watch(fd, Watching::reads,
+                  detail::HandleState::create(*this, std::forward<F>(fn),
+                                              detail::HandleKind::call_soon, where));
     }
     /// Stops watching `fd` for reading; false if it was not watched.
-    bool remove_reader(int fd) { return remove_watch(fd, true); }
+    bool remove_reader(int fd) { return remove_watch(fd, Watching::reads); }
 
     template <Callback F>
     void add_writer(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
-        add_watch(fd, false,
-                  detail::HandleState::create(*this, std::forward<F>(fn), false, false, where));
+        add_watch(fd, Watching::writes,
+                  detail::HandleState::create(*this, std::forward<F>(fn),
+                                              detail::HandleKind::call_soon, where));
     }
-    bool remove_writer(int fd) { return remove_watch(fd, false); }
+    bool remove_writer(int fd) { return remove_watch(fd, Watching::writes); }
 
     // Sockets (socket.hpp) ---------------------------------------------------------
     // The low-level socket operations; the socket must be non-blocking (every
@@ -371,7 +375,7 @@ class EventLoop : public detail::LoopCore {
     LoopStats stats() const noexcept;
 
     /// Library use: runs until `future` is done (run_until_complete without the result).
-    void run_until_done(detail::FutureBase& future);
+    void run_until_done(detail::LibraryKey, detail::FutureBase& future);
 
   private:
     struct TimerEntry {
@@ -426,8 +430,11 @@ class EventLoop : public detail::LoopCore {
     void drain_threadsafe() noexcept;
     void push_threadsafe(detail::HandleState& state);
     void check_running() const;
-    void add_watch(int fd, bool reading, detail::HandleState* callback);
-    bool remove_watch(int fd, bool reading);
+
+    /// What an add_reader / add_writer watch waits for.
+    enum class Watching { reads, writes };
+    void add_watch(int fd, Watching watching, detail::HandleState* callback);
+    bool remove_watch(int fd, Watching watching);
     void drop_everything() noexcept;
 
     std::unique_ptr<IoBackend> backend_;
@@ -475,9 +482,9 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         Task<T> task = create_task(std::move(aw));
         // The error below says the task did not finish; no need to report it again.
         task.base().log_destroy_pending = false;
-        run_until_done(*task.state());
+        run_until_done(detail::library_key, *task.state());
         task.state()->check_result();
-        return task.value(task.state()->use_count() == 1);
+        return task.value(detail::library_key, task.state()->readers());
     } else {
         check_closed();
         Future<T> future = std::forward<A>(aw);
@@ -486,9 +493,9 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
                 "The future belongs to a different loop than the one specified as the loop "
                 "argument");
         }
-        run_until_done(*future.state());
+        run_until_done(detail::library_key, *future.state());
         future.state()->check_result();
-        return future.value(future.state()->use_count() == 1);
+        return future.value(detail::library_key, future.state()->readers());
     }
 }
 

@@ -42,6 +42,8 @@ template <class T, class Compare>
 class HeapItems;
 template <class Q>
 class QueueWaiter;
+/// Which end of a queue a task waits at: put() for a free slot, get() for an item.
+enum class QueueEnd { put, get };
 }  // namespace detail
 
 /// asyncio.Queue: a FIFO queue between producer and consumer tasks. With a
@@ -102,8 +104,8 @@ class Queue {
     }
     /// A waiter woken and then cancelled hands its wake-up to the next one
     /// if what woke it is still there (CPython's `_wakeup_next` in put/get).
-    void pass_on(bool putter) noexcept {
-        if (putter) {
+    void pass_on(detail::QueueEnd end) noexcept {
+        if (end == detail::QueueEnd::put) {
             if (!full()) wake_up_next(putters_);
         } else if (!empty()) {
             wake_up_next(getters_);
@@ -146,31 +148,31 @@ namespace detail {
 template <class Q>
 class QueueWaiter : public SyncWaiter {
   public:
-    QueueWaiter(Q& queue, bool putter) noexcept : queue_(queue), putter_(putter) {}
+    QueueWaiter(Q& queue, QueueEnd end) noexcept : queue_(queue), end_(end) {}
     ~QueueWaiter() {
         if (state_ == WaitState::waiting) Hook<WaiterTag>::unlink();
-        if (state_ == WaitState::woken) queue_.pass_on(putter_);
+        if (state_ == WaitState::woken) queue_.pass_on(end_);
     }
 
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> at) {
         TaskBase& current = running_task();
         queue_.bind(current.loop());
-        suspend_in(putter_ ? queue_.putters_ : queue_.getters_, current, at);
+        suspend_in(end_ == QueueEnd::put ? queue_.putters_ : queue_.getters_, current, at);
     }
     void await_resume() {
         const WaitState was = finish();
         try {
             resume_or_throw(was);
         } catch (...) {
-            if (was == WaitState::woken) queue_.pass_on(putter_);
+            if (was == WaitState::woken) queue_.pass_on(end_);
             throw;
         }
     }
 
   private:
     Q& queue_;
-    bool putter_;
+    QueueEnd end_;
 };
 
 /// Queue's storage: a ring buffer, which (unlike std::deque) stops
@@ -301,7 +303,7 @@ template <class T, class Items>
 Coro<void> Queue<T, Items>::put(T item) {
     while (full()) {
         if (shutdown_) throw QueueShutDown();
-        detail::QueueWaiter<Queue> putter(*this, true);
+        detail::QueueWaiter<Queue> putter(*this, detail::QueueEnd::put);
         co_await putter;
     }
     put_nowait(std::move(item));
@@ -321,7 +323,7 @@ template <class T, class Items>
 Coro<T> Queue<T, Items>::get() {
     while (empty()) {
         if (shutdown_) throw QueueShutDown();
-        detail::QueueWaiter<Queue> getter(*this, false);
+        detail::QueueWaiter<Queue> getter(*this, detail::QueueEnd::get);
         co_await getter;
     }
     T item = items_.pop();

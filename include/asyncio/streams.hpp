@@ -95,11 +95,11 @@ class StreamReader {
     void feed_data(std::string_view data);
     void feed_eof();
     void set_exception(std::exception_ptr error);
-    /// Library use.
-    void set_transport(std::shared_ptr<BaseTransport> transport);
+    /// Library use: the transport the stream reads from (connection_made).
+    void set_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport);
     /// Library use: the stream goes on over `transport` (start_tls); a
     /// reader that had paused reading pauses the new transport.
-    void replace_transport(std::shared_ptr<BaseTransport> transport);
+    void replace_transport(detail::LibraryKey, std::shared_ptr<BaseTransport> transport);
     std::size_t limit() const;
 
   private:
@@ -143,8 +143,8 @@ class StreamWriter {
     std::optional<Address> sockname() const;
     std::any get_extra_info(std::string_view name) const;
 
-    /// Library use.
-    StreamWriter(std::shared_ptr<Transport> transport,
+    /// Library use: a writer over `transport`, with the reader of the same stream.
+    StreamWriter(detail::LibraryKey, std::shared_ptr<Transport> transport,
                  std::shared_ptr<detail::StreamReaderProtocol> protocol,
                  std::optional<StreamReader> reader);
 
@@ -189,11 +189,15 @@ class StreamReaderProtocol final : public Protocol,
     bool connection_lost_ = false;
 };
 
+/// What open_stream and start_stream_server are given: hosts and a port
+/// (open_connection, start_server) or a socket path (the unix_ variants).
+enum class StreamAddress { host_port, unix_path };
+
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
-                                                        OpenOptions opts, bool unix_socket);
+                                                        OpenOptions opts, StreamAddress address);
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
-                                 bool unix_socket);
+                                 StreamAddress address);
 
 // Runs one connection's callback; the callable's owner rides in the frame.
 template <class F>
@@ -222,7 +226,8 @@ std::shared_ptr<StreamReaderProtocol::ConnectedCallback> connected_callback(F ca
 /// asyncio.open_connection: a connected (reader, writer) pair.
 inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port,
                                                                    OpenOptions opts = {}) {
-    return detail::open_stream(std::move(host), port, std::move(opts), false);
+    return detail::open_stream(std::move(host), port, std::move(opts),
+                               detail::StreamAddress::host_port);
 }
 
 /// asyncio.open_connection(sock=...): streams over a socket that is
@@ -233,7 +238,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenO
 /// asyncio.open_unix_connection.
 inline Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
                                                                         OpenOptions opts = {}) {
-    return detail::open_stream(std::move(path), 0, std::move(opts), true);
+    return detail::open_stream(std::move(path), 0, std::move(opts),
+                               detail::StreamAddress::unix_path);
 }
 
 /// asyncio.start_server: calls `client_connected(reader, writer)` for each
@@ -243,7 +249,8 @@ template <class F>
 Coro<Server> start_server(F client_connected, std::string host, int port, StartOptions opts = {}) {
     std::vector<std::string> hosts{std::move(host)};
     return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
-                                       std::move(hosts), port, opts, false);
+                                       std::move(hosts), port, opts,
+                                       detail::StreamAddress::host_port);
 }
 
 /// start_server on several hosts.
@@ -251,7 +258,8 @@ template <class F>
 Coro<Server> start_server(F client_connected, std::vector<std::string> hosts, int port,
                           StartOptions opts = {}) {
     return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
-                                       std::move(hosts), port, opts, false);
+                                       std::move(hosts), port, opts,
+                                       detail::StreamAddress::host_port);
 }
 
 /// asyncio.start_unix_server.
@@ -259,7 +267,7 @@ template <class F>
 Coro<Server> start_unix_server(F client_connected, std::string path, StartOptions opts = {}) {
     std::vector<std::string> paths{std::move(path)};
     return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
-                                       std::move(paths), 0, opts, true);
+                                       std::move(paths), 0, opts, detail::StreamAddress::unix_path);
 }
 
 }  // namespace asyncio

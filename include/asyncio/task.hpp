@@ -114,7 +114,7 @@ class TaskState final : public TaskBase {
 /// applies the options (after the task factory had its say).
 template <class T>
 Task<T> make_task(LoopCore& loop, Coro<T> coro, std::source_location where) {
-    auto root = coro.release();
+    auto root = coro.release(library_key);
     TaskState<T>* state = nullptr;
     try {
         state = new TaskState<T>(loop, root, where);

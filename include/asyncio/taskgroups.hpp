@@ -21,8 +21,8 @@
 #include <utility>
 
 #include "asyncio/coro.hpp"
-#include "asyncio/detail/storage.hpp"
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/task.hpp"
 
 namespace asyncio {
@@ -67,7 +67,14 @@ class TaskGroup {
 namespace detail {
 template <class F>
 using task_group_result_t = awaitable_result_t<std::invoke_result_t<F&, TaskGroup&>>;
+
+/// Awaits `block(group)` from inside a coroutine, so that a block that
+/// throws before it returns its awaitable fails like one that throws later.
+template <class F>
+Coro<task_group_result_t<F>> run_block(F& block, TaskGroup& group) {
+    co_return co_await block(group);
 }
+}  // namespace detail
 
 /// The whole `async with asyncio.TaskGroup() as tg:` statement: runs
 /// `block(tg)`, then waits for the group even if the block threw, exactly as
@@ -76,20 +83,13 @@ template <class F>
 requires std::invocable<F&, TaskGroup&> Coro<detail::task_group_result_t<F>> task_group(F block) {
     using R = detail::task_group_result_t<F>;
     TaskGroup group;
-    std::exception_ptr error;
-    detail::Storage<R> result;
-    try {
-        if constexpr (std::is_void_v<R>) {
-            co_await block(group);
-        } else {
-            result.emplace(co_await block(group));
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
+    // Through run_block, so that `block` throwing before it returns its
+    // awaitable also ends up in the outcome.
+    Outcome<R> outcome = co_await detail::try_await(detail::run_block(block, group));
+    std::exception_ptr error = outcome.exception();
     co_await group.wait(error);
     if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<R>) co_return result.take();
+    co_return std::move(outcome).get();
 }
 
 }  // namespace asyncio

@@ -26,6 +26,7 @@
 #include "asyncio/detail/multi_watch.hpp"
 #include "asyncio/handle.hpp"
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/task.hpp"
 #include "asyncio/timeouts.hpp"
@@ -94,7 +95,7 @@ class SleepAwaiter : public Waiter {
 
   private:
     static bool cancel_sleep(Waiter& waiter, const std::string&) noexcept {
-        auto& self = static_cast<SleepAwaiter&>(waiter);
+        auto& self = node_cast<SleepAwaiter>(waiter);
         if (self.timer_fired_) return false;
         self.timer_.cancel();
         self.timer_fired_ = true;
@@ -160,33 +161,10 @@ Future<T> ensure_future(Future<T> future) {
 
 /// The value gather() reports for a T: T itself, std::monostate for void.
 template <class T>
-using gather_value_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+using gather_value_t = outcome_value_t<T>;
 
-/// One outcome of gather(return_exceptions, ...): a value or an exception
-/// (a cancelled child gives a CancelledError).
-template <class T>
-class Outcome {
-  public:
-    explicit Outcome(std::exception_ptr error)
-        : outcome_(std::in_place_index<1>, std::move(error)) {}
-    template <class U = gather_value_t<T>>
-    requires std::is_constructible_v<gather_value_t<T>, U &&> explicit Outcome(U&& value)
-        : outcome_(std::in_place_index<0>, std::forward<U>(value)) {}
-
-    bool has_value() const noexcept { return outcome_.index() == 0; }
-    /// The value; rethrows the exception if there is one.
-    gather_value_t<T>& value() {
-        if (!has_value()) std::rethrow_exception(std::get<1>(outcome_));
-        return std::get<0>(outcome_);
-    }
-    /// The exception, nullptr if there is a value.
-    std::exception_ptr exception() const noexcept {
-        return has_value() ? nullptr : std::get<1>(outcome_);
-    }
-
-  private:
-    std::variant<gather_value_t<T>, std::exception_ptr> outcome_;
-};
+// gather(return_exceptions, ...) gives one Outcome<T> (outcome.hpp) per
+// child: a value or an exception (a cancelled child gives a CancelledError).
 
 /// Tag of gather(return_exceptions=True).
 struct return_exceptions_t {
@@ -207,7 +185,7 @@ gather_value_t<T> gathered_value(Future<T>& child) {
     if constexpr (std::is_void_v<T>) {
         return {};
     } else {
-        return child.value(child.state()->use_count() == 1);
+        return child.value(library_key, child.state()->readers());
     }
 }
 
@@ -225,7 +203,8 @@ Coro<std::tuple<gather_value_t<T>...>> gather_futures(Future<T>... children) {
     if constexpr (sizeof...(T) == 0) {
         co_return std::tuple<>{};
     } else {
-        Future<> outer = make_gather(get_running_loop(), {Future<>(children)...}, false);
+        Future<> outer = make_gather(get_running_loop(), {Future<>(children)...},
+                                     GatherMode::raise_first_exception);
         co_await outer;
         co_return std::tuple<gather_value_t<T>...>{gathered_value(children)...};
     }
@@ -236,7 +215,8 @@ Coro<std::tuple<Outcome<T>...>> gather_outcomes(Future<T>... children) {
     if constexpr (sizeof...(T) == 0) {
         co_return std::tuple<>{};
     } else {
-        Future<> outer = make_gather(get_running_loop(), {Future<>(children)...}, true);
+        Future<> outer =
+            make_gather(get_running_loop(), {Future<>(children)...}, GatherMode::return_exceptions);
         co_await outer;
         co_return std::tuple<Outcome<T>...>{gathered_outcome(children)...};
     }
@@ -280,7 +260,8 @@ Coro<std::vector<gather_value_t<T>>> gather(std::vector<Task<T>> tasks) {
     std::vector<gather_value_t<T>> results;
     if (tasks.empty()) co_return results;
     Future<> outer =
-        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks), false);
+        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks),
+                            detail::GatherMode::raise_first_exception);
     co_await outer;
     results.reserve(tasks.size());
     for (Task<T>& task : tasks)
@@ -294,7 +275,8 @@ Coro<std::vector<Outcome<T>>> gather(return_exceptions_t, std::vector<Task<T>> t
     std::vector<Outcome<T>> results;
     if (tasks.empty()) co_return results;
     Future<> outer =
-        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks), true);
+        detail::make_gather(tasks.front().state()->loop(), detail::erase_types<T>(tasks),
+                            detail::GatherMode::return_exceptions);
     co_await outer;
     results.reserve(tasks.size());
     for (Task<T>& task : tasks)
@@ -337,14 +319,9 @@ Coro<WaitResult<T>> wait(std::vector<Task<T>> tasks, WaitOptions opts = {}) {
     if (opts.timeout) timeout_ns = std::max<std::int64_t>(0, opts.timeout->count());
     Future<> waiter = detail::make_wait(unique.front().state()->loop(),
                                         detail::erase_types<T>(unique), mode, timeout_ns);
-    std::exception_ptr error;
-    try {
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
+    Outcome<void> waited = co_await detail::try_await(waiter);
     detail::end_wait(waiter);
-    if (error) std::rethrow_exception(error);
+    std::move(waited).get();
     WaitResult<T> result;
     for (Task<T>& task : unique)
         (task.done() ? result.done : result.pending).push_back(task);
@@ -365,19 +342,10 @@ Coro<T> wait_for_ns(Future<T> inner, std::optional<std::int64_t> timeout_ns) {
         co_return inner.result();
     }
     Timeout cm(get_running_loop().time() + static_cast<double>(*timeout_ns) * 1e-9);
-    cm.enter();
-    std::exception_ptr error;
-    Storage<T> result;
-    try {
-        if constexpr (std::is_void_v<T>) {
-            co_await inner;
-        } else {
-            result.emplace(co_await inner);
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
-    cm.exit(error);
+    cm.enter(library_key);
+    Outcome<T> outcome = co_await try_await(inner);
+    std::exception_ptr error = outcome.exception();
+    cm.exit(library_key, error);
     if (error) {
         // The inner result arrived together with the deadline: return it
         // (or its exception) instead of losing it behind TimeoutError.
@@ -391,7 +359,7 @@ Coro<T> wait_for_ns(Future<T> inner, std::optional<std::int64_t> timeout_ns) {
         if (!timed_out || !inner.done() || inner.cancelled()) std::rethrow_exception(error);
         co_return inner.result();
     }
-    if constexpr (!std::is_void_v<T>) co_return result.take();
+    co_return std::move(outcome).get();
 }
 
 template <class Rep, class Period>
@@ -445,7 +413,7 @@ Coro<T> shield_future(Future<T> inner) {
         } else if constexpr (std::is_void_v<T>) {
             outer.set_result();
         } else {
-            outer.set_result(done.value(false));
+            outer.set_result(done.value(library_key, ValueReaders::shared));
         }
     });
     outer.add_done_callback([inner, inner_callback](Future<T>&) mutable {
@@ -587,17 +555,12 @@ Coro<Task<T>> AsCompleted<T>::next_done() {
         Future<std::size_t> getter =
             state->tasks.front().get_loop().template create_future<std::size_t>();
         state->getters.push_back(getter);
-        std::exception_ptr error;
-        try {
-            index = co_await getter;
-        } catch (...) {
-            error = std::current_exception();
-        }
-        if (error) {
+        Outcome<std::size_t> got = co_await detail::try_await(getter);
+        if (!got.has_value()) {
             // Woken and then cancelled: pass the completion on, lose nothing.
             if (getter.done() && !getter.cancelled()) state->push(getter.result());
-            std::rethrow_exception(error);
         }
+        index = std::move(got).get();
     }
     if (index == State::kNone) throw TimeoutError();
     co_return state->tasks[index];

@@ -230,7 +230,8 @@ Coro<std::invoke_result_t<F&, A&...>> to_thread(F fn, A... args) {
                  ... args = std::move(args)]() mutable -> decltype(auto) {
         return context.run([&]() -> decltype(auto) { return fn(args...); });
     };
-    // A named Future, not a temporary in the co_await (GCC 12, TOOLCHAIN.md).
+    // A named Future, not a temporary in the co_await: GCC 12 mishandles
+    // temporaries there (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=100611).
     auto future = get_running_loop().run_in_executor(nullptr, std::move(call));
     co_return co_await std::move(future);
 }
@@ -260,7 +261,7 @@ std::future<T> run_coroutine_threadsafe(Coro<T> coro, EventLoop& loop) {
             } else if constexpr (std::is_void_v<T>) {
                 promise->set_value();
             } else {
-                promise->set_value(done.value(false));
+                promise->set_value(done.value(detail::library_key, detail::ValueReaders::shared));
             }
         });
     });

@@ -25,9 +25,9 @@
 #include <utility>
 
 #include "asyncio/coro.hpp"
-#include "asyncio/detail/storage.hpp"
 #include "asyncio/handle.hpp"
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/task.hpp"
 
@@ -52,11 +52,11 @@ class Timeout {
 
     /// Library use: `async with` entry. RuntimeError outside a task or if
     /// already entered.
-    void enter();
+    void enter(detail::LibraryKey);
     /// Library use: `async with` exit; `error` is what the body threw (or
     /// null) and becomes what the scope throws (TimeoutError if the body was
     /// cancelled by this timeout).
-    void exit(std::exception_ptr& error) noexcept;
+    void exit(detail::LibraryKey, std::exception_ptr& error) noexcept;
 
   private:
     struct State;
@@ -68,25 +68,16 @@ namespace detail {
 template <class T>
 Coro<T> run_with_timeout(Timeout cm, Coro<T> body) {
     try {
-        cm.enter();
+        cm.enter(library_key);
     } catch (...) {
         body.close();  // refused before it started: not "never awaited"
         throw;
     }
-    std::exception_ptr error;
-    Storage<T> result;
-    try {
-        if constexpr (std::is_void_v<T>) {
-            co_await std::move(body);
-        } else {
-            result.emplace(co_await std::move(body));
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
-    cm.exit(error);
+    Outcome<T> outcome = co_await try_await(std::move(body));
+    std::exception_ptr error = outcome.exception();
+    cm.exit(library_key, error);  // may turn the body's CancelledError into TimeoutError
     if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<T>) co_return result.take();
+    co_return std::move(outcome).get();
 }
 
 template <class F>

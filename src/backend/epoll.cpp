@@ -52,7 +52,7 @@ class EpollBackend final : public ReadinessBackend {
         return events;
     }
 
-    int watch(int fd, std::uint8_t had, std::uint8_t want, bool) noexcept override {
+    int watch(int fd, std::uint8_t had, std::uint8_t want, Urgency) noexcept override {
         const int op = had == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
         epoll_event event{};
         event.events = events_for(want);

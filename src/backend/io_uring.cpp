@@ -662,7 +662,7 @@ class UringBackend final : public IoBackend {
         try {
             ++fd_ops(r.fd);
         } catch (const std::bad_alloc&) {
-            deliver(r, -ENOMEM, -1, false);
+            deliver_last(r, -ENOMEM);
             return;
         }
         r.epoch = fd_epoch_[r.fd];
@@ -995,7 +995,7 @@ class UringBackend final : public IoBackend {
 
     void on_ready(Record& r, int res) noexcept {
         if (res < 0 || r.cancelling) {
-            deliver(r, res < 0 ? res : -ECANCELED, -1, false);
+            deliver_last(r, res < 0 ? res : -ECANCELED);
             return;
         }
         if (r.kind == IoOp::Kind::sendfile) {
@@ -1003,7 +1003,7 @@ class UringBackend final : public IoBackend {
             if (sent == -EAGAIN) {
                 wait_ready(r, Record::Phase::op);
             } else {
-                deliver(r, sent, -1, false);
+                deliver_last(r, sent);
             }
             return;
         }
@@ -1056,7 +1056,7 @@ class UringBackend final : public IoBackend {
 
     void arm_multishot(Record& r) noexcept {
         if (shutting_down_) {  // the loop is closing: no new requests
-            if (r.op->in_flight) deliver(r, -ECANCELED, -1, false);
+            if (r.op->in_flight) deliver_last(r, -ECANCELED);
             return;
         }
         register_fixed(r.fd);
@@ -1098,7 +1098,7 @@ class UringBackend final : public IoBackend {
         try {
             r.pool_buffer = pool_.take();
         } catch (const std::bad_alloc&) {
-            deliver(r, -ENOMEM, -1, false);
+            deliver_last(r, -ENOMEM);
             return;
         }
         start(r, Record::Phase::pool_read);
@@ -1109,8 +1109,14 @@ class UringBackend final : public IoBackend {
         start(r, Record::Phase::ready);
     }
 
+    /// deliver() of a result the backend made itself rather than read from
+    /// a completion: no buffer, and nothing more to follow (a failure, a
+    /// cancellation, a sendfile's byte count).
+    void deliver_last(Record& r, std::int64_t res) noexcept { deliver(r, res, -1, false); }
+
     /// Hands `res` (and `buffer`) to the owner: completes the op if it
     /// waits, else (a multishot between submissions) keeps it for later.
+    /// `more` is the completion's IORING_CQE_F_MORE.
     void deliver(Record& r, std::int64_t res, std::int32_t buffer, bool more) noexcept {
         IoOp& op = *r.op;
         if (r.mode == Record::Mode::single) {

@@ -36,14 +36,14 @@ class PollBackend final : public ReadinessBackend {
         return events;
     }
 
-    int watch(int fd, std::uint8_t had, std::uint8_t want, bool now) noexcept override {
+    int watch(int fd, std::uint8_t had, std::uint8_t want, Urgency urgency) noexcept override {
         if (want == 0) {
             remove(fd);
             return 0;
         }
         // poll(2) reports a bad fd only when it waits (POLLNVAL); a caller
         // that must know now asks the kernel directly.
-        if (had == 0 && now && ::fcntl(fd, F_GETFD) < 0) return errno;
+        if (had == 0 && urgency == Urgency::now && ::fcntl(fd, F_GETFD) < 0) return errno;
         if (static_cast<std::size_t>(fd) >= index_.size()) index_.resize(fd + 1, kNone);
         if (index_[fd] == kNone) {
             index_[fd] = pollfds_.size();

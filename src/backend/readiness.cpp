@@ -113,7 +113,7 @@ bool ReadinessBackend::submit(IoOp& op) noexcept {
         ++fd.poll_ops;
         // Applied now so that a bad fd fails here (add_reader throws);
         // removals are left to flush() so re-arming is free.
-        if (const int error = apply(op.fd, fd, /*now=*/true); error != 0) {
+        if (const int error = apply(op.fd, fd, Urgency::now); error != 0) {
             dequeue(op);
             --fd.poll_ops;
             op.result = -error;
@@ -140,8 +140,9 @@ bool ReadinessBackend::submit(IoOp& op) noexcept {
     // An edge-triggered fd is registered once, at once, so that an fd the OS
     // cannot watch fails here; level-triggered interest follows the queues
     // and is applied before the next wait.
-    const bool now = trigger_ == Trigger::edge && fd.registered == 0;
-    if (const int error = apply(op.fd, fd, now); error != 0) {
+    const Urgency urgency =
+        trigger_ == Trigger::edge && fd.registered == 0 ? Urgency::now : Urgency::before_next_wait;
+    if (const int error = apply(op.fd, fd, urgency); error != 0) {
         dequeue(op);
         op.result = -error;
         return true;
@@ -167,7 +168,7 @@ void ReadinessBackend::forget_fd(int fd) noexcept {
     FdState* state = find(fd);
     if (state == nullptr) return;
     fail_all(*state, -EBADF);
-    if (state->registered != 0) watch(fd, state->registered, 0, false);
+    if (state->registered != 0) watch(fd, state->registered, 0, Urgency::before_next_wait);
     state->registered = 0;
     state->edge_sticky = false;
     state->read_edge = false;
@@ -210,7 +211,7 @@ void ReadinessBackend::fail_fd(int fd, int error) noexcept {
     FdState* state = find(fd);
     if (state == nullptr) return;
     fail_all(*state, -error);
-    if (state->registered != 0) watch(fd, state->registered, 0, false);
+    if (state->registered != 0) watch(fd, state->registered, 0, Urgency::before_next_wait);
     state->registered = 0;
     state->edge_sticky = false;
 }
@@ -236,7 +237,7 @@ void ReadinessBackend::run_waiting(int fd, FdState& state, bool readers) noexcep
         dequeue(op);
         complete(op, r);
     });
-    apply(fd, state, /*now=*/false);
+    apply(fd, state, Urgency::before_next_wait);
 }
 
 // -- registration ----------------------------------------------------------------------
@@ -273,19 +274,19 @@ inline std::uint8_t ReadinessBackend::desired(const FdState& state) const noexce
     return state.edge_sticky ? kRead | kWrite | kEdge : 0;
 }
 
-/// Brings the kernel's interest in `fd` in line with desired(), at once if
-/// `now`, else before the next wait. Returns an errno.
-inline int ReadinessBackend::apply(int fd, FdState& state, bool now) noexcept {
+/// Brings the kernel's interest in `fd` in line with desired(), at once or
+/// before the next wait. Returns an errno.
+inline int ReadinessBackend::apply(int fd, FdState& state, Urgency urgency) noexcept {
     const std::uint8_t want = desired(state);
     if (want == state.registered) return 0;
-    if (!now) {
+    if (urgency == Urgency::before_next_wait) {
         if (!state.dirty) {
             state.dirty = true;
             dirty_.push_back(fd);
         }
         return 0;
     }
-    if (const int error = watch(fd, state.registered, want, true); error != 0) return error;
+    if (const int error = watch(fd, state.registered, want, Urgency::now); error != 0) return error;
     state.registered = want;
     return 0;
 }
@@ -298,7 +299,8 @@ void ReadinessBackend::flush() noexcept {
         state->dirty = false;
         const std::uint8_t want = desired(*state);
         if (want == state->registered) continue;
-        if (const int error = watch(fd, state->registered, want, false); error != 0) {
+        if (const int error = watch(fd, state->registered, want, Urgency::before_next_wait);
+            error != 0) {
             fail_all(*state, -error);
             state->registered = 0;
             state->edge_sticky = false;
@@ -314,7 +316,7 @@ void ReadinessBackend::detach(IoOp& op) noexcept {
     if (is_poll(op.kind)) {
         FdState& fd = *fds_[op.fd];
         --fd.poll_ops;
-        apply(op.fd, fd, /*now=*/false);
+        apply(op.fd, fd, Urgency::before_next_wait);
     }
 }
 

@@ -45,6 +45,10 @@ class ReadinessBackend : public IoBackend {
         kEdge = 4,
     };
     enum class Trigger { edge, level };
+    /// When a change of interest must take effect. `now`: the caller waits
+    /// for the answer (add_reader on a bad fd must fail at the call), so
+    /// check what would otherwise only show at the next wait.
+    enum class Urgency { now, before_next_wait };
 
     struct FdState;
 
@@ -53,10 +57,9 @@ class ReadinessBackend : public IoBackend {
     ReadinessBackend(LoopCore& loop, Trigger trigger);
 
     /// The OS part: make the kernel watch `fd` for `want` (a set of Interest
-    /// bits, 0 = nothing) instead of `had`. `now`: the caller waits for the
-    /// answer (add_reader on a bad fd must fail at the call), so check what
-    /// would otherwise only show at the next wait. Returns 0 or an errno.
-    virtual int watch(int fd, std::uint8_t had, std::uint8_t want, bool now) noexcept = 0;
+    /// bits, 0 = nothing) instead of `had`, with `urgency` (see Urgency).
+    /// Returns 0 or an errno.
+    virtual int watch(int fd, std::uint8_t had, std::uint8_t want, Urgency urgency) noexcept = 0;
     /// The OS part: waits up to `timeout_ns` (negative: no limit, 0: do not
     /// block) and calls ready() for each fd that is ready, and drain_wakeup()
     /// if the wake-up fd is readable. An interrupted wait just returns;
@@ -77,7 +80,7 @@ class ReadinessBackend : public IoBackend {
     FdState& new_state(int fd);
     FdState* find(int fd) noexcept;
     std::uint8_t desired(const FdState& state) const noexcept;
-    int apply(int fd, FdState& state, bool now) noexcept;
+    int apply(int fd, FdState& state, Urgency urgency) noexcept;
     void flush() noexcept;
     void run_waiting(int fd, FdState& state, bool readers) noexcept;
     void detach(IoOp& op) noexcept;

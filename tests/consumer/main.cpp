@@ -1,6 +1,7 @@
-// Written against ../shared/API.md's core, task and loop sections only, and
-// built against the installed package: proves the public surface is
-// complete and behaves like CPython's. Exits non-zero on any mismatch.
+// Written against the documented public API only (docs/coro.md, future.md,
+// task.md, tasks.md and loop.md) and built against the installed package:
+// proves the public surface is complete and behaves like CPython's. Exits
+// non-zero on any mismatch.
 #include <asyncio.hpp>
 #include <chrono>
 #include <cstdio>

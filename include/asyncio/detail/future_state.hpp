@@ -59,11 +59,17 @@ struct Waiter : ReadyNode, Hook<WaiterTag> {
     static void resume_task(ReadyNode& node, Action action) noexcept;
 };
 
+/// Who may still read a finished future's value: Future::value copies it for
+/// `shared` readers (when it can) and moves it out for the `sole` one.
+enum class ValueReaders : bool { shared, sole };
+
 /// State shared by the handles of one Future (Lib/asyncio/futures.py).
 /// Single-threaded and intrusively reference counted.
 class FutureBase : public Recycled {
   public:
     enum class Status : std::uint8_t { pending, cancelled, finished };
+    /// Whether the state is a Task's (reports then name a task, not a future).
+    enum class Kind : bool { future, task };
 
     FutureBase(const FutureBase&) = delete;
     FutureBase& operator=(const FutureBase&) = delete;
@@ -75,10 +81,14 @@ class FutureBase : public Recycled {
         delete this;
     }
     std::uint32_t use_count() const noexcept { return refs_; }
+    /// `sole` when the caller's handle is the only one left.
+    ValueReaders readers() const noexcept {
+        return refs_ == 1 ? ValueReaders::sole : ValueReaders::shared;
+    }
 
     bool done() const noexcept { return status_ != Status::pending; }
     bool cancelled() const noexcept { return status_ == Status::cancelled; }
-    bool is_task() const noexcept { return is_task_; }
+    bool is_task() const noexcept { return kind_ == Kind::task; }
     LoopCore& loop() const noexcept { return *loop_; }
 
     /// Future.cancel(msg); Task overrides it.
@@ -132,8 +142,8 @@ class FutureBase : public Recycled {
     void mark_observed() noexcept { observed_ = true; }
 
   protected:
-    FutureBase(LoopCore& loop, void* value_slot, bool is_task) noexcept
-        : is_task_(is_task), loop_(&loop), value_slot_(value_slot) {}
+    FutureBase(LoopCore& loop, void* value_slot, Kind kind) noexcept
+        : kind_(kind), loop_(&loop), value_slot_(value_slot) {}
     virtual ~FutureBase();
 
     void schedule_callbacks() noexcept {
@@ -153,7 +163,7 @@ class FutureBase : public Recycled {
     Status status_ = Status::pending;
     bool log_traceback_ = false;
     bool observed_ = false;  // someone (gather) takes charge of a later exception
-    bool is_task_;
+    Kind kind_;
     LoopCore* loop_;
     void* value_slot_;
     std::exception_ptr exception_;
@@ -168,7 +178,7 @@ class FutureBase : public Recycled {
 template <class T>
 class FutureState final : public FutureBase {
   public:
-    explicit FutureState(LoopCore& loop) noexcept : FutureBase(loop, slot_of(this), false) {}
+    explicit FutureState(LoopCore& loop) noexcept : FutureBase(loop, slot_of(this), Kind::future) {}
     Storage<T> value;
 
   private:
@@ -317,7 +327,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
 
 inline void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
     if (action != Action::run) return;
-    auto& waiter = static_cast<Waiter&>(node);
+    auto& waiter = node_cast<Waiter>(node);
     waiter.task->step(waiter.resume_at);
 }
 

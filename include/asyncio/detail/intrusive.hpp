@@ -6,6 +6,7 @@
 
 #include <cassert>
 #include <cstddef>
+#include <type_traits>
 
 namespace asyncio::detail {
 
@@ -22,6 +23,17 @@ struct ReadyNode {
     ReadyNode* next_ready = nullptr;
     Fn fn;
 };
+
+/// The object `node` is embedded in. A queue hands back the node it holds
+/// (a ReadyNode's Fn gets a ReadyNode&, a cancel function a Waiter&); this
+/// gets from there to the owner in one step, whatever the bases in between.
+/// It is a static_cast: `node` must be the `Node` base of a live `T`.
+template <class T, class Node>
+T& node_cast(Node& node) noexcept {
+    static_assert(std::is_base_of_v<Node, T> && !std::is_same_v<Node, T>,
+                  "node_cast goes from a node base to the object that embeds it");
+    return static_cast<T&>(node);
+}
 
 /// FIFO of ReadyNodes, singly linked through the nodes themselves.
 class ReadyQueue {

@@ -28,7 +28,7 @@ class MultiWatch : public FutureBase {
     const std::vector<Future<>>& children() const noexcept { return children_; }
 
   protected:
-    explicit MultiWatch(LoopCore& loop) noexcept : FutureBase(loop, nullptr, false) {}
+    explicit MultiWatch(LoopCore& loop) noexcept : FutureBase(loop, nullptr, Kind::future) {}
     ~MultiWatch() override;
 
     virtual void child_done(std::size_t index) noexcept = 0;
@@ -47,10 +47,13 @@ class MultiWatch : public FutureBase {
     bool watching_ = false;
 };
 
+/// gather()'s return_exceptions=False and True.
+enum class GatherMode { raise_first_exception, return_exceptions };
+
 /// gather()'s outer future (Python's _GatheringFuture): fails with the first
 /// child exception (or CancelledError for a cancelled child) unless
 /// return_exceptions; cancelling it cancels the children.
-Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, bool return_exceptions);
+Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, GatherMode mode);
 
 enum class WaitMode { first_completed, first_exception, all_completed };
 
