@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite, as CI does (.ci/run calls this):
-#   1. GCC, optimized: unit tests on every available backend, examples;
-#   2. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
-#   3. Clang 16: the same tests;
-#   4. install, then build and run a separate project against the installed
+#   1. the formatting check: clang-format 16 (scripts/check_format.sh);
+#   2. GCC, optimized: unit tests on every available backend, examples;
+#   3. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
+#   4. Clang 16: the same tests;
+#   5. install, then build and run a separate project against the installed
 #      package with find_package(asyncio).
 # Build trees live in build/<preset> and are reused between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev catch2 liburing-dev libssl-dev \
-  clang-16 python3 curl
+  clang-16 clang-format-16 python3 curl
+
+echo "== format"
+scripts/check_format.sh
 
 jobs=$(nproc)
 for preset in release asan clang; do
