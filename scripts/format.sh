@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clang_format=${CLANG_FORMAT:-clang-format-16}
-find include src tests examples benchmarks -type f \
+find include src tests examples benchmarks fuzz -type f \
   \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.hpp' \) -print0 |
   xargs -0 "$clang_format" -i
