@@ -41,6 +41,11 @@ Address Address::parse(std::string_view host, int port) {
     if (port < 0 || port > 65535) {
         throw std::invalid_argument(fmt::format("port must be 0-65535, got {}", port));
     }
+    // inet_pton reads a C string: a NUL would hide what follows it, and
+    // "127.0.0.1\0junk" would be taken for 127.0.0.1.
+    if (host.find('\0') != std::string_view::npos) {
+        throw std::invalid_argument("host: embedded null character");
+    }
     Address out;
     std::string text(host);
     if (!text.empty() && text.front() == '[' && text.back() == ']')
@@ -86,6 +91,11 @@ Address Address::unix_path(std::string path) {
     if (path.size() >= sizeof(un->sun_path)) {
         throw std::invalid_argument(fmt::format("Unix socket path too long ({} bytes, at most {})",
                                                 path.size(), sizeof(un->sun_path) - 1));
+    }
+    // A NUL would end the path early for the kernel, which would then name
+    // another file than the one asked for (an abstract name may hold NULs).
+    if ((path.empty() || path.front() != '@') && path.find('\0') != std::string::npos) {
+        throw std::invalid_argument("Unix socket path: embedded null byte");
     }
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
@@ -292,6 +302,11 @@ namespace detail {
 
 std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
                                        const AddrInfoOptions& options) {
+    // As in Address::parse: getaddrinfo would resolve only the part before
+    // a NUL, a different name than the one given.
+    if (host.find('\0') != std::string::npos || port.find('\0') != std::string::npos) {
+        throw std::invalid_argument("getaddrinfo: embedded null character");
+    }
     ::addrinfo hints{};
     hints.ai_family = options.family;
     hints.ai_socktype = options.type;
