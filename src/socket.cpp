@@ -100,8 +100,10 @@ Address Address::unix_path(std::string path) {
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
     if (!path.empty() && path.front() == '@') un->sun_path[0] = '\0';  // abstract namespace
+    // The empty path is the unnamed address (binding it autobinds, as
+    // Python's bind("") does); a path gets its terminating NUL counted.
     out.length_ = static_cast<::socklen_t>(offsetof(::sockaddr_un, sun_path) + path.size() +
-                                           (path.empty() || path.front() != '@' ? 1 : 0));
+                                           (!path.empty() && path.front() != '@' ? 1 : 0));
     return out;
 }
 

@@ -100,6 +100,18 @@ TEST_CASE("Address refuses a NUL that would cut a host or path short") {
     CHECK(asyncio::run(main()));
 }
 
+TEST_CASE("the empty Unix path is the unnamed address, and binding it autobinds") {
+    // Found by fuzz/fuzz_address: unix_path("") was the abstract name "@".
+    const Address unnamed = Address::unix_path("");
+    CHECK(unnamed.host().empty());
+    CHECK(unnamed != Address::unix_path("@"));
+    Socket sock(AF_UNIX, SOCK_DGRAM);
+    sock.bind(unnamed);
+    const std::string name = sock.getsockname().host();
+    CHECK(name.size() > 1);  // the kernel picked an abstract name
+    CHECK(name.front() == '@');
+}
+
 // -- Socket ---------------------------------------------------------------------------
 
 TEST_CASE("a Socket is non-blocking and close-on-exec, and closes once") {
