@@ -25,6 +25,8 @@ namespace {
 }
 
 std::optional<int> parse_port(std::string_view text) {
+    // Digits only: from_chars also takes a sign, and "-0" is no port.
+    if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
     int port = 0;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), port);
     if (error != std::errc{} || end != text.data() + text.size() || port < 0 || port > 65535) {

@@ -100,6 +100,14 @@ TEST_CASE("Address refuses a NUL that would cut a host or path short") {
     CHECK(asyncio::run(main()));
 }
 
+TEST_CASE("a port is digits only") {
+    // Found by fuzz/fuzz_address: from_chars took "-0" for port 0, which
+    // getaddrinfo(3) refuses.
+    CHECK_THROWS_AS(Address::from_string("127.0.0.1:-0"), std::invalid_argument);
+    CHECK_THROWS_AS(Address::from_string("127.0.0.1:+80"), std::invalid_argument);
+    CHECK(Address::from_string("127.0.0.1:080").port() == 80);
+}
+
 TEST_CASE("the empty Unix path is the unnamed address, and binding it autobinds") {
     // Found by fuzz/fuzz_address: unix_path("") was the abstract name "@".
     const Address unnamed = Address::unix_path("");
