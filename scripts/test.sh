@@ -4,9 +4,11 @@
 #   2. GCC, optimized: unit tests on every available backend, examples;
 #   3. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
 #   4. Clang 16: the same tests;
-#   5. the fuzzers (Clang 16 libFuzzer + ASan + UBSan), each for a bounded
+#   5. GCC with ThreadSanitizer: only the tests that use threads (the tsan
+#      presets name them);
+#   6. the fuzzers (Clang 16 libFuzzer + ASan + UBSan), each for a bounded
 #      time over its seed corpus in fuzz/corpus;
-#   6. install, then build and run a separate project against the installed
+#   7. install, then build and run a separate project against the installed
 #      package with find_package(asyncio).
 # Build trees live in build/<preset> and are reused between runs.
 set -euo pipefail
@@ -19,7 +21,7 @@ echo "== format"
 scripts/check_format.sh
 
 jobs=$(nproc)
-for preset in release asan clang; do
+for preset in release asan clang tsan; do
   echo "== ${preset}: build"
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"
