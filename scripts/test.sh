@@ -1,28 +1,59 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite, as CI does (.ci/run calls this):
-#   0. the layer check: no header pulls in a layer above its own;
-#   1. GCC, optimized: unit tests on every available backend, examples;
-#   2. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
-#   3. Clang 16: the same tests;
-#   4. install, then build and run a separate project against the installed
+#   1. the formatting check: clang-format 16 (scripts/check_format.sh);
+#      the layer check: no header pulls in a layer above its own
+#      (scripts/check_layers.py);
+#   2. GCC, optimized: unit tests on every available backend, examples;
+#   3. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
+#   4. Clang 16: the same tests;
+#   5. GCC with ThreadSanitizer: only the tests that use threads (the tsan
+#      presets name them);
+#   6. the fuzzers (Clang 16 libFuzzer + ASan + UBSan), each for a bounded
+#      time over its seed corpus in fuzz/corpus;
+#   7. install, then build and run a separate project against the installed
 #      package with find_package(asyncio).
 # Build trees live in build/<preset> and are reused between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev catch2 liburing-dev libssl-dev \
-  clang-16 python3 curl
+  clang-16 clang-format-16 libclang-rt-16-dev python3 curl
+
+echo "== format"
+scripts/check_format.sh
 
 echo "== layers: each header includes only the layers below it"
 python3 scripts/check_layers.py
 
 jobs=$(nproc)
-for preset in release asan clang; do
+for preset in release asan clang tsan; do
   echo "== ${preset}: build"
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"
   echo "== ${preset}: test"
   ctest --preset "$preset" -j "$jobs"
+done
+
+# What a fuzzer discovers goes to a scratch directory, the first corpus
+# directory given: the repository's seeds are only read. A crash's input is
+# kept in build/fuzz/artifacts and printed in the log.
+fuzz_seconds=${FUZZ_SECONDS:-60}
+echo "== fuzz: build"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$jobs"
+mkdir -p build/fuzz/artifacts
+for target in fuzz_stream_reader fuzz_address; do
+  echo "== fuzz: ${target}, ${fuzz_seconds} s"
+  scratch=$(mktemp -d)
+  log=build/fuzz/artifacts/${target}.log
+  if ! build/fuzz/fuzz/"$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+      -artifact_prefix=build/fuzz/artifacts/ "$scratch" "fuzz/corpus/$target" >"$log" 2>&1; then
+    tail -n 60 "$log"
+    rm -rf "$scratch"
+    exit 1
+  fi
+  grep -E '^stat::number_of_executed_units|^Done' "$log"
+  rm -rf "$scratch"
 done
 
 echo "== install + find_package(asyncio) from another project"

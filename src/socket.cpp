@@ -25,6 +25,8 @@ namespace {
 }
 
 std::optional<int> parse_port(std::string_view text) {
+    // Digits only: from_chars also takes a sign, and "-0" is no port.
+    if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
     int port = 0;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), port);
     if (error != std::errc{} || end != text.data() + text.size() || port < 0 || port > 65535) {
@@ -40,6 +42,11 @@ std::optional<int> parse_port(std::string_view text) {
 Address Address::parse(std::string_view host, int port) {
     if (port < 0 || port > 65535) {
         throw std::invalid_argument(fmt::format("port must be 0-65535, got {}", port));
+    }
+    // inet_pton reads a C string: a NUL would hide what follows it, and
+    // "127.0.0.1\0junk" would be taken for 127.0.0.1.
+    if (host.find('\0') != std::string_view::npos) {
+        throw std::invalid_argument("host: embedded null character");
     }
     Address out;
     std::string text(host);
@@ -87,11 +94,18 @@ Address Address::unix_path(std::string path) {
         throw std::invalid_argument(fmt::format("Unix socket path too long ({} bytes, at most {})",
                                                 path.size(), sizeof(un->sun_path) - 1));
     }
+    // A NUL would end the path early for the kernel, which would then name
+    // another file than the one asked for (an abstract name may hold NULs).
+    if ((path.empty() || path.front() != '@') && path.find('\0') != std::string::npos) {
+        throw std::invalid_argument("Unix socket path: embedded null byte");
+    }
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
     if (!path.empty() && path.front() == '@') un->sun_path[0] = '\0';  // abstract namespace
+    // The empty path is the unnamed address (binding it autobinds, as
+    // Python's bind("") does); a path gets its terminating NUL counted.
     out.length_ = static_cast<::socklen_t>(offsetof(::sockaddr_un, sun_path) + path.size() +
-                                           (path.empty() || path.front() != '@' ? 1 : 0));
+                                           (!path.empty() && path.front() != '@' ? 1 : 0));
     return out;
 }
 
@@ -292,6 +306,11 @@ namespace detail {
 
 std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
                                        const AddrInfoOptions& options) {
+    // As in Address::parse: getaddrinfo would resolve only the part before
+    // a NUL, a different name than the one given.
+    if (host.find('\0') != std::string::npos || port.find('\0') != std::string::npos) {
+        throw std::invalid_argument("getaddrinfo: embedded null character");
+    }
     ::addrinfo hints{};
     hints.ai_family = options.family;
     hints.ai_socktype = options.type;

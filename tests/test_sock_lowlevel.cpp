@@ -80,6 +80,47 @@ TEST_CASE("Address refuses what it cannot parse") {
     CHECK_THROWS_AS(Address::from_string("1.2.3.4"), std::invalid_argument);
 }
 
+TEST_CASE("Address refuses a NUL that would cut a host or path short") {
+    // Found by fuzz/fuzz_address: both were truncated at the NUL, naming
+    // another host or file than the one given.
+    using namespace std::string_literals;
+    CHECK_THROWS_AS(Address::parse("127.0.0.1\0junk"s, 80), std::invalid_argument);
+    CHECK_THROWS_AS(Address::from_string("::1\0:1:80"s), std::invalid_argument);
+    CHECK_THROWS_AS(Address::unix_path("/tmp/a\0b"s), std::invalid_argument);
+    // An abstract name is bytes, NULs included.
+    CHECK(Address::unix_path("@a\0b"s).host() == "@a\0b"s);
+
+    auto main = []() -> Coro<bool> {
+        try {
+            co_await asyncio::get_running_loop().getaddrinfo("127.0.0.1\0junk"s, "80");
+        } catch (const std::invalid_argument&) {
+            co_return true;
+        }
+        co_return false;
+    };
+    CHECK(asyncio::run(main()));
+}
+
+TEST_CASE("a port is digits only") {
+    // Found by fuzz/fuzz_address: from_chars took "-0" for port 0, which
+    // getaddrinfo(3) refuses.
+    CHECK_THROWS_AS(Address::from_string("127.0.0.1:-0"), std::invalid_argument);
+    CHECK_THROWS_AS(Address::from_string("127.0.0.1:+80"), std::invalid_argument);
+    CHECK(Address::from_string("127.0.0.1:080").port() == 80);
+}
+
+TEST_CASE("the empty Unix path is the unnamed address, and binding it autobinds") {
+    // Found by fuzz/fuzz_address: unix_path("") was the abstract name "@".
+    const Address unnamed = Address::unix_path("");
+    CHECK(unnamed.host().empty());
+    CHECK(unnamed != Address::unix_path("@"));
+    Socket sock(AF_UNIX, SOCK_DGRAM);
+    sock.bind(unnamed);
+    const std::string name = sock.getsockname().host();
+    CHECK(name.size() > 1);  // the kernel picked an abstract name
+    CHECK(name.front() == '@');
+}
+
 // -- Socket ---------------------------------------------------------------------------
 
 TEST_CASE("a Socket is non-blocking and close-on-exec, and closes once") {

@@ -78,8 +78,7 @@ struct ThreadsafeGate {
 }  // namespace detail
 
 template <class A>
-concept Callback = std::invocable < std::decay_t<A>
-& > &&std::move_constructible<std::decay_t<A>>;
+concept Callback = std::invocable<std::decay_t<A>&> && std::move_constructible<std::decay_t<A>>;
 
 class EventLoop : public detail::LoopCore {
   public:

@@ -1,17 +1,22 @@
 // Protocols (Lib/asyncio/protocols.py): the callback side of a connection.
 //
-//     class EchoServerProtocol(asyncio.Protocol):      struct EchoServer : asyncio::Protocol {
-//         def connection_made(self, transport):            asyncio::Transport* transport = nullptr;
-//             self.transport = transport                   void
-//             connection_made(asyncio::BaseTransport& t) override {
-//                                                              transport =
-//                                                              &dynamic_cast<asyncio::Transport&>(t);
-//                                                          }
-//         def data_received(self, data):                   void data_received(std::string_view
-//         data) override {
-//             self.transport.write(data)                       transport->write(data);
-//                                                          }
-//                                                      };
+//     class EchoServerProtocol(asyncio.Protocol):
+//         def connection_made(self, transport):
+//             self.transport = transport
+//
+//         def data_received(self, data):
+//             self.transport.write(data)
+//
+// is, in C++:
+//
+//     struct EchoServer : asyncio::Protocol {
+//         asyncio::Transport* transport = nullptr;
+//
+//         void connection_made(asyncio::BaseTransport& t) override {
+//             transport = &dynamic_cast<asyncio::Transport&>(t);
+//         }
+//         void data_received(std::string_view data) override { transport->write(data); }
+//     };
 //
 // A transport calls its protocol from the loop, in order: connection_made
 // once, then data_received / eof_received (or buffer_updated, or

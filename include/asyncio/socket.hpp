@@ -1,9 +1,13 @@
 // Sockets and addresses (Python's socket module, as asyncio uses it).
 //
-//     sock = socket.socket(AF_INET, SOCK_STREAM)     asyncio::Socket sock(AF_INET, SOCK_STREAM);
-//     sock.bind(("127.0.0.1", 0))                    sock.bind(asyncio::Address::parse("127.0.0.1",
-//     0)); sock.listen()                                   sock.listen(); conn, addr = await
-//     loop.sock_accept(sock)       auto [conn, addr] = co_await loop.sock_accept(sock);
+// clang-format off
+//     sock = socket.socket(AF_INET, SOCK_STREAM)   asyncio::Socket sock(AF_INET, SOCK_STREAM);
+//     sock.bind(("127.0.0.1", 0))                  sock.bind(
+//                                                      asyncio::Address::parse("127.0.0.1", 0));
+//     sock.listen()                                sock.listen();
+//     conn, addr = await loop.sock_accept(sock)    auto [conn, addr] =
+//                                                      co_await loop.sock_accept(sock);
+// clang-format on
 //
 // A Socket is an RAII owner of a non-blocking, close-on-exec descriptor.
 // An Address is an IPv4, IPv6 or Unix socket address; it formats with fmt as

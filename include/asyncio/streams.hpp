@@ -1,11 +1,15 @@
 // Streams (Lib/asyncio/streams.py): high-level connections with coroutines.
 //
-//     reader, writer = await asyncio.open_connection("127.0.0.1", 8888)
-//     writer.write(b"Hello")                    auto [reader, writer] = co_await
-//     asyncio::open_connection("127.0.0.1", 8888); await writer.drain() writer.write("Hello"); data
-//     = await reader.read(100)             co_await writer.drain(); writer.close() std::string data
-//     = co_await reader.read(100); await writer.wait_closed()                writer.close();
-//                                               co_await writer.wait_closed();
+// clang-format off
+//     reader, writer = (                      auto [reader, writer] =
+//         await asyncio.open_connection(          co_await asyncio::open_connection(
+//             "127.0.0.1", 8888))                     "127.0.0.1", 8888);
+//     writer.write(b"Hello")                  writer.write("Hello");
+//     await writer.drain()                    co_await writer.drain();
+//     data = await reader.read(100)           std::string data = co_await reader.read(100);
+//     writer.close()                          writer.close();
+//     await writer.wait_closed()              co_await writer.wait_closed();
+// clang-format on
 //
 // StreamReader and StreamWriter are handles: copies refer to the same
 // stream. When the last handle to a writer goes away its transport is

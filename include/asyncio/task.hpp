@@ -44,8 +44,8 @@ class Task : public Future<T> {
 
     /// Type erasure: any Task<U> is usable as a Task<>.
     template <class U>
-    requires(std::is_void_v<T> && !std::is_void_v<U>) Task(const Task<U>& typed)
-    noexcept : Future<T>(typed.state()) {}
+        requires(std::is_void_v<T> && !std::is_void_v<U>)
+    Task(const Task<U>& typed) noexcept : Future<T>(typed.state()) {}
 
     std::string get_name() const { return base().name(); }
     void set_name(std::string name) { base().set_name(std::move(name)); }
