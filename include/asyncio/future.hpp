@@ -54,8 +54,10 @@ class Future {
     /// Type erasure: any Future<U> is usable as a Future<> (result() then
     /// only reports success, failure or cancellation).
     template <class U>
-    requires(std::is_void_v<T> && !std::is_void_v<U>) Future(const Future<U>& typed)
-    noexcept : state_(typed.state()) { acquire(); }
+        requires(std::is_void_v<T> && !std::is_void_v<U>)
+    Future(const Future<U>& typed) noexcept : state_(typed.state()) {
+        acquire();
+    }
 
     bool done() const noexcept { return state_->done(); }
     bool cancelled() const noexcept { return state_->cancelled(); }
@@ -72,7 +74,9 @@ class Future {
     /// when pending or cancelled.
     std::exception_ptr exception() { return state_->exception(); }
 
-    void set_result() requires std::is_void_v<T> {
+    void set_result()
+        requires std::is_void_v<T>
+    {
         state_->check_pending("set_result");
         if (state_->value_slot() != nullptr) {
             throw InvalidStateError("set_result() without a value on a Future that holds one");
@@ -81,7 +85,8 @@ class Future {
     }
 
     template <class U = T>
-    requires(!std::is_void_v<T>) void set_result(U&& value) {
+        requires(!std::is_void_v<T>)
+    void set_result(U&& value) {
         state_->check_pending("set_result");
         slot().emplace(std::forward<U>(value));
         state_->finish_with_result();
@@ -89,7 +94,8 @@ class Future {
 
     void set_exception(std::exception_ptr error) { state_->set_exception(std::move(error)); }
     template <class E>
-    requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>) void set_exception(E&& error) {
+        requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
+    void set_exception(E&& error) {
         set_exception(std::make_exception_ptr(std::forward<E>(error)));
     }
 

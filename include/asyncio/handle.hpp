@@ -192,8 +192,8 @@ class HandleState final : public ReadyNode, public Recycled {
 
     template <class C>
     static constexpr bool fits_inline =
-        sizeof(C) <= kInlineSize &&
-        alignof(C) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<C>;
+        sizeof(C) <= kInlineSize && alignof(C) <= alignof(std::max_align_t) &&
+        std::is_nothrow_move_constructible_v<C>;
 
     template <class C>
     static constexpr CallableOps inline_ops{

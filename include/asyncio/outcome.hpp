@@ -40,7 +40,7 @@ class Outcome {
     explicit Outcome(std::exception_ptr error)
         : outcome_(std::in_place_index<1>, std::move(error)) {}
     template <class U = outcome_value_t<T>>
-    requires std::is_constructible_v<Stored, U&&>
+        requires std::is_constructible_v<Stored, U&&>
     explicit Outcome(U&& value) : outcome_(std::in_place_index<0>, std::forward<U>(value)) {}
 
     bool has_value() const noexcept { return outcome_.index() == 0; }
@@ -86,9 +86,7 @@ bool holds_exception(const std::exception_ptr& error) noexcept {
 }
 
 template <class A>
-concept HasMemberCoAwait = requires(A&& aw) {
-    std::forward<A>(aw).operator co_await();
-};
+concept HasMemberCoAwait = requires(A&& aw) { std::forward<A>(aw).operator co_await(); };
 
 /// The awaiter `co_await aw` uses: the result of aw's operator co_await
 /// (a prvalue), or `aw` itself (an lvalue awaiter is used in place).

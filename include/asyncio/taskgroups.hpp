@@ -80,7 +80,8 @@ Coro<task_group_result_t<F>> run_block(F& block, TaskGroup& group) {
 /// `block(tg)`, then waits for the group even if the block threw, exactly as
 /// `__aexit__` would. `block` is kept alive until it finishes.
 template <class F>
-requires std::invocable<F&, TaskGroup&> Coro<detail::task_group_result_t<F>> task_group(F block) {
+    requires std::invocable<F&, TaskGroup&>
+Coro<detail::task_group_result_t<F>> task_group(F block) {
     using R = detail::task_group_result_t<F>;
     TaskGroup group;
     // Through run_block, so that `block` throwing before it returns its

@@ -84,9 +84,8 @@ template <class F>
 using timeout_body_result_t = awaitable_result_t<std::invoke_result_t<F&, Timeout>>;
 
 template <class F>
-concept TimeoutBody = std::invocable<F&, Timeout> && requires {
-    typename timeout_body_result_t<F>;
-};
+concept TimeoutBody =
+    std::invocable<F&, Timeout> && requires { typename timeout_body_result_t<F>; };
 
 // Keeps `body` (often a lambda) alive in this frame until its coroutine ends.
 template <class F>
