@@ -12,10 +12,9 @@
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/log.hpp"
 #include "asyncio/loop.hpp"
+#include "internal.hpp"
 
 namespace asyncio::detail {
-
-std::string describe_exception(const std::exception_ptr& error);
 
 namespace {
 

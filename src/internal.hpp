@@ -12,11 +12,17 @@
 #include <string_view>
 #include <system_error>
 
+#include <memory>
+
 #include "asyncio/coro.hpp"
 
 namespace asyncio {
 class EventLoop;
+class IoBackend;
+namespace detail {
+class LoopCore;
 }
+}  // namespace asyncio
 
 namespace asyncio::detail {
 
@@ -44,6 +50,21 @@ inline std::system_error os_error(int error_number, const std::string& call) {
 inline std::exception_ptr result_error(std::int64_t result, const std::string& call) {
     return std::make_exception_ptr(os_error(static_cast<int>(-result), call));
 }
+
+// -- backends --------------------------------------------------------------------------
+// The factories behind backend.cpp's table; each throws std::system_error
+// if the OS refuses it.
+
+/// The poll(2) backend; the last resort on any POSIX system.
+std::unique_ptr<IoBackend> make_poll_backend(LoopCore& loop);
+/// The epoll backend (Linux).
+std::unique_ptr<IoBackend> make_epoll_backend(LoopCore& loop);
+/// Whether the kernel gives this process an io_uring with what the backend
+/// needs (fast poll, the network operations); false where io_uring_setup is
+/// refused (a seccomp filter, kernel.io_uring_disabled, an old kernel).
+bool io_uring_available() noexcept;
+/// The io_uring backend (Linux 5.11 and later, with liburing).
+std::unique_ptr<IoBackend> make_io_uring_backend(LoopCore& loop);
 
 // -- sendfile ------------------------------------------------------------------------
 

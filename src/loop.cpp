@@ -10,12 +10,11 @@
 #include "asyncio/log.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/threads.hpp"
+#include "internal.hpp"
 
 namespace asyncio {
 
 namespace detail {
-
-std::string describe_exception(const std::exception_ptr& error);
 
 namespace {
 
@@ -155,9 +154,8 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
         ExceptionContext context;
         context.message = fmt::format("{}: fd {} cannot be watched any more: {}", watch, fd,
                                       std::system_category().message(static_cast<int>(-result)));
-        context.exception = std::make_exception_ptr(
-            std::system_error(static_cast<int>(-result), std::system_category(),
-                              fmt::format("{}: re-arming {}", owner.backend_name(), watch)));
+        context.exception = detail::result_error(
+            result, fmt::format("{}: re-arming {}", owner.backend_name(), watch));
         auto& map = reading ? owner.readers_ : owner.writers_;
         map.erase(fd);
         owner.call_exception_handler(context);
@@ -186,8 +184,7 @@ void EventLoop::add_watch(int fd, Watching watching, detail::HandleState* callba
         if (watch->result < 0) {
             const int error = static_cast<int>(-watch->result);
             delete watch;
-            throw std::system_error(error, std::system_category(),
-                                    reading ? "add_reader" : "add_writer");
+            throw detail::os_error(error, reading ? "add_reader" : "add_writer");
         }
         schedule(*watch);
     }

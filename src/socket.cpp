@@ -15,14 +15,13 @@
 
 #include "asyncio/backend.hpp"
 #include "asyncio/loop.hpp"
+#include "internal.hpp"
 
 namespace asyncio {
 
 namespace {
 
-[[noreturn]] void throw_errno(const char* what) {
-    throw std::system_error(errno, std::system_category(), what);
-}
+using detail::throw_errno;
 
 std::optional<int> parse_port(std::string_view text) {
     // Digits only: from_chars also takes a sign, and "-0" is no port.
@@ -222,8 +221,7 @@ Socket& Socket::operator=(Socket&& other) noexcept {
 
 void Socket::bind(const Address& address) {
     if (::bind(fd_, address.data(), address.size()) < 0) {
-        throw std::system_error(errno, std::system_category(),
-                                fmt::format("bind({})", address.to_string()));
+        throw_errno(fmt::format("bind({})", address.to_string()));
     }
 }
 
@@ -321,7 +319,7 @@ std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::strin
                                  port.empty() ? nullptr : port.c_str(), &hints, &results);
     if (rc != 0) {
         if (rc == EAI_SYSTEM) {
-            throw std::system_error(errno, std::system_category(), "getaddrinfo(" + host + ")");
+            throw_errno("getaddrinfo(" + host + ")");
         }
         throw std::system_error(rc, gai_category(), "getaddrinfo(" + host + ")");
     }
@@ -383,7 +381,7 @@ std::pair<std::string, std::string> name_info_blocking(const Address& address, i
     const int rc = ::getnameinfo(address.data(), address.size(), host, sizeof host, service,
                                  sizeof service, flags);
     if (rc != 0) {
-        if (rc == EAI_SYSTEM) throw std::system_error(errno, std::system_category(), "getnameinfo");
+        if (rc == EAI_SYSTEM) throw_errno("getnameinfo");
         throw std::system_error(rc, gai_category(), "getnameinfo");
     }
     return {host, service};

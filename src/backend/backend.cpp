@@ -8,8 +8,8 @@
 #include "asyncio/backend.hpp"
 #include "asyncio/exceptions.hpp"
 #include "backend/readiness.hpp"
+#include "internal.hpp"
 #ifdef ASYNCIO_HAVE_IO_URING
-#include "backend/io_uring.hpp"
 #endif
 
 namespace asyncio {

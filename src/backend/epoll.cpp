@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/readiness.hpp"
+#include "internal.hpp"
 
 namespace asyncio::detail {
 namespace {
@@ -27,14 +28,14 @@ class EpollBackend final : public ReadinessBackend {
   public:
     explicit EpollBackend(LoopCore& loop) : ReadinessBackend(loop, Trigger::edge) {
         epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-        if (epoll_fd_ < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+        if (epoll_fd_ < 0) throw_errno("epoll_create1");
         epoll_event event{};
         event.events = EPOLLIN;
         event.data.fd = wake_fd();
         if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd(), &event) < 0) {
             const int error = errno;
             ::close(epoll_fd_);
-            throw std::system_error(error, std::system_category(), "epoll_ctl");
+            throw os_error(error, "epoll_ctl");
         }
         events_.resize(64);
     }
@@ -74,7 +75,7 @@ class EpollBackend final : public ReadinessBackend {
         const int n = epoll_wait_ns(timeout_ns);
         if (n < 0) {
             if (errno == EINTR) return;
-            throw std::system_error(errno, std::system_category(), "epoll_wait");
+            throw_errno("epoll_wait");
         }
         for (int i = 0; i < n; ++i) {
             const epoll_event& event = events_[i];

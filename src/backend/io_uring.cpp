@@ -15,7 +15,6 @@
 //   dry); a registered ring fd; synchronous cancellation (else cancel and
 //   wait). A kernel without fast poll or the network operations is refused,
 //   and the loop falls back to epoll.
-#include "backend/io_uring.hpp"
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -33,9 +32,11 @@
 #include <thread>
 #include <vector>
 
+#include "asyncio/backend.hpp"
 #include "asyncio/exceptions.hpp"
 #include "asyncio/log.hpp"
 #include "backend/buffer_pool.hpp"
+#include "internal.hpp"
 
 namespace asyncio::detail {
 namespace {
@@ -133,7 +134,7 @@ class UringBackend final : public IoBackend {
         if (wake_fd_ < 0) {
             const int error = errno;
             ::io_uring_queue_exit(&ring_);
-            throw std::system_error(error, std::system_category(), "eventfd");
+            throw os_error(error, "eventfd");
         }
         wake_.kind = IoOp::Kind::read;
         wake_.fd = wake_fd_;
@@ -346,7 +347,7 @@ class UringBackend final : public IoBackend {
                 continue;
             }
             if (ret < 0 && ret != -ETIME && ret != -EINTR) {
-                throw std::system_error(-ret, std::system_category(), "io_uring_enter");
+                throw_result(ret, "io_uring_enter");
             }
             break;
         }
@@ -430,11 +431,10 @@ class UringBackend final : public IoBackend {
             ret = ::io_uring_queue_init_params(kSqEntries, &ring_, &params);
             if (ret != -EINVAL) break;
         }
-        if (ret < 0) throw std::system_error(-ret, std::system_category(), "io_uring_setup");
+        if (ret < 0) throw_result(ret, "io_uring_setup");
         if (!has_what_we_need(ring_, params)) {
             ::io_uring_queue_exit(&ring_);
-            throw std::system_error(ENOSYS, std::system_category(),
-                                    "io_uring: the kernel lacks fast poll or network operations");
+            throw os_error(ENOSYS, "io_uring: the kernel lacks fast poll or network operations");
         }
         single_issuer_ = (params.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
         disabled_ = (params.flags & IORING_SETUP_R_DISABLED) != 0;
@@ -473,7 +473,7 @@ class UringBackend final : public IoBackend {
             // export it (https://github.com/axboe/liburing/issues/773).
             if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS,
                           nullptr, 0) < 0) {
-                throw std::system_error(errno, std::system_category(), "io_uring_register");
+                throw_errno("io_uring_register");
             }
         }
         submitter_ = std::this_thread::get_id();

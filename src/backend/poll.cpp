@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/readiness.hpp"
+#include "internal.hpp"
 
 namespace asyncio::detail {
 namespace {
@@ -73,7 +74,7 @@ class PollBackend final : public ReadinessBackend {
 #endif
         if (n < 0) {
             if (errno == EINTR) return;
-            throw std::system_error(errno, std::system_category(), "poll");
+            throw_errno("poll");
         }
         // Collect first: running the ready operations changes what is
         // watched (lazily, but forget_fd on a failing fd removes at once).

@@ -2,6 +2,7 @@
 #include "backend/readiness.hpp"
 
 #include "backend/buffer_pool.hpp"
+#include "internal.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -71,10 +72,10 @@ ReadinessBackend::ReadinessBackend(LoopCore& loop, Trigger trigger)
     : IoBackend(loop), trigger_(trigger), buffers_(std::make_unique<ProvidedBuffers>()) {
 #ifdef __linux__
     wake_read_fd_ = wake_write_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_read_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+    if (wake_read_fd_ < 0) throw_errno("eventfd");
 #else
     int fds[2];
-    if (::pipe(fds) < 0) throw std::system_error(errno, std::system_category(), "pipe");
+    if (::pipe(fds) < 0) throw_errno("pipe");
     for (int fd : fds) {
         ::fcntl(fd, F_SETFD, FD_CLOEXEC);
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);

@@ -116,9 +116,4 @@ inline int wait_limit_ms(std::int64_t timeout_ns) noexcept {
     return rounded > INT_MAX ? INT_MAX : static_cast<int>(rounded);
 }
 
-/// The poll(2) backend; the last resort on any POSIX system.
-std::unique_ptr<IoBackend> make_poll_backend(LoopCore& loop);
-/// The epoll backend (Linux).
-std::unique_ptr<IoBackend> make_epoll_backend(LoopCore& loop);
-
 }  // namespace asyncio::detail
