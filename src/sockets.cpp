@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/socket.hpp"
 #include "asyncio/threads.hpp"
 #include "internal.hpp"
@@ -16,10 +17,6 @@
 namespace asyncio {
 
 namespace {
-
-[[noreturn]] void throw_io_error(std::int64_t result, const std::string& what) {
-    throw std::system_error(static_cast<int>(-result), std::system_category(), what);
-}
 
 void check_socket(const Socket& sock) {
     if (sock.fileno() < 0) throw std::invalid_argument("the socket is closed");
@@ -33,6 +30,39 @@ void prepare(detail::IoAwaiter& op, EventLoop& loop, Socket& sock, IoOp::Kind ki
     op.fd = sock.fileno();
 }
 
+/// sock_sendfile's sending, up to `end` (else to the file's end): with
+/// sendfile(2) while the kernel takes it, else, if `fallback`, by reading
+/// and sending chunks. `sent` counts what left, also when it fails.
+Coro<void> send_file(EventLoop& loop, Socket& sock, int file_fd, std::size_t offset,
+                     std::optional<std::size_t> end, bool zero_copy, bool fallback,
+                     std::size_t& sent) {
+    while (zero_copy && offset + sent < *end) {
+        detail::IoAwaiter op(loop.backend());
+        prepare(op, loop, sock, IoOp::Kind::sendfile);
+        op.in_fd = file_fd;
+        op.offset = static_cast<std::int64_t>(offset + sent);
+        op.len = std::min<std::size_t>(*end - offset - sent, 0x7ffff000);
+        const std::int64_t r = co_await op;
+        if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP) {
+            if (sent != 0) detail::throw_result(r, "sendfile");  // it worked before: a real error
+            zero_copy = false;
+            break;
+        }
+        if (r < 0) detail::throw_result(r, "sendfile");
+        if (r == 0) co_return;  // the file is shorter than it said
+        sent += static_cast<std::size_t>(r);
+    }
+    if (zero_copy) co_return;
+    if (!fallback) throw SendfileNotAvailableError("os.sendfile() is not available for this file");
+    std::optional<std::size_t> left;
+    if (end) left = *end - offset;
+    // A named callable, not a lambda temporary in the co_await (GCC PR 100611).
+    detail::SendChunk send = [&loop, &sock](std::string_view chunk) {
+        return loop.sock_sendall(sock, chunk);
+    };
+    co_await detail::sendfile_fallback(loop, file_fd, offset, left, send, sent);
+}
+
 }  // namespace
 
 Coro<std::string> EventLoop::sock_recv(Socket& sock, std::size_t n) {
@@ -42,7 +72,7 @@ Coro<std::string> EventLoop::sock_recv(Socket& sock, std::size_t n) {
     op.buf = buffer.data();
     op.len = n;
     const std::int64_t r = co_await op;
-    if (r < 0) throw_io_error(r, "recv");
+    if (r < 0) detail::throw_result(r, "recv");
     buffer.resize(static_cast<std::size_t>(r));
     co_return buffer;
 }
@@ -53,7 +83,7 @@ Coro<std::size_t> EventLoop::sock_recv_into(Socket& sock, std::span<std::byte> b
     op.buf = buffer.data();
     op.len = buffer.size();
     const std::int64_t r = co_await op;
-    if (r < 0) throw_io_error(r, "recv");
+    if (r < 0) detail::throw_result(r, "recv");
     co_return static_cast<std::size_t>(r);
 }
 
@@ -70,7 +100,7 @@ Coro<std::pair<std::size_t, Address>> EventLoop::sock_recvfrom_into(Socket& sock
     prepare(op, *this, sock, IoOp::Kind::recvmsg);
     op.msg = &msg;
     const std::int64_t r = co_await op;
-    if (r < 0) throw_io_error(r, "recvfrom");
+    if (r < 0) detail::throw_result(r, "recvfrom");
     from.set_size(msg.msg_namelen);
     co_return std::pair{static_cast<std::size_t>(r), std::move(from)};
 }
@@ -94,7 +124,7 @@ Coro<std::size_t> EventLoop::sock_sendto(Socket& sock, std::string_view data, Ad
     prepare(op, *this, sock, IoOp::Kind::sendmsg);
     op.msg = &msg;
     const std::int64_t r = co_await op;
-    if (r < 0) throw_io_error(r, "sendto(" + address.to_string() + ")");
+    if (r < 0) detail::throw_result(r, "sendto(" + address.to_string() + ")");
     co_return static_cast<std::size_t>(r);
 }
 
@@ -105,7 +135,7 @@ Coro<void> EventLoop::sock_sendall(Socket& sock, std::string_view data) {
         op.buf = const_cast<char*>(data.data());
         op.len = data.size();
         const std::int64_t r = co_await op;
-        if (r < 0) throw_io_error(r, "send");
+        if (r < 0) detail::throw_result(r, "send");
         data.remove_prefix(static_cast<std::size_t>(r));
     }
 }
@@ -116,7 +146,7 @@ Coro<void> EventLoop::sock_connect(Socket& sock, Address address) {
     op.addr = address.data();
     op.addrlen = address.size();
     const std::int64_t r = co_await op;
-    if (r < 0) throw_io_error(r, "Connect call failed " + address.to_string());
+    if (r < 0) detail::throw_result(r, "Connect call failed " + address.to_string());
 }
 
 Coro<std::pair<Socket, Address>> EventLoop::sock_accept(Socket& sock) {
@@ -126,7 +156,7 @@ Coro<std::pair<Socket, Address>> EventLoop::sock_accept(Socket& sock) {
     op.addr = peer.data();
     op.addrlen = Address::capacity();
     const std::int64_t r = co_await op;
-    if (r < 0) throw_io_error(r, "accept");
+    if (r < 0) detail::throw_result(r, "accept");
     peer.set_size(op.addrlen);
     co_return std::pair{Socket::from_fd(static_cast<int>(r)), std::move(peer)};
 }
@@ -141,8 +171,7 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
         throw std::invalid_argument("count must be a positive integer (got 0)");
     }
     struct ::stat info {};
-    if (::fstat(file_fd, &info) < 0)
-        throw std::system_error(errno, std::system_category(), "fstat");
+    if (::fstat(file_fd, &info) < 0) detail::throw_errno("fstat");
     detail::ignore_sigpipe();  // sendfile(2) to a reset connection raises SIGPIPE
     // Only a regular file has a size to send up to; anything else is read
     // to its end (or `count`).
@@ -151,42 +180,10 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
     if (count) end = offset + *count;
     if (regular) end = std::min(end.value_or(SIZE_MAX), static_cast<std::size_t>(info.st_size));
     std::size_t sent = 0;
-    bool zero_copy = regular;
-    std::exception_ptr error;
-    try {
-        while (zero_copy && offset + sent < *end) {
-            detail::IoAwaiter op(*backend_);
-            prepare(op, *this, sock, IoOp::Kind::sendfile);
-            op.in_fd = file_fd;
-            op.offset = static_cast<std::int64_t>(offset + sent);
-            op.len = std::min<std::size_t>(*end - offset - sent, 0x7ffff000);
-            const std::int64_t r = co_await op;
-            if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP) {
-                if (sent != 0) throw_io_error(r, "sendfile");  // it worked before: a real error
-                zero_copy = false;
-                break;
-            }
-            if (r < 0) throw_io_error(r, "sendfile");
-            if (r == 0) break;  // the file is shorter than it said
-            sent += static_cast<std::size_t>(r);
-        }
-        if (!zero_copy) {
-            if (!fallback) {
-                throw SendfileNotAvailableError("os.sendfile() is not available for this file");
-            }
-            std::optional<std::size_t> left;
-            if (end) left = *end - offset;
-            // A named callable, not a lambda temporary in the co_await (GCC PR 100611).
-            detail::SendChunk send = [this, &sock](std::string_view chunk) {
-                return sock_sendall(sock, chunk);
-            };
-            co_await detail::sendfile_fallback(*this, file_fd, offset, left, send, sent);
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
+    Coro<void> sending = send_file(*this, sock, file_fd, offset, end, regular, fallback, sent);
+    Outcome<void> outcome = co_await detail::try_await(std::move(sending));
     if (regular) detail::seek_past_sent(file_fd, offset, sent);
-    if (error) std::rethrow_exception(error);
+    std::move(outcome).get();
     co_return sent;
 }
 

@@ -1,10 +1,12 @@
 // The lifecycle and flow control the stream and datagram transports share.
 #include "transports/base.hpp"
 
+#include <stdexcept>
 #include <system_error>
 #include <tuple>
 
 #include "asyncio/log.hpp"
+#include "asyncio/outcome.hpp"
 #include "internal.hpp"
 
 namespace asyncio::detail {
@@ -212,5 +214,19 @@ void TransportBase<Interface>::report(const char* message, std::exception_ptr er
 
 template class TransportBase<Transport>;
 template class TransportBase<DatagramTransport>;
+
+std::shared_ptr<BaseProtocol> make_protocol(const ErasedProtocolFactory& factory) {
+    std::shared_ptr<BaseProtocol> protocol = factory();
+    if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+    return protocol;
+}
+
+Coro<OpenedTransport> opened_when_made(Future<> made, std::shared_ptr<BaseTransport> transport,
+                                       std::shared_ptr<BaseProtocol> protocol) {
+    Outcome<void> waited = co_await try_await(made);
+    if (!waited.has_value()) transport->close();
+    std::move(waited).get();
+    co_return OpenedTransport{std::move(transport), std::move(protocol)};
+}
 
 }  // namespace asyncio::detail

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "asyncio/backend.hpp"
+#include "asyncio/detail/open_transport.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/transports.hpp"
 
@@ -147,5 +148,14 @@ class TransportBase : public Interface, public LoopResource {
 
     int writes_after_lost_ = 0;
 };
+
+/// Calls the protocol factory, refusing an empty result.
+std::shared_ptr<BaseProtocol> make_protocol(const ErasedProtocolFactory& factory);
+
+/// Waits for `made` (it completes once the new transport's connection_made
+/// has run) and hands the pair over; a failed or cancelled wait closes the
+/// transport, as base_events' _create_connection_transport does.
+Coro<OpenedTransport> opened_when_made(Future<> made, std::shared_ptr<BaseTransport> transport,
+                                       std::shared_ptr<BaseProtocol> protocol);
 
 }  // namespace asyncio::detail

@@ -6,36 +6,21 @@
 #include <algorithm>
 #include <map>
 
+#include "asyncio/outcome.hpp"
 #include "asyncio/tasks.hpp"
+#include "internal.hpp"
 #include "transports/stream.hpp"
 
 namespace asyncio::detail {
 
 namespace {
 
-/// Calls the protocol factory, refusing an empty result.
-std::shared_ptr<BaseProtocol> make_protocol(ErasedProtocolFactory& factory) {
-    std::shared_ptr<BaseProtocol> protocol = factory();
-    if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
-    return protocol;
-}
-
-/// Waits for connection_made, closing the transport if that wait fails.
+/// Starts a stream transport on a connected socket.
 Coro<OpenedTransport> start_stream(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol,
                                    Socket sock, StreamKind kind) {
-    Future<> waiter = loop.create_future();
-    auto transport = StreamTransport::start(loop, std::move(sock), protocol, kind, nullptr, waiter);
-    std::exception_ptr error;
-    try {
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
-    if (error) {
-        transport->close();
-        std::rethrow_exception(error);
-    }
-    co_return OpenedTransport{std::move(transport), std::move(protocol)};
+    Future<> made = loop.create_future();
+    auto transport = StreamTransport::start(loop, std::move(sock), protocol, kind, nullptr, made);
+    return opened_when_made(std::move(made), std::move(transport), std::move(protocol));
 }
 
 /// base_events._interleave_addrinfos: alternate address families, starting
@@ -151,6 +136,16 @@ Coro<void> race_attempt(std::shared_ptr<Race> race, std::size_t index,
     if (lost && failed && !failed->done()) failed->set_result();
 }
 
+/// Waits until every attempt has finished, including those started while
+/// waiting.
+Coro<void> wait_for_attempts(Race& race) {
+    for (std::size_t done = 0; done != race.running.size();) {
+        std::vector<Task<void>> running = race.running;
+        auto result = co_await wait(std::move(running));
+        done = result.done.size();
+    }
+}
+
 Coro<std::optional<Socket>> staggered_race(EventLoop& loop, std::vector<AddrInfo> infos,
                                            std::optional<std::vector<AddrInfo>> local,
                                            std::chrono::nanoseconds delay,
@@ -161,32 +156,20 @@ Coro<std::optional<Socket>> staggered_race(EventLoop& loop, std::vector<AddrInfo
     race->local = std::move(local);
     race->delay = delay;
     race->running.push_back(loop.create_task(race_attempt(race, 0, std::nullopt)));
-    std::exception_ptr error;
-    try {
-        // Wait for a growing list of attempts to all finish.
-        for (std::size_t done = 0; done != race->running.size();) {
-            std::vector<Task<void>> running = race->running;
-            auto result = co_await wait(std::move(running));
-            done = result.done.size();
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
-    if (error) {
+    Coro<void> all_finished = wait_for_attempts(*race);
+    Outcome<void> raced = co_await try_await(std::move(all_finished));
+    if (!raced.has_value()) {
         // Cancelled (or failed): stop every attempt and wait for them, so that
         // no socket is still connecting once the caller sees the error.
         race->stopped = true;
-        try {
-            for (std::size_t started = 0; started != race->running.size();) {
-                started = race->running.size();
-                for (Task<void>& task : race->running)
-                    task.cancel();
-                std::vector<Task<void>> running = race->running;
-                co_await wait(std::move(running));
-            }
-        } catch (...) {
+        for (std::size_t started = 0; started != race->running.size();) {
+            started = race->running.size();
+            for (Task<void>& task : race->running)
+                task.cancel();
+            Coro<void> stopped = wait_for_attempts(*race);
+            co_await try_await(std::move(stopped));  // a second cancel stops the wait
         }
-        std::rethrow_exception(error);
+        std::move(raced).get();
     }
     errors = race->errors;
     co_return std::move(race->winner);
@@ -285,7 +268,7 @@ Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory facto
 Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
                                 bool reading) {
     struct ::stat info {};
-    if (::fstat(fd, &info) < 0) throw std::system_error(errno, std::system_category(), "fstat");
+    if (::fstat(fd, &info) < 0) throw_errno("fstat");
     if (!S_ISFIFO(info.st_mode) && !S_ISSOCK(info.st_mode) && !S_ISCHR(info.st_mode)) {
         throw std::invalid_argument("Pipe transport is for pipes/sockets only.");
     }

@@ -247,22 +247,11 @@ Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory facto
         if (!opts.allow_broadcast) co_await loop.sock_connect(sock, *opts.remote_addr);
         remote = opts.remote_addr;
     }
-    std::shared_ptr<BaseProtocol> protocol = factory();
-    if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
-    Future<> waiter = loop.create_future();
+    std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
+    Future<> made = loop.create_future();
     auto transport =
-        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), waiter);
-    std::exception_ptr error;
-    try {
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
-    }
-    if (error) {
-        transport->close();
-        std::rethrow_exception(error);
-    }
-    co_return OpenedTransport{std::move(transport), std::move(protocol)};
+        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), made);
+    co_return co_await opened_when_made(std::move(made), std::move(transport), std::move(protocol));
 }
 
 }  // namespace asyncio::detail

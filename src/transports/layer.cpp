@@ -2,6 +2,7 @@
 // over a live transport.
 #include "asyncio/handle.hpp"
 #include "asyncio/loop.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/transports.hpp"
 
@@ -16,18 +17,13 @@ Coro<void> insert_layer(Transport& transport, std::shared_ptr<BaseProtocol> laye
     below->set_protocol(layer);
     Handle made = loop.call_soon([below, layer] { layer->connection_made(*below); });
     Handle resumed = loop.call_soon([below] { below->resume_reading(); });
-    std::exception_ptr error;
-    try {
-        co_await ready;
-    } catch (...) {
-        error = std::current_exception();
-    }
-    if (error) {
+    Outcome<void> inserted = co_await detail::try_await(ready);
+    if (!inserted.has_value()) {
         below->close();
         made.cancel();
         resumed.cancel();
-        std::rethrow_exception(error);
     }
+    std::move(inserted).get();
 }
 
 }  // namespace asyncio

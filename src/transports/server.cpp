@@ -10,7 +10,9 @@
 #include <unordered_set>
 
 #include "asyncio/log.hpp"
+#include "asyncio/outcome.hpp"
 #include "asyncio/tasks.hpp"
+#include "internal.hpp"
 #include "transports/stream.hpp"
 
 namespace asyncio::detail {
@@ -104,25 +106,13 @@ class ServerState final : public ConnectionOwner,
         start_serving();
         serving_forever_ = loop_->create_future();
         Future<> forever = *serving_forever_;
-        std::exception_ptr error;
-        try {
-            co_await forever;
-        } catch (...) {
-            error = std::current_exception();
-        }
+        Outcome<void> served = co_await try_await(forever);
         serving_forever_.reset();
-        bool cancelled = false;
-        try {
-            if (error) std::rethrow_exception(error);
-        } catch (const CancelledError&) {
-            cancelled = true;
-        } catch (...) {
-        }
-        if (cancelled) {
+        if (is_cancellation(served.exception())) {
             close();
             co_await wait_closed();
         }
-        if (error) std::rethrow_exception(error);
+        std::move(served).get();
     }
 
     std::vector<Address> addresses() const {
@@ -233,8 +223,7 @@ class ServerState final : public ConnectionOwner,
                 // The loop must not spin: stop accepting for a while, keep serving.
                 ExceptionContext context;
                 context.message = "socket.accept() out of system resource";
-                context.exception = std::make_exception_ptr(
-                    std::system_error(static_cast<int>(-result), std::system_category(), "accept"));
+                context.exception = result_error(result, "accept");
                 loop_->call_exception_handler(context);
                 std::weak_ptr<ServerState> weak = weak_from_this();
                 Acceptor* acceptor = &a;
@@ -246,8 +235,7 @@ class ServerState final : public ConnectionOwner,
                        result != -EPROTO && result != -ECANCELED) {
                 ExceptionContext context;
                 context.message = "Error on accept()";
-                context.exception = std::make_exception_ptr(
-                    std::system_error(static_cast<int>(-result), std::system_category(), "accept"));
+                context.exception = result_error(result, "accept");
                 loop_->call_exception_handler(context);
             }
             if (accepted + 1 >= options_.backlog) {
@@ -264,8 +252,7 @@ class ServerState final : public ConnectionOwner,
         if (options_.keep_alive) conn.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
         std::shared_ptr<BaseProtocol> protocol;
         try {
-            protocol = factory_();
-            if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+            protocol = make_protocol(factory_);
         } catch (...) {
             ExceptionContext context;
             context.message = "Error on transport creation for incoming connection";

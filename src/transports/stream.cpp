@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "asyncio/log.hpp"
+#include "asyncio/outcome.hpp"
 #include "internal.hpp"
 
 namespace asyncio::detail {
@@ -414,50 +415,51 @@ Coro<std::size_t> StreamTransport::sendfile(int file_fd, std::size_t offset,
     // base_events._sendfile_native: flush, pause reading, send, resume.
     const bool resume = is_reading();
     pause_reading();
-    std::exception_ptr error;
     std::size_t sent = 0;
     bool native = true;
-    try {
-        sendfile_busy_ = true;  // from now on, as CPython's empty waiter: no bare writes
-        Future<> empty = flushed();
-        co_await empty;
-        empty_waiter_.reset();
-        try {
-            sent = co_await loop_->sock_sendfile(sock_, file_fd, offset, count, false);
-        } catch (const SendfileNotAvailableError&) {
-            if (!fallback) throw;
-            native = false;
-        }
-        sendfile_busy_ = false;
-        if (!native) {
-            // base_events._sendfile_fallback: write each chunk, wait while the
-            // buffer is above the high-water mark.
-            SendChunk send = [this](std::string_view chunk) -> Coro<void> {
-                if (is_closing()) {
-                    // _SendfileFallbackProtocol.drain
-                    throw std::system_error(std::make_error_code(std::errc::connection_reset),
-                                            "Connection closed by peer");
-                }
-                write(chunk);
-                if (buffered_ > high_) {
-                    Future<> drained = flushed();
-                    co_await drained;
-                    empty_waiter_.reset();
-                }
-            };
-            co_await sendfile_fallback(*loop_, file_fd, offset, count, send, sent);
-        }
-    } catch (...) {
-        error = std::current_exception();
-    }
+    Coro<void> sending = send_file(file_fd, offset, count, fallback, sent, native);
+    Outcome<void> outcome = co_await try_await(std::move(sending));
     sendfile_busy_ = false;
     empty_waiter_.reset();
     // The fallback moves the file position as CPython's does (the native
     // path, sock_sendfile, already did).
     if (!native) seek_past_sent(file_fd, offset, sent);
     if (resume) resume_reading();
-    if (error) std::rethrow_exception(error);
+    std::move(outcome).get();
     co_return sent;
+}
+
+Coro<void> StreamTransport::send_file(int file_fd, std::size_t offset,
+                                      std::optional<std::size_t> count, bool fallback,
+                                      std::size_t& sent, bool& native) {
+    sendfile_busy_ = true;  // from now on, as CPython's empty waiter: no bare writes
+    Future<> empty = flushed();
+    co_await empty;
+    empty_waiter_.reset();
+    try {
+        sent = co_await loop_->sock_sendfile(sock_, file_fd, offset, count, false);
+        co_return;
+    } catch (const SendfileNotAvailableError&) {
+        if (!fallback) throw;
+    }
+    native = false;
+    sendfile_busy_ = false;
+    // base_events._sendfile_fallback: write each chunk, wait while the
+    // buffer is above the high-water mark.
+    SendChunk send = [this](std::string_view chunk) -> Coro<void> {
+        if (is_closing()) {
+            // _SendfileFallbackProtocol.drain
+            throw std::system_error(std::make_error_code(std::errc::connection_reset),
+                                    "Connection closed by peer");
+        }
+        write(chunk);
+        if (buffered_ > high_) {
+            Future<> drained = flushed();
+            co_await drained;
+            empty_waiter_.reset();
+        }
+    };
+    co_await sendfile_fallback(*loop_, file_fd, offset, count, send, sent);
 }
 
 }  // namespace asyncio::detail

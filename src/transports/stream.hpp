@@ -82,6 +82,10 @@ class StreamTransport final : public TransportBase<Transport> {
     void handle_write(std::int64_t result) noexcept;
     void consume(std::size_t n) noexcept;
     void shutdown_write() noexcept;
+    /// sendfile's sending: native, else (if `fallback`) by chunks; `native`
+    /// tells which, `sent` how much left.
+    Coro<void> send_file(int file_fd, std::size_t offset, std::optional<std::size_t> count,
+                         bool fallback, std::size_t& sent, bool& native);
     /// Completes once the write buffer is empty (CPython's _make_empty_waiter).
     Future<> flushed();
 
