@@ -490,7 +490,7 @@ void EventLoop::close() {
     // Unlike CPython, wait for the default executor's threads: work still
     // running must not outlive the loop it reports to. Results it posts are
     // dropped with the rest below.
-    if (default_executor_) default_executor_->shutdown(true);
+    if (default_executor_) default_executor_->shutdown(/*wait=*/true);
     {
         std::lock_guard lock(threadsafe_mutex_);
         closed_ = true;

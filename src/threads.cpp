@@ -23,7 +23,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(std::size_t max_workers)
     : max_workers_(max_workers != 0 ? max_workers : default_max_workers()) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
-    shutdown(true);
+    shutdown(/*wait=*/true);
 }
 
 void ThreadPoolExecutor::execute(std::function<void()> work) {
@@ -125,7 +125,7 @@ Coro<void> EventLoop::shutdown_default_executor(std::optional<double> timeout_se
     } disarm{*link};
     std::shared_ptr<Executor> executor(std::move(default_executor_));
     std::thread([executor, link, gate = gate_] {
-        executor->shutdown(true);
+        executor->shutdown(/*wait=*/true);
         detail::post_to_loop(*gate, [link] {
             if (link->done != nullptr && !link->done->done()) link->done->set_result();
         });

@@ -105,18 +105,6 @@ class HandleState final : public ReadyNode, public Recycled {
         }
         return state;
     }
-    /// The spelling create(loop, fn, threadsafe, timer, where) that
-    /// EventLoop::schedule_timer still uses; it goes once the timer code
-    /// (being reworked for an injectable clock) passes HandleKind::timer.
-    template <class F>
-    static HandleState* create(LoopCore& loop, F&& fn, bool threadsafe, bool timer,
-                               std::source_location where) {
-        const HandleKind kind = threadsafe ? HandleKind::threadsafe
-                                : timer    ? HandleKind::timer
-                                           : HandleKind::call_soon;
-        return create(loop, std::forward<F>(fn), kind, where);
-    }
-
     void add_ref() noexcept {
         if (threadsafe_) {
             refs_.fetch_add(1, std::memory_order_relaxed);

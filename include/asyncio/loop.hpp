@@ -417,7 +417,8 @@ class EventLoop : public detail::LoopCore {
     TimerHandle schedule_timer(std::int64_t when_ns, F&& fn, std::source_location where) {
         check_closed();
         if (debug_) check_thread();
-        auto* state = detail::HandleState::create(*this, std::forward<F>(fn), false, true, where);
+        auto* state = detail::HandleState::create(*this, std::forward<F>(fn),
+                                                  detail::HandleKind::timer, where);
         push_timer(*state, when_ns);
         return TimerHandle(state);
     }

@@ -1112,7 +1112,7 @@ class UringBackend final : public IoBackend {
     /// deliver() of a result the backend made itself rather than read from
     /// a completion: no buffer, and nothing more to follow (a failure, a
     /// cancellation, a sendfile's byte count).
-    void deliver_last(Record& r, std::int64_t res) noexcept { deliver(r, res, -1, false); }
+    void deliver_last(Record& r, std::int64_t res) noexcept { deliver(r, res, -1, /*more=*/false); }
 
     /// Hands `res` (and `buffer`) to the owner: completes the op if it
     /// waits, else (a multishot between submissions) keeps it for later.

@@ -245,9 +245,9 @@ Coro<Socket> connect_tcp(EventLoop& loop, std::string host, int port, Connection
 
 Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
                                       std::string host, int port, ConnectionOptions opts,
-                                      bool unix_socket) {
+                                      Destination destination) {
     Socket sock;
-    if (unix_socket) {
+    if (destination == Destination::unix_path) {
         sock = Socket(AF_UNIX, SOCK_STREAM);
         co_await loop.sock_connect(sock, Address::unix_path(std::move(host)));
     } else {
@@ -266,7 +266,7 @@ Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory facto
 }
 
 Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
-                                bool reading) {
+                                PipeEnd end) {
     struct ::stat info {};
     if (::fstat(fd, &info) < 0) throw_errno("fstat");
     if (!S_ISFIFO(info.st_mode) && !S_ISSOCK(info.st_mode) && !S_ISCHR(info.st_mode)) {
@@ -276,8 +276,9 @@ Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, 
     // The factory first: if it fails, the caller's descriptor stays open.
     std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
     Socket pipe = Socket::from_fd(fd);
-    co_return co_await start_stream(loop, std::move(protocol), std::move(pipe),
-                                    reading ? StreamKind::read_pipe : StreamKind::write_pipe);
+    co_return co_await start_stream(
+        loop, std::move(protocol), std::move(pipe),
+        end == PipeEnd::read ? StreamKind::read_pipe : StreamKind::write_pipe);
 }
 
 }  // namespace asyncio::detail

@@ -123,12 +123,16 @@ class ServerState final : public ConnectionOwner,
         return out;
     }
 
-    void close_clients(bool abort) {
+    /// How close_clients ends each connection: close() lets the write
+    /// buffer drain, abort() drops it.
+    enum class Ending { close, abort };
+
+    void close_clients(Ending ending) {
         std::vector<std::shared_ptr<BaseTransport>> clients;
         for (BaseTransport* client : clients_)
             clients.push_back(client->shared_from_this());
         for (auto& client : clients) {
-            if (abort) {
+            if (ending == Ending::abort) {
                 dynamic_cast<WriteTransport&>(*client).abort();
             } else {
                 client->close();
@@ -449,10 +453,10 @@ std::vector<Address> Server::sockets() const {
     return state_->addresses();
 }
 void Server::close_clients() {
-    state_->close_clients(false);
+    state_->close_clients(detail::ServerState::Ending::close);
 }
 void Server::abort_clients() {
-    state_->close_clients(true);
+    state_->close_clients(detail::ServerState::Ending::abort);
 }
 EventLoop& Server::get_loop() const noexcept {
     return state_->loop();

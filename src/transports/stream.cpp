@@ -437,7 +437,7 @@ Coro<void> StreamTransport::send_file(int file_fd, std::size_t offset,
     co_await empty;
     empty_waiter_.reset();
     try {
-        sent = co_await loop_->sock_sendfile(sock_, file_fd, offset, count, false);
+        sent = co_await loop_->sock_sendfile(sock_, file_fd, offset, count, /*fallback=*/false);
         co_return;
     } catch (const SendfileNotAvailableError&) {
         if (!fallback) throw;

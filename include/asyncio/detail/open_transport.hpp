@@ -35,12 +35,17 @@ struct OpenedTransport {
     std::shared_ptr<BaseProtocol> protocol;
 };
 
+/// What open_connection's host names: a host (with a port) or a Unix socket path.
+enum class Destination { host, unix_path };
+/// Which end of a pipe open_pipe wraps.
+enum class PipeEnd { read, write };
+
 Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
                                       std::string host, int port, ConnectionOptions opts,
-                                      bool unix_socket);
+                                      Destination destination);
 Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
 Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
-                                bool reading);
+                                PipeEnd end);
 Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
                                     DatagramOptions opts);
 Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
@@ -68,8 +73,9 @@ template <ProtocolFactory F>
 Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
     F factory, std::string host, int port, ConnectionOptions opts) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(host),
-                                                      port, std::move(opts), false);
+    auto transport =
+        co_await detail::open_connection(*this, std::move(erased), std::move(host), port,
+                                         std::move(opts), detail::Destination::host);
     co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
@@ -77,8 +83,9 @@ template <ProtocolFactory F>
 Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_unix_connection(
     F factory, std::string path, ConnectionOptions opts) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(path), 0,
-                                                      std::move(opts), true);
+    auto transport =
+        co_await detail::open_connection(*this, std::move(erased), std::move(path), 0,
+                                         std::move(opts), detail::Destination::unix_path);
     co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
@@ -102,7 +109,8 @@ Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagra
 template <ProtocolFactory F>
 Coro<std::pair<ReadTransport*, protocol_of_t<F>*>> EventLoop::connect_read_pipe(F factory, int fd) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, true);
+    auto transport =
+        co_await detail::open_pipe(*this, std::move(erased), fd, detail::PipeEnd::read);
     co_return detail::transport_pair<ReadTransport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
@@ -110,7 +118,8 @@ template <ProtocolFactory F>
 Coro<std::pair<WriteTransport*, protocol_of_t<F>*>> EventLoop::connect_write_pipe(F factory,
                                                                                   int fd) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_pipe(*this, std::move(erased), fd, false);
+    auto transport =
+        co_await detail::open_pipe(*this, std::move(erased), fd, detail::PipeEnd::write);
     co_return detail::transport_pair<WriteTransport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
