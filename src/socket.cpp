@@ -244,7 +244,7 @@ Address Socket::getsockname() const {
     Address out;
     ::socklen_t length = Address::capacity();
     if (::getsockname(fd_, out.data(), &length) < 0) throw_errno("getsockname");
-    out.set_size(length);
+    out.set_size(detail::library_key, length);
     return out;
 }
 
@@ -252,7 +252,7 @@ Address Socket::getpeername() const {
     Address out;
     ::socklen_t length = Address::capacity();
     if (::getpeername(fd_, out.data(), &length) < 0) throw_errno("getpeername");
-    out.set_size(length);
+    out.set_size(detail::library_key, length);
     return out;
 }
 

@@ -25,7 +25,7 @@ void check_socket(const Socket& sock) {
 /// Points `op` at `sock` and attaches the socket to the loop.
 void prepare(detail::IoAwaiter& op, EventLoop& loop, Socket& sock, IoOp::Kind kind) {
     check_socket(sock);
-    sock.attach(loop);
+    sock.attach(detail::library_key, loop);
     op.kind = kind;
     op.fd = sock.fileno();
 }
@@ -101,7 +101,7 @@ Coro<std::pair<std::size_t, Address>> EventLoop::sock_recvfrom_into(Socket& sock
     op.msg = &msg;
     const std::int64_t r = co_await op;
     if (r < 0) detail::throw_result(r, "recvfrom");
-    from.set_size(msg.msg_namelen);
+    from.set_size(detail::library_key, msg.msg_namelen);
     co_return std::pair{static_cast<std::size_t>(r), std::move(from)};
 }
 
@@ -157,7 +157,7 @@ Coro<std::pair<Socket, Address>> EventLoop::sock_accept(Socket& sock) {
     op.addrlen = Address::capacity();
     const std::int64_t r = co_await op;
     if (r < 0) detail::throw_result(r, "accept");
-    peer.set_size(op.addrlen);
+    peer.set_size(detail::library_key, op.addrlen);
     co_return std::pair{Socket::from_fd(static_cast<int>(r)), std::move(peer)};
 }
 

@@ -29,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include "asyncio/detail/library_key.hpp"
+
 namespace asyncio {
 
 namespace detail {
@@ -68,7 +70,7 @@ class Address {
     ::socklen_t size() const noexcept { return length_; }
     /// Library use: the capacity to pass to accept/recvfrom, then fix with set_size.
     static constexpr ::socklen_t capacity() noexcept { return sizeof(::sockaddr_storage); }
-    void set_size(::socklen_t length) noexcept { length_ = length; }
+    void set_size(detail::LibraryKey, ::socklen_t length) noexcept { length_ = length; }
 
     friend bool operator==(const Address& a, const Address& b) noexcept;
 
@@ -127,7 +129,7 @@ class Socket {
     int detach() noexcept;
 
     /// Library use: the loop whose backend has state for this descriptor.
-    void attach(detail::LoopCore& loop) noexcept { loop_ = &loop; }
+    void attach(detail::LibraryKey, detail::LoopCore& loop) noexcept { loop_ = &loop; }
 
   private:
     void forget() noexcept;

@@ -194,7 +194,7 @@ class Server {
     EventLoop& get_loop() const noexcept;
 
     /// Library use.
-    explicit Server(std::shared_ptr<detail::ServerState> state) noexcept
+    Server(detail::LibraryKey, std::shared_ptr<detail::ServerState> state) noexcept
         : state_(std::move(state)) {}
 
   private:

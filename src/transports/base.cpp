@@ -15,7 +15,7 @@ template <class Interface>
 TransportBase<Interface>::TransportBase(EventLoop& loop, Socket sock, IoOp::Fn on_read,
                                         IoOp::Fn on_write)
     : loop_(&loop), sock_(std::move(sock)), read_op_(on_read, *this), write_op_(on_write, *this) {
-    sock_.attach(loop);
+    sock_.attach(library_key, loop);
 }
 
 template <class Interface>

@@ -161,7 +161,7 @@ class DatagramTransportImpl final : public TransportBase<DatagramTransport> {
         if (result < 0 && result != -EAGAIN) {
             error_received(result, "recvfrom");
         } else if (result >= 0 && datagram_protocol_ != nullptr) {
-            from_.set_size(read_msg_.msg_namelen);
+            from_.set_size(library_key, read_msg_.msg_namelen);
             const Address& sender = remote_ && from_.size() == 0 ? *remote_ : from_;
             try {
                 datagram_protocol_->datagram_received(

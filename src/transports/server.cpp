@@ -40,7 +40,7 @@ class ServerState final : public ConnectionOwner,
             acceptor->owner = this;
             acceptor->index = i;
             acceptors_.push_back(std::move(acceptor));
-            sockets_[i].attach(loop);
+            sockets_[i].attach(library_key, loop);
         }
     }
 
@@ -332,7 +332,7 @@ Coro<Server> make_server(EventLoop& loop, ErasedProtocolFactory factory,
         }
         co_await sleep(0);  // as CPython: let the accepts get going
     }
-    co_return Server(state);
+    co_return Server(library_key, state);
 }
 
 }  // namespace
