@@ -568,15 +568,9 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenO
 
 namespace detail {
 
-Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
-                                 std::vector<std::string> hosts, int port, StartOptions opts,
-                                 StreamAddress address) {
-    refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
-    EventLoop& loop = get_running_loop();
-    const std::size_t limit = opts.limit;
-    auto factory = [callback, limit] {
-        return std::make_shared<StreamReaderProtocol>(StreamReader(limit), callback);
-    };
+namespace {
+/// What start_server's options say about the server and its protocols.
+ServerOptions server_options(const StartOptions& opts) {
     ServerOptions sopts;
     sopts.family = opts.family;
     sopts.backlog = opts.backlog;
@@ -584,9 +578,46 @@ Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::Connected
     sopts.reuse_port = opts.reuse_port;
     sopts.keep_alive = opts.keep_alive;
     sopts.start_serving = opts.start_serving;
+    return sopts;
+}
+
+auto protocol_factory(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                      std::size_t limit) {
+    return [callback = std::move(callback), limit] {
+        return std::make_shared<StreamReaderProtocol>(StreamReader(limit), callback);
+    };
+}
+
+/// The checks of start_server's options, made before anything is opened.
+void check_start_options(const StartOptions& opts) {
+    refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
+}
+
+Coro<Server> serve_socket(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                          Socket sock, StartOptions opts) {
+    co_return co_await get_running_loop().create_server(
+        protocol_factory(std::move(callback), opts.limit), std::move(sock), server_options(opts));
+}
+}  // namespace
+
+Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                                 std::vector<std::string> hosts, int port, StartOptions opts,
+                                 StreamAddress address) {
+    check_start_options(opts);
+    EventLoop& loop = get_running_loop();
+    auto factory = protocol_factory(std::move(callback), opts.limit);
+    const ServerOptions sopts = server_options(opts);
     if (address == StreamAddress::unix_path)
         co_return co_await loop.create_unix_server(factory, std::move(hosts.front()), sopts);
     co_return co_await loop.create_server(factory, std::move(hosts), port, sopts);
+}
+
+Coro<Server> start_socket_stream_server(
+    std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback, Socket&& sock,
+    StartOptions opts) {
+    // Checked before the socket moves: refused options leave it to the caller.
+    check_start_options(opts);
+    return serve_socket(std::move(callback), std::move(sock), opts);
 }
 
 }  // namespace detail

@@ -229,6 +229,45 @@ TEST_CASE("create_connection to an unknown host raises a gaierror") {
     run_guarded(main());
 }
 
+/// What create_connection(host, port) did: "connected", "overflow_error",
+/// or the error category and code.
+Coro<std::string> connect_outcome(std::string host, int port) {
+    auto factory = [] { return std::make_shared<Recorder>(); };
+    try {
+        auto [transport, protocol] =
+            co_await asyncio::get_running_loop().create_connection(factory, std::move(host), port);
+        transport->close();
+        co_return "connected";
+    } catch (const std::overflow_error& e) {
+        co_return std::string("overflow_error: ") + e.what();
+    } catch (const std::system_error& e) {
+        co_return std::string(e.code().category().name()) + " " + std::to_string(e.code().value());
+    }
+}
+
+TEST_CASE("create_connection refuses a port outside 0-65535 instead of wrapping it") {
+    // glibc's getaddrinfo(3) read port 65536 + p as p: the connection went
+    // to the listener below. CPython raises OverflowError.
+    auto main = []() -> Coro<std::vector<std::string>> {
+        Socket listener(AF_INET, SOCK_STREAM);
+        listener.bind(Address::parse("127.0.0.1", 0));
+        listener.listen();
+        const int port = listener.getsockname().port();
+        std::vector<std::string> outcomes;
+        outcomes.push_back(co_await connect_outcome("127.0.0.1", 65536 + port));
+        outcomes.push_back(co_await connect_outcome("localhost", 65536 + port));
+        outcomes.push_back(co_await connect_outcome("127.0.0.1", -1));
+        outcomes.push_back(co_await connect_outcome("127.0.0.1", port));
+        co_return outcomes;
+    };
+    const std::vector<std::string> outcomes = run_guarded(main());
+    REQUIRE(outcomes.size() == 4);
+    CHECK(outcomes[0].rfind("overflow_error: port must be 0-65535", 0) == 0);
+    CHECK(outcomes[1].rfind("overflow_error: port must be 0-65535", 0) == 0);
+    CHECK(outcomes[2] == "overflow_error: port must be 0-65535, got -1");
+    CHECK(outcomes[3] == "connected");
+}
+
 TEST_CASE("create_connection with local_addr binds the client socket") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();

@@ -284,6 +284,36 @@ TEST_CASE("create_server on a socket made elsewhere (sock=)") {
     run_guarded(main());
 }
 
+TEST_CASE("create_server refuses a port outside 0-65535 instead of wrapping it") {
+    // glibc's getaddrinfo(3) read 65536 as port 0: the server listened on a
+    // random port. CPython raises OverflowError.
+    auto main = []() -> Coro<int> {
+        auto& loop = asyncio::get_running_loop();
+        auto factory = echo_factory(std::make_shared<EchoStats>());
+        int refused = 0;
+        const int ports[] = {65536, -1, 70000};
+        for (int port : ports) {
+            try {
+                auto server = co_await loop.create_server(factory, "127.0.0.1", port);
+                server.close();
+                co_await server.wait_closed();
+            } catch (const std::overflow_error&) {
+                ++refused;
+            }
+        }
+        try {
+            const std::vector<std::string> every_interface{""};
+            auto server = co_await loop.create_server(factory, every_interface, 65536);
+            server.close();
+            co_await server.wait_closed();
+        } catch (const std::overflow_error&) {
+            ++refused;
+        }
+        co_return refused;
+    };
+    CHECK(run_guarded(main()) == 4);
+}
+
 TEST_CASE("start_serving=false: not listening until start_serving()") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();

@@ -534,6 +534,37 @@ TEST_CASE("TLS options without ssl are refused, as CPython does") {
                                    "ssl_handshake_timeout is only meaningful with ssl"});
 }
 
+TEST_CASE("open_connection and start_server refuse a port outside 0-65535") {
+    // glibc's getaddrinfo(3) wrapped the port: 65536 + p connected to p, and
+    // a server asked for 65536 listened on a random port. CPython raises
+    // OverflowError.
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::vector<std::string> errors;
+        auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+        const int port = server.sockets().front().port();
+        try {
+            co_await asyncio::open_connection("127.0.0.1", 65536 + port);
+            errors.emplace_back("connected");
+        } catch (const std::overflow_error& e) {
+            errors.emplace_back(e.what());
+        }
+        try {
+            auto wrapped = co_await asyncio::start_server(echo_lines, "127.0.0.1", 65536);
+            wrapped.close();
+            errors.emplace_back("serving");
+        } catch (const std::overflow_error& e) {
+            errors.emplace_back(e.what());
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return errors;
+    };
+    const std::vector<std::string> errors = run_guarded(main());
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0].rfind("port must be 0-65535, got ", 0) == 0);
+    CHECK(errors[1] == "port must be 0-65535, got 65536");
+}
+
 TEST_CASE("the last StreamWriter handle closes its transport") {
     auto main = []() -> Coro<bool> {
         auto server_done = asyncio::get_running_loop().create_future<bool>();
