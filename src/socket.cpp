@@ -60,6 +60,10 @@ void check_numeric_service(std::string_view service) {
 }  // namespace
 
 namespace detail {
+void refuse_empty_host(const std::string& host) {
+    if (host.empty()) throw std::system_error(EAI_NONAME, gai_category(), "getaddrinfo()");
+}
+
 void check_port(long long port) {
     if (port < 0 || port > 65535) {
         throw std::overflow_error(fmt::format("port must be 0-65535, got {}", port));

@@ -539,6 +539,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     std::pair<Transport*, StreamReaderProtocol*> connected;
     if (address == StreamAddress::unix_path) {
         connected = co_await loop.create_unix_connection(factory, std::move(host), copts);
+    } else if (address == StreamAddress::no_host) {
+        connected = co_await loop.create_connection(factory, std::nullopt, port, copts);
     } else {
         connected = co_await loop.create_connection(factory, std::move(host), port, copts);
     }

@@ -565,6 +565,33 @@ TEST_CASE("open_connection and start_server refuse a port outside 0-65535") {
     CHECK(errors[1] == "port must be 0-65535, got 65536");
 }
 
+TEST_CASE("open_connection to host \"\" raises a gaierror; servers take it for every interface") {
+    auto main = []() -> Coro<std::string> {
+        const std::vector<std::string> every_interface{""};
+        auto server = co_await asyncio::start_server(echo_lines, every_interface, 0);
+        const int port = server.sockets().front().port();
+        std::string outcome = "connected";
+        try {
+            co_await asyncio::open_connection("", port);
+        } catch (const std::system_error& e) {
+            outcome = std::string(e.code().category().name()) + " " + e.code().message();
+        }
+        {
+            // Python's host=None: the loopback addresses.
+            auto [reader, writer] = co_await asyncio::open_connection(std::nullopt, port);
+            writer.write("none\n");
+            const std::string echoed = co_await reader.readline();
+            outcome += "; " + echoed;
+            writer.close();
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return outcome;
+    };
+    CHECK(run_guarded(main()) ==
+          "getaddrinfo " + asyncio::gai_category().message(EAI_NONAME) + "; none\n");
+}
+
 TEST_CASE("the last StreamWriter handle closes its transport") {
     auto main = []() -> Coro<bool> {
         auto server_done = asyncio::get_running_loop().create_future<bool>();

@@ -306,6 +306,16 @@ class EventLoop : public detail::LoopCore {
     template <ProtocolFactory F>
     Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::string host,
                                                                      int port);
+    /// create_connection(host=None, port): the addresses getaddrinfo gives
+    /// for no host (loopback). A host of "" is a name that does not resolve
+    /// (gaierror), as in CPython; only servers read "" as every interface.
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::nullopt_t,
+                                                                     int port,
+                                                                     ConnectionOptions opts);
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::nullopt_t,
+                                                                     int port);
     /// Listens on every address `host` resolves to ("" or "0.0.0.0"...: all
     /// interfaces), calling `factory` for each connection.
     template <ProtocolFactory F>

@@ -146,6 +146,9 @@ namespace detail {
 /// (Address::parse, or the resolver for a numeric service), so that no
 /// port is wrapped modulo 65536 on its way to the kernel.
 void check_port(long long port);
+/// The gaierror (EAI_NONAME) of CPython's create_connection for host "",
+/// which the library's resolver would read as no host (loopback).
+void refuse_empty_host(const std::string& host);
 /// getaddrinfo(3), blocking: run it in an executor.
 std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
                                        const AddrInfoOptions& options);

@@ -194,8 +194,9 @@ class StreamReaderProtocol final : public Protocol,
 };
 
 /// What open_stream and start_stream_server are given: hosts and a port
-/// (open_connection, start_server) or a socket path (the unix_ variants).
-enum class StreamAddress { host_port, unix_path };
+/// (open_connection, start_server), a port and no host (open_connection's
+/// host=None), or a socket path (the unix_ variants).
+enum class StreamAddress { host_port, no_host, unix_path };
 
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
                                                         OpenOptions opts, StreamAddress address);
@@ -232,6 +233,14 @@ inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string h
                                                                    OpenOptions opts = {}) {
     return detail::open_stream(std::move(host), port, std::move(opts),
                                detail::StreamAddress::host_port);
+}
+
+/// asyncio.open_connection(None, port): loopback, as create_connection
+/// with no host; open_connection("", port) raises gaierror, as in CPython.
+inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::nullopt_t, int port,
+                                                                   OpenOptions opts = {}) {
+    return detail::open_stream(std::string(), port, std::move(opts),
+                               detail::StreamAddress::no_host);
 }
 
 /// asyncio.open_connection(sock=...): streams over a socket that is

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,9 +68,21 @@ std::pair<T*, P*> transport_pair(EventLoop& loop, OpenedTransport opened) {
 template <ProtocolFactory F>
 Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
     F factory, std::string host, int port, ConnectionOptions opts) {
+    // Below, "" stands for no host (CPython's None): a host given as ""
+    // must not get there.
+    detail::refuse_empty_host(host);
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_connection(*this, std::move(erased), std::move(host),
                                                       port, std::move(opts), false);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
+    F factory, std::nullopt_t, int port, ConnectionOptions opts) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_connection(*this, std::move(erased), std::string(), port,
+                                                      std::move(opts), false);
     co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
@@ -146,6 +159,13 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(F fa
                                                                             std::string host,
                                                                             int port) {
     return create_connection(std::move(factory), std::move(host), port, ConnectionOptions{});
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(F factory,
+                                                                            std::nullopt_t none,
+                                                                            int port) {
+    return create_connection(std::move(factory), none, port, ConnectionOptions{});
 }
 
 template <ProtocolFactory F>
