@@ -592,6 +592,24 @@ TEST_CASE("open_connection to host \"\" raises a gaierror; servers take it for e
           "getaddrinfo " + asyncio::gai_category().message(EAI_NONAME) + "; none\n");
 }
 
+TEST_CASE("start_server on a listening socket made elsewhere (sock=)") {
+    auto main = []() -> Coro<std::string> {
+        asyncio::Socket listener(AF_INET, SOCK_STREAM);
+        listener.bind(asyncio::Address::parse("127.0.0.1", 0));
+        const asyncio::Address address = listener.getsockname();
+        auto server = co_await asyncio::start_server(echo_lines, std::move(listener));
+        CHECK(server.sockets() == std::vector<asyncio::Address>{address});
+        auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", address.port());
+        writer.write("over sock\n");
+        std::string reply = co_await reader.readline();
+        writer.close();
+        server.close();
+        co_await server.wait_closed();
+        co_return reply;
+    };
+    CHECK(run_guarded(main()) == "over sock\n");
+}
+
 TEST_CASE("the last StreamWriter handle closes its transport") {
     auto main = []() -> Coro<bool> {
         auto server_done = asyncio::get_running_loop().create_future<bool>();

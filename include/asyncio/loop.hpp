@@ -373,6 +373,13 @@ class EventLoop : public detail::LoopCore {
     template <ProtocolFactory F>
     Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> create_datagram_endpoint(
         F factory, DatagramOptions opts);
+    /// create_datagram_endpoint on a socket made elsewhere (Python's sock=),
+    /// which it takes over; std::invalid_argument if it is not a datagram
+    /// socket. Its peer, if connected, is not the transport's fixed remote
+    /// address, as in CPython.
+    template <ProtocolFactory F>
+    Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> create_datagram_endpoint(F factory,
+                                                                                    Socket sock);
     /// A transport reading the pipe (or socket, or character device) `fd`,
     /// which it takes over: closing the transport closes it.
     template <ProtocolFactory F>

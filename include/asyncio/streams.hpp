@@ -203,6 +203,9 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
                                  StreamAddress address);
+Coro<Server> start_socket_stream_server(
+    std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback, Socket&& sock,
+    StartOptions opts);
 
 // Runs one connection's callback; the callable's owner rides in the frame.
 template <class F>
@@ -273,6 +276,15 @@ Coro<Server> start_server(F client_connected, std::vector<std::string> hosts, in
     return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
                                        std::move(hosts), port, opts,
                                        detail::StreamAddress::host_port);
+}
+
+/// asyncio.start_server(sock=...): serves on a listening socket made
+/// elsewhere, which it takes over (std::invalid_argument for bad options is
+/// thrown before, leaving the socket to the caller).
+template <class F>
+Coro<Server> start_server(F client_connected, Socket&& sock, StartOptions opts = {}) {
+    return detail::start_socket_stream_server(
+        detail::connected_callback(std::move(client_connected)), std::move(sock), opts);
 }
 
 /// asyncio.start_unix_server.

@@ -217,6 +217,30 @@ class DatagramTransportImpl final : public TransportBase<DatagramTransport> {
 
 }  // namespace
 
+namespace {
+/// The transport over `sock` (bound, and connected to `remote` if set),
+/// once connection_made has run.
+Coro<OpenedTransport> start_datagram(EventLoop& loop, ErasedProtocolFactory factory, Socket sock,
+                                     std::optional<Address> remote) {
+    std::shared_ptr<BaseProtocol> protocol = factory();
+    if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
+    Future<> waiter = loop.create_future();
+    auto transport =
+        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), waiter);
+    std::exception_ptr error;
+    try {
+        co_await waiter;
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (error) {
+        transport->close();
+        std::rethrow_exception(error);
+    }
+    co_return OpenedTransport{std::move(transport), std::move(protocol)};
+}
+}  // namespace
+
 Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
                                     DatagramOptions opts) {
     int family = opts.family;
@@ -247,22 +271,16 @@ Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory facto
         if (!opts.allow_broadcast) co_await loop.sock_connect(sock, *opts.remote_addr);
         remote = opts.remote_addr;
     }
-    std::shared_ptr<BaseProtocol> protocol = factory();
-    if (!protocol) throw std::invalid_argument("the protocol factory returned no protocol");
-    Future<> waiter = loop.create_future();
-    auto transport =
-        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), waiter);
-    std::exception_ptr error;
-    try {
-        co_await waiter;
-    } catch (...) {
-        error = std::current_exception();
+    co_return co_await start_datagram(loop, std::move(factory), std::move(sock), std::move(remote));
+}
+
+Coro<OpenedTransport> open_datagram_on(EventLoop& loop, ErasedProtocolFactory factory,
+                                       Socket sock) {
+    if (sock.type() != SOCK_DGRAM) {
+        throw std::invalid_argument("A datagram socket was expected, got fd=" +
+                                    std::to_string(sock.fileno()));
     }
-    if (error) {
-        transport->close();
-        std::rethrow_exception(error);
-    }
-    co_return OpenedTransport{std::move(transport), std::move(protocol)};
+    co_return co_await start_datagram(loop, std::move(factory), std::move(sock), std::nullopt);
 }
 
 }  // namespace asyncio::detail

@@ -44,6 +44,7 @@ Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, 
                                 bool reading);
 Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
                                     DatagramOptions opts);
+Coro<OpenedTransport> open_datagram_on(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
 Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
                          std::vector<std::string> hosts, int port, ServerOptions opts);
 Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Socket listening,
@@ -108,6 +109,15 @@ Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagra
     F factory, DatagramOptions opts) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_datagram(*this, std::move(erased), std::move(opts));
+    co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(*this,
+                                                                          std::move(transport));
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagram_endpoint(
+    F factory, Socket sock) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_datagram_on(*this, std::move(erased), std::move(sock));
     co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(*this,
                                                                           std::move(transport));
 }
