@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 
@@ -87,12 +88,22 @@ struct WriterState {
     }
 };
 
+/// StreamReader's limit, checked where it enters (the reader, open_connection,
+/// start_server): CPython's ValueError for a limit <= 0. A std::size_t above
+/// PTRDIFF_MAX is most likely a negative limit converted, and would turn
+/// negative again in read(-1)'s block size.
+void check_limit(std::size_t limit) {
+    if (limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    if (limit > static_cast<std::size_t>(PTRDIFF_MAX))
+        throw std::invalid_argument("Limit cannot be above PTRDIFF_MAX (a negative limit?)");
+}
+
 }  // namespace detail
 
 // -- StreamReader -----------------------------------------------------------------
 
 StreamReader::StreamReader(std::size_t limit) : state_(std::make_shared<detail::ReaderState>()) {
-    if (limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    detail::check_limit(limit);
     state_->limit = limit;
 }
 
@@ -565,6 +576,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, Open
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts) {
     // Checked before the socket moves: refused options leave it to the caller.
     detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+    detail::check_limit(opts.limit);
     return detail::open_socket_stream(std::move(sock), std::move(opts));
 }
 
@@ -593,6 +605,7 @@ auto protocol_factory(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> c
 /// The checks of start_server's options, made before anything is opened.
 void check_start_options(const StartOptions& opts) {
     refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
+    check_limit(opts.limit);  // here, not at the first connection's StreamReader
 }
 
 Coro<Server> serve_socket(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,

@@ -6,6 +6,7 @@
 
 #include <any>
 #include <cctype>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -148,6 +149,61 @@ TEST_CASE("readline over the limit raises ValueError and skips the line") {
     CHECK(run_guarded(main()) ==
           std::vector<std::string>{"Separator is found, but chunk is longer than limit", "ok\n",
                                    "Separator is not found, and chunk exceed the limit"});
+}
+
+TEST_CASE("a limit <= 0 or above PTRDIFF_MAX raises ValueError where it enters") {
+    // A std::size_t above PTRDIFF_MAX (a negative limit converted) made
+    // read(-1) recurse without end: its block size turned negative.
+    CHECK_THROWS_AS(StreamReader(0), std::invalid_argument);
+    CHECK_THROWS_AS(StreamReader(SIZE_MAX), std::invalid_argument);
+    CHECK_THROWS_AS(StreamReader(static_cast<std::size_t>(PTRDIFF_MAX) + 1), std::invalid_argument);
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::vector<std::string> seen;
+        StreamReader widest(static_cast<std::size_t>(PTRDIFF_MAX));
+        widest.feed_data("all of it");
+        widest.feed_eof();
+        seen.push_back(co_await widest.read());
+
+        auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+        const int port = server.sockets().front().port();
+        asyncio::OpenOptions huge;
+        huge.limit = SIZE_MAX;
+        try {
+            co_await asyncio::open_connection("127.0.0.1", port, huge);
+            seen.emplace_back("open_connection accepted it");
+        } catch (const std::invalid_argument& e) {
+            seen.emplace_back(e.what());
+        }
+        asyncio::StartOptions none;
+        none.limit = 0;
+        try {
+            auto second = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, none);
+            second.close();
+            seen.emplace_back("start_server accepted it");
+        } catch (const std::invalid_argument& e) {
+            seen.emplace_back(e.what());
+        }
+        // The socket forms refuse before they take the socket.
+        asyncio::Socket client(AF_INET, SOCK_STREAM);
+        try {
+            co_await asyncio::open_connection(std::move(client), huge);
+        } catch (const std::invalid_argument&) {
+            seen.emplace_back(client ? "socket kept" : "socket taken");
+        }
+        asyncio::Socket listener(AF_INET, SOCK_STREAM);
+        try {
+            co_await asyncio::start_server(echo_lines, std::move(listener), none);
+        } catch (const std::invalid_argument&) {
+            seen.emplace_back(listener ? "socket kept" : "socket taken");
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return seen;
+    };
+    CHECK(run_guarded(main()) ==
+          std::vector<std::string>{"all of it",
+                                   "Limit cannot be above PTRDIFF_MAX (a negative limit?)",
+                                   "Limit cannot be <= 0", "socket kept", "socket kept"});
 }
 
 TEST_CASE("readuntil with one separator and several") {

@@ -74,7 +74,7 @@ class StreamReaderProtocol;
 /// asyncio.StreamReader.
 class StreamReader {
   public:
-    /// std::invalid_argument if `limit` is 0.
+    /// std::invalid_argument (ValueError) if `limit` is 0 or above PTRDIFF_MAX.
     explicit StreamReader(std::size_t limit = 64 * 1024);
 
     /// Up to `n` bytes (n < 0: everything until EOF); empty at EOF.
