@@ -305,6 +305,18 @@ Coro<std::string> StreamReader::readline() {
     return detail::readline_state(state_);
 }
 
+namespace detail {
+Coro<std::optional<std::string>> next_line_state(std::shared_ptr<ReaderState> s) {
+    std::string line = co_await readline_state(std::move(s));
+    if (line.empty()) co_return std::nullopt;  // StopAsyncIteration
+    co_return std::optional<std::string>(std::move(line));
+}
+}  // namespace detail
+
+Coro<std::optional<std::string>> StreamReader::next_line() {
+    return detail::next_line_state(state_);
+}
+
 // -- StreamReaderProtocol -----------------------------------------------------------
 
 namespace detail {

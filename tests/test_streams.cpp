@@ -151,6 +151,27 @@ TEST_CASE("readline over the limit raises ValueError and skips the line") {
                                    "Separator is not found, and chunk exceed the limit"});
 }
 
+TEST_CASE("next_line iterates lines as async for does, ending at EOF") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        StreamReader reader;
+        auto feeding = asyncio::create_task(feeder(reader, {"one\ntw", "o\n", "last"}, true));
+        std::vector<std::string> lines;
+        int count = 0;
+        std::string joined;
+        while (auto line = co_await reader.next_line()) {
+            ++count;
+            joined += "[" + *line + "]";
+        }
+        co_await feeding;
+        const std::optional<std::string> after = co_await reader.next_line();
+        CHECK_FALSE(after);  // and again: still the end
+        lines.push_back(std::to_string(count));
+        lines.push_back(joined);
+        co_return lines;
+    };
+    CHECK(run_guarded(main()) == std::vector<std::string>{"3", "[one\n][two\n][last]"});
+}
+
 TEST_CASE("a limit <= 0 or above PTRDIFF_MAX raises ValueError where it enters") {
     // A std::size_t above PTRDIFF_MAX (a negative limit converted) made
     // read(-1) recurse without end: its block size turned negative.

@@ -83,6 +83,10 @@ class StreamReader {
     /// empty). A line longer than the limit: std::invalid_argument (Python's
     /// ValueError), with the stream advanced past it.
     Coro<std::string> readline();
+    /// `async for line in reader` (__anext__): the next readline(), nullopt
+    /// at EOF, in the form of AsyncGenerator::next():
+    /// `while (auto line = co_await reader.next_line()) use(*line);`
+    Coro<std::optional<std::string>> next_line();
     /// Exactly `n` bytes; IncompleteReadError{partial, n} at EOF first.
     Coro<std::string> readexactly(std::size_t n);
     /// Data up to and including `separator`. LimitOverrunError if not found
