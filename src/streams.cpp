@@ -82,8 +82,14 @@ struct WriterState {
     std::shared_ptr<StreamReaderProtocol> protocol;
     std::optional<StreamReader> reader;
 
-    // CPython 3.13: an unclosed writer that is collected closes its transport.
+    // CPython 3.13: an unclosed writer that is collected closes its
+    // transport. A server's writer is not collected before connection_lost,
+    // as its protocol holds it (StreamReaderProtocol._stream_writer): a
+    // client_connected handler that returns leaves the connection open.
+    // Holding it here would make a cycle with `protocol`; not closing is
+    // what holding it comes to.
     ~WriterState() {
+        if (protocol && protocol->server_side()) return;
         if (transport && !transport->is_closing()) transport->close();
     }
 };

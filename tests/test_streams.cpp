@@ -669,6 +669,34 @@ TEST_CASE("open_connection to host \"\" raises a gaierror; servers take it for e
           "getaddrinfo " + asyncio::gai_category().message(EAI_NONAME) + "; none\n");
 }
 
+TEST_CASE("a client_connected handler that returns leaves the connection open") {
+    // In 3.13 the protocol holds the server's writer until the connection is
+    // lost: dropping the handler's handles does not close it.
+    auto main = []() -> Coro<std::string> {
+        auto kept = std::make_shared<std::optional<StreamReader>>();
+        auto handler = [kept](StreamReader reader, StreamWriter writer) {
+            *kept = reader;
+            writer.write("hello\n");
+        };  // returns, dropping `writer`
+        auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::string greeting = co_await reader.readline();
+        CHECK(greeting == "hello\n");
+        writer.write("still there?\n");
+        REQUIRE(kept->has_value());
+        StreamReader server_reader = **kept;
+        std::string reply = co_await server_reader.readline();  // "" if the server closed
+        server.close();
+        server.close_clients();  // the way to end connections nobody holds
+        co_await server.wait_closed();
+        const std::string eof = co_await reader.read();
+        CHECK(eof.empty());
+        co_return reply;
+    };
+    CHECK(run_guarded(main()) == "still there?\n");
+}
+
 TEST_CASE("start_server on a listening socket made elsewhere (sock=)") {
     auto main = []() -> Coro<std::string> {
         asyncio::Socket listener(AF_INET, SOCK_STREAM);
@@ -690,9 +718,11 @@ TEST_CASE("start_server on a listening socket made elsewhere (sock=)") {
 TEST_CASE("the last StreamWriter handle closes its transport") {
     auto main = []() -> Coro<bool> {
         auto server_done = asyncio::get_running_loop().create_future<bool>();
-        auto handler = [server_done](StreamReader reader, StreamWriter) mutable -> Coro<void> {
+        auto handler = [server_done](StreamReader reader,
+                                     StreamWriter writer) mutable -> Coro<void> {
             const std::string rest = co_await reader.read();  // EOF once the client's writer dies
             server_done.set_result(rest.empty());
+            writer.close();  // a server's connection stays open until closed
         };
         auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
         {
