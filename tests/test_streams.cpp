@@ -669,6 +669,32 @@ TEST_CASE("open_connection to host \"\" raises a gaierror; servers take it for e
           "getaddrinfo " + asyncio::gai_category().message(EAI_NONAME) + "; none\n");
 }
 
+TEST_CASE("writelines, can_write_eof and write_eof reach the peer") {
+    auto main = []() -> Coro<std::string> {
+        auto received = asyncio::get_running_loop().create_future<std::string>();
+        auto handler = [received](StreamReader reader, StreamWriter writer) mutable -> Coro<void> {
+            std::string all = co_await reader.read();  // until the client's EOF
+            received.set_result(std::move(all));
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::vector<std::string> lines{"first\n", "", "second\n"};
+        writer.writelines(lines);
+        CHECK(writer.can_write_eof());
+        writer.write_eof();
+        std::string got = co_await received;
+        const std::string eof = co_await reader.read();  // the server closed after it
+        CHECK(eof.empty());
+        writer.close();
+        server.close();
+        co_await server.wait_closed();
+        co_return got;
+    };
+    CHECK(run_guarded(main()) == "first\nsecond\n");
+}
+
 TEST_CASE("a client_connected handler that returns leaves the connection open") {
     // In 3.13 the protocol holds the server's writer until the connection is
     // lost: dropping the handler's handles does not close it.
