@@ -191,6 +191,24 @@ void EventLoop::add_watch(int fd, Watching watching, detail::HandleState* callba
     map.emplace(fd, watch);
 }
 
+void EventLoop::ensure_fd_no_transport(int fd) const {
+    auto it = fd_owners_.find(fd);
+    if (it == fd_owners_.end() || !it->second->fd_in_use()) return;
+    throw RuntimeError(fmt::format("File descriptor {} is used by transport {}", fd,
+                                   it->second->describe_owner()));
+}
+
+void EventLoop::register_fd_owner(detail::LibraryKey, int fd, detail::FdOwner& owner) {
+    fd_owners_[fd] = &owner;
+}
+
+void EventLoop::unregister_fd_owner(detail::LibraryKey, int fd,
+                                    const detail::FdOwner& owner) noexcept {
+    // Only its own entry: the number may already belong to a newer transport.
+    if (auto it = fd_owners_.find(fd); it != fd_owners_.end() && it->second == &owner)
+        fd_owners_.erase(it);
+}
+
 bool EventLoop::remove_watch(int fd, Watching watching) {
     if (debug_) check_thread();
     auto& map = watching == Watching::reads ? readers_ : writers_;

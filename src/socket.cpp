@@ -8,9 +8,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "asyncio/backend.hpp"
@@ -34,14 +36,44 @@ std::optional<int> parse_port(std::string_view text) {
     return port;
 }
 
+/// A service that getaddrinfo(3) would read as a port number (digits, with
+/// strtoul's optional sign) must be one: glibc wraps "70000" to 4464 and
+/// "-1" to 65535 instead of failing.
+void check_numeric_service(std::string_view service) {
+    std::string_view digits = service;
+    const bool negative = !digits.empty() && digits.front() == '-';
+    if (!digits.empty() && (digits.front() == '-' || digits.front() == '+'))
+        digits.remove_prefix(1);
+    if (digits.empty() ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return;  // a service name ("http"), looked up as such
+    }
+    long long port = 0;
+    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (error != std::errc{} || end != digits.data() + digits.size()) {
+        port = std::numeric_limits<long long>::max();  // too many digits for any type
+    }
+    detail::check_port(negative && port != 0 ? -port : port);
+}
+
 }  // namespace
+
+namespace detail {
+void refuse_empty_host(const std::string& host) {
+    if (host.empty()) throw std::system_error(EAI_NONAME, gai_category(), "getaddrinfo()");
+}
+
+void check_port(long long port) {
+    if (port < 0 || port > 65535) {
+        throw std::overflow_error(fmt::format("port must be 0-65535, got {}", port));
+    }
+}
+}  // namespace detail
 
 // -- Address ----------------------------------------------------------------------
 
 Address Address::parse(std::string_view host, int port) {
-    if (port < 0 || port > 65535) {
-        throw std::invalid_argument(fmt::format("port must be 0-65535, got {}", port));
-    }
+    detail::check_port(port);
     // inet_pton reads a C string: a NUL would hide what follows it, and
     // "127.0.0.1\0junk" would be taken for 127.0.0.1.
     if (host.find('\0') != std::string_view::npos) {
@@ -309,6 +341,7 @@ std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::strin
     if (host.find('\0') != std::string::npos || port.find('\0') != std::string::npos) {
         throw std::invalid_argument("getaddrinfo: embedded null character");
     }
+    check_numeric_service(port);
     ::addrinfo hints{};
     hints.ai_family = options.family;
     hints.ai_socktype = options.type;
@@ -342,6 +375,7 @@ std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
                                                      const AddrInfoOptions& options) {
     // CPython's _ipaddr_info: a numeric host needs no resolver, given a
     // definite socket type.
+    check_numeric_service(port);
     if (options.flags != 0 || (options.type != SOCK_STREAM && options.type != SOCK_DGRAM)) {
         return std::nullopt;
     }

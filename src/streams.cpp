@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 
@@ -81,18 +82,34 @@ struct WriterState {
     std::shared_ptr<StreamReaderProtocol> protocol;
     std::optional<StreamReader> reader;
 
-    // CPython 3.13: an unclosed writer that is collected closes its transport.
+    // CPython 3.13: an unclosed writer that is collected closes its
+    // transport. A server's writer is not collected before connection_lost,
+    // as its protocol holds it (StreamReaderProtocol._stream_writer): a
+    // client_connected handler that returns leaves the connection open.
+    // Holding it here would make a cycle with `protocol`; not closing is
+    // what holding it comes to.
     ~WriterState() {
+        if (protocol && protocol->server_side()) return;
         if (transport && !transport->is_closing()) transport->close();
     }
 };
+
+/// StreamReader's limit, checked where it enters (the reader, open_connection,
+/// start_server): CPython's ValueError for a limit <= 0. A std::size_t above
+/// PTRDIFF_MAX is most likely a negative limit converted, and would turn
+/// negative again in read(-1)'s block size.
+void check_limit(std::size_t limit) {
+    if (limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    if (limit > static_cast<std::size_t>(PTRDIFF_MAX))
+        throw std::invalid_argument("Limit cannot be above PTRDIFF_MAX (a negative limit?)");
+}
 
 }  // namespace detail
 
 // -- StreamReader -----------------------------------------------------------------
 
 StreamReader::StreamReader(std::size_t limit) : state_(std::make_shared<detail::ReaderState>()) {
-    if (limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    detail::check_limit(limit);
     state_->limit = limit;
 }
 
@@ -292,6 +309,18 @@ Coro<std::string> readline_state(std::shared_ptr<ReaderState> s) {
 
 Coro<std::string> StreamReader::readline() {
     return detail::readline_state(state_);
+}
+
+namespace detail {
+Coro<std::optional<std::string>> next_line_state(std::shared_ptr<ReaderState> s) {
+    std::string line = co_await readline_state(std::move(s));
+    if (line.empty()) co_return std::nullopt;  // StopAsyncIteration
+    co_return std::optional<std::string>(std::move(line));
+}
+}  // namespace detail
+
+Coro<std::optional<std::string>> StreamReader::next_line() {
+    return detail::next_line_state(state_);
 }
 
 // -- StreamReaderProtocol -----------------------------------------------------------
@@ -539,6 +568,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     std::pair<Transport*, StreamReaderProtocol*> connected;
     if (address == StreamAddress::unix_path) {
         connected = co_await loop.create_unix_connection(factory, std::move(host), copts);
+    } else if (address == StreamAddress::no_host) {
+        connected = co_await loop.create_connection(factory, std::nullopt, port, copts);
     } else {
         connected = co_await loop.create_connection(factory, std::move(host), port, copts);
     }
@@ -563,20 +594,15 @@ Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, Open
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts) {
     // Checked before the socket moves: refused options leave it to the caller.
     detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+    detail::check_limit(opts.limit);
     return detail::open_socket_stream(std::move(sock), std::move(opts));
 }
 
 namespace detail {
 
-Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
-                                 std::vector<std::string> hosts, int port, StartOptions opts,
-                                 StreamAddress address) {
-    refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
-    EventLoop& loop = get_running_loop();
-    const std::size_t limit = opts.limit;
-    auto factory = [callback, limit] {
-        return std::make_shared<StreamReaderProtocol>(StreamReader(limit), callback);
-    };
+namespace {
+/// What start_server's options say about the server and its protocols.
+ServerOptions server_options(const StartOptions& opts) {
     ServerOptions sopts;
     sopts.family = opts.family;
     sopts.backlog = opts.backlog;
@@ -584,9 +610,47 @@ Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::Connected
     sopts.reuse_port = opts.reuse_port;
     sopts.keep_alive = opts.keep_alive;
     sopts.start_serving = opts.start_serving;
+    return sopts;
+}
+
+auto protocol_factory(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                      std::size_t limit) {
+    return [callback = std::move(callback), limit] {
+        return std::make_shared<StreamReaderProtocol>(StreamReader(limit), callback);
+    };
+}
+
+/// The checks of start_server's options, made before anything is opened.
+void check_start_options(const StartOptions& opts) {
+    refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
+    check_limit(opts.limit);  // here, not at the first connection's StreamReader
+}
+
+Coro<Server> serve_socket(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                          Socket sock, StartOptions opts) {
+    co_return co_await get_running_loop().create_server(
+        protocol_factory(std::move(callback), opts.limit), std::move(sock), server_options(opts));
+}
+}  // namespace
+
+Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+                                 std::vector<std::string> hosts, int port, StartOptions opts,
+                                 StreamAddress address) {
+    check_start_options(opts);
+    EventLoop& loop = get_running_loop();
+    auto factory = protocol_factory(std::move(callback), opts.limit);
+    const ServerOptions sopts = server_options(opts);
     if (address == StreamAddress::unix_path)
         co_return co_await loop.create_unix_server(factory, std::move(hosts.front()), sopts);
     co_return co_await loop.create_server(factory, std::move(hosts), port, sopts);
+}
+
+Coro<Server> start_socket_stream_server(
+    std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback, Socket&& sock,
+    StartOptions opts) {
+    // Checked before the socket moves: refused options leave it to the caller.
+    check_start_options(opts);
+    return serve_socket(std::move(callback), std::move(sock), opts);
 }
 
 }  // namespace detail

@@ -103,7 +103,8 @@ int syn_sent_to(int port) {
 
 /// The same port bound on both loopback addresses, in the order
 /// getaddrinfo("", port) returns them (CPython's host=None: ::1 then
-/// 127.0.0.1 here). Nothing listens yet: a connection to either is refused.
+/// 127.0.0.1 here; create_connection spells it std::nullopt). Nothing listens yet: a connection to
+/// either is refused.
 struct LoopbackPair {
     int port = 0;
     Socket first, second;
@@ -229,6 +230,57 @@ TEST_CASE("create_connection to an unknown host raises a gaierror") {
     run_guarded(main());
 }
 
+/// What create_connection(host, port) did: "connected", "overflow_error",
+/// or the error category and code.
+Coro<std::string> connect_outcome(std::string host, int port) {
+    auto factory = [] { return std::make_shared<Recorder>(); };
+    try {
+        auto [transport, protocol] =
+            co_await asyncio::get_running_loop().create_connection(factory, std::move(host), port);
+        transport->close();
+        co_return "connected";
+    } catch (const std::overflow_error& e) {
+        co_return std::string("overflow_error: ") + e.what();
+    } catch (const std::system_error& e) {
+        co_return std::string(e.code().category().name()) + " " + std::to_string(e.code().value());
+    }
+}
+
+TEST_CASE("create_connection refuses a port outside 0-65535 instead of wrapping it") {
+    // glibc's getaddrinfo(3) read port 65536 + p as p: the connection went
+    // to the listener below. CPython raises OverflowError.
+    auto main = []() -> Coro<std::vector<std::string>> {
+        Socket listener(AF_INET, SOCK_STREAM);
+        listener.bind(Address::parse("127.0.0.1", 0));
+        listener.listen();
+        const int port = listener.getsockname().port();
+        std::vector<std::string> outcomes;
+        outcomes.push_back(co_await connect_outcome("127.0.0.1", 65536 + port));
+        outcomes.push_back(co_await connect_outcome("localhost", 65536 + port));
+        outcomes.push_back(co_await connect_outcome("127.0.0.1", -1));
+        outcomes.push_back(co_await connect_outcome("127.0.0.1", port));
+        co_return outcomes;
+    };
+    const std::vector<std::string> outcomes = run_guarded(main());
+    REQUIRE(outcomes.size() == 4);
+    CHECK(outcomes[0].rfind("overflow_error: port must be 0-65535", 0) == 0);
+    CHECK(outcomes[1].rfind("overflow_error: port must be 0-65535", 0) == 0);
+    CHECK(outcomes[2] == "overflow_error: port must be 0-65535, got -1");
+    CHECK(outcomes[3] == "connected");
+}
+
+TEST_CASE("create_connection to host \"\" raises a gaierror, not a loopback connection") {
+    // CPython hands "" to getaddrinfo(3), which fails; only servers take ""
+    // for every interface.
+    auto main = []() -> Coro<std::string> {
+        Socket listener(AF_INET, SOCK_STREAM);
+        listener.bind(Address::parse("127.0.0.1", 0));
+        listener.listen();
+        co_return co_await connect_outcome("", listener.getsockname().port());
+    };
+    CHECK(run_guarded(main()) == "getaddrinfo " + std::to_string(EAI_NONAME));
+}
+
 TEST_CASE("create_connection with local_addr binds the client socket") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
@@ -305,7 +357,8 @@ TEST_CASE("create_connection tries every address in order until one accepts") {
         pair.second.listen();  // the first address refuses
         auto proto = std::make_shared<Recorder>();
         auto factory = [&proto] { return proto; };
-        auto [transport, protocol] = co_await loop.create_connection(factory, "", pair.port);
+        auto [transport, protocol] =
+            co_await loop.create_connection(factory, std::nullopt, pair.port);
         CHECK(transport->peername() == pair.second_addr);
         auto [conn, peer] = co_await loop.sock_accept(pair.second);
         CHECK(transport->sockname() == peer);
@@ -322,7 +375,8 @@ TEST_CASE("create_connection stops at the first address that accepts") {
         pair.second.listen();
         auto proto = std::make_shared<Recorder>();
         auto factory = [&proto] { return proto; };
-        auto [transport, protocol] = co_await loop.create_connection(factory, "", pair.port);
+        auto [transport, protocol] =
+            co_await loop.create_connection(factory, std::nullopt, pair.port);
         CHECK(transport->peername() == pair.first_addr);
         co_await close_and_wait(*proto);
     };
@@ -339,7 +393,8 @@ TEST_CASE("create_connection's family option keeps other families out") {
         auto factory = [&proto] { return proto; };
         const int family = pair.second_addr.family();
         const asyncio::ConnectionOptions opts{.family = family};
-        auto [transport, protocol] = co_await loop.create_connection(factory, "", pair.port, opts);
+        auto [transport, protocol] =
+            co_await loop.create_connection(factory, std::nullopt, pair.port, opts);
         CHECK(transport->peername() == pair.second_addr);
         co_await close_and_wait(*proto);
     };
@@ -353,7 +408,7 @@ TEST_CASE("when every address refuses, the error names them all") {
         auto factory = [] { return std::make_shared<Recorder>(); };
         std::optional<std::system_error> error;
         try {
-            co_await loop.create_connection(factory, "", pair.port);
+            co_await loop.create_connection(factory, std::nullopt, pair.port);
         } catch (const std::system_error& e) {
             error = e;
         }
@@ -367,7 +422,7 @@ TEST_CASE("when every address refuses, the error names them all") {
         std::vector<std::exception_ptr> errors;
         try {
             const asyncio::ConnectionOptions opts{.all_errors = true};
-            co_await loop.create_connection(factory, "", pair.port, opts);
+            co_await loop.create_connection(factory, std::nullopt, pair.port, opts);
         } catch (const asyncio::ExceptionGroup& group) {
             errors = group.exceptions();
         }
@@ -396,7 +451,8 @@ TEST_CASE("Happy Eyeballs: a blackholed first address does not stop the second")
         auto proto = std::make_shared<Recorder>();
         auto factory = [&proto] { return proto; };
         const asyncio::ConnectionOptions opts{.happy_eyeballs_delay = 10ms, .interleave = 1};
-        auto [transport, protocol] = co_await loop.create_connection(factory, "", pair.port, opts);
+        auto [transport, protocol] =
+            co_await loop.create_connection(factory, std::nullopt, pair.port, opts);
         CHECK(transport->peername() == pair.second_addr);
         // The losing attempt (still waiting for the blackhole) was closed.
         CHECK(syn_sent_to(pair.port) == 0);
@@ -416,7 +472,8 @@ TEST_CASE("Happy Eyeballs: the first address wins when it answers") {
         auto proto = std::make_shared<Recorder>();
         auto factory = [&proto] { return proto; };
         const asyncio::ConnectionOptions opts{.happy_eyeballs_delay = 1s};
-        auto [transport, protocol] = co_await loop.create_connection(factory, "", pair.port, opts);
+        auto [transport, protocol] =
+            co_await loop.create_connection(factory, std::nullopt, pair.port, opts);
         CHECK(transport->peername() == pair.first_addr);
         CHECK(syn_sent_to(pair.port) == 0);  // the second attempt never started
         co_await close_and_wait(*proto);
@@ -433,7 +490,8 @@ TEST_CASE("Happy Eyeballs: a refused attempt starts the next one at once") {
         auto factory = [&proto] { return proto; };
         // A delay far longer than the test: only the refusal can start attempt two.
         const asyncio::ConnectionOptions opts{.happy_eyeballs_delay = 1h};
-        auto [transport, protocol] = co_await loop.create_connection(factory, "", pair.port, opts);
+        auto [transport, protocol] =
+            co_await loop.create_connection(factory, std::nullopt, pair.port, opts);
         CHECK(transport->peername() == pair.second_addr);
         co_await close_and_wait(*proto);
 
@@ -441,7 +499,7 @@ TEST_CASE("Happy Eyeballs: a refused attempt starts the next one at once") {
         pair.second.close();
         std::optional<std::system_error> error;
         try {
-            co_await loop.create_connection(refused, "", pair.port, opts);
+            co_await loop.create_connection(refused, std::nullopt, pair.port, opts);
         } catch (const std::system_error& e) {
             error = e;
         }
@@ -455,10 +513,16 @@ TEST_CASE("Happy Eyeballs: a refused attempt starts the next one at once") {
 
 namespace {
 
-Coro<void> connect_and_forget(std::string host, int port, asyncio::ConnectionOptions opts) {
+/// Connects to host:port, or to no host (loopback) when `host` is nullopt.
+Coro<void> connect_and_forget(std::optional<std::string> host, int port,
+                              asyncio::ConnectionOptions opts) {
     auto factory = [] { return std::make_shared<Recorder>(); };
-    co_await asyncio::get_running_loop().create_connection(factory, std::move(host), port,
-                                                           std::move(opts));
+    auto& loop = asyncio::get_running_loop();
+    if (host) {
+        co_await loop.create_connection(factory, std::move(*host), port, std::move(opts));
+    } else {
+        co_await loop.create_connection(factory, std::nullopt, port, std::move(opts));
+    }
 }
 
 /// Waits (bounded) until `n` connection attempts towards `port` are in flight.
@@ -499,8 +563,8 @@ TEST_CASE("cancelling a Happy Eyeballs race closes every socket in flight") {
         LoopbackPair pair = co_await loopback_pair();
         Socket filler1 = co_await make_blackhole(pair.first);
         Socket filler2 = co_await make_blackhole(pair.second);
-        auto task =
-            asyncio::create_task(connect_and_forget("", pair.port, {.happy_eyeballs_delay = 1ms}));
+        auto task = asyncio::create_task(
+            connect_and_forget(std::nullopt, pair.port, {.happy_eyeballs_delay = 1ms}));
         const bool started = co_await attempts_in_flight(pair.port, 2);
         REQUIRE(started);
         task.cancel();
@@ -646,7 +710,7 @@ TEST_CASE("open_connection with happy_eyeballs_delay races the addresses") {
         Socket filler = co_await make_blackhole(pair.first);
         pair.second.listen();
         const asyncio::OpenOptions opts{.happy_eyeballs_delay = 10ms};
-        auto [reader, writer] = co_await asyncio::open_connection("", pair.port, opts);
+        auto [reader, writer] = co_await asyncio::open_connection(std::nullopt, pair.port, opts);
         CHECK(writer.peername() == pair.second_addr);
         writer.close();
         co_await writer.wait_closed();

@@ -272,6 +272,43 @@ TEST_CASE("bad create_datagram_endpoint options raise ValueError") {
                     std::invalid_argument);
 }
 
+TEST_CASE("create_datagram_endpoint on a socket made elsewhere (sock=)") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Socket sock(AF_INET, SOCK_DGRAM);
+        sock.bind(Address::parse("127.0.0.1", 0));
+        const Address address = sock.getsockname();
+        auto endpoint = std::make_shared<Recorder>();
+        auto factory = [&endpoint] { return endpoint; };
+        auto [transport, protocol] =
+            co_await loop.create_datagram_endpoint(factory, std::move(sock));
+        CHECK(protocol == endpoint.get());
+        CHECK(transport->sockname() == address);
+        CHECK_FALSE(transport->peername());
+        Socket peer(AF_INET, SOCK_DGRAM);
+        peer.bind(Address::parse("127.0.0.1", 0));
+        co_await loop.sock_sendto(peer, "ping", address);
+        co_await endpoint->got;
+        REQUIRE(endpoint->datagrams.size() == 1);
+        CHECK(endpoint->datagrams[0] == std::pair{std::string("ping"), peer.getsockname()});
+        transport->sendto("pong", peer.getsockname());
+        auto [reply, from] = co_await loop.sock_recvfrom(peer, 10);
+        CHECK(reply == "pong");
+        CHECK(from == address);
+        co_await close_and_wait(*endpoint);
+
+        Socket stream(AF_INET, SOCK_STREAM);
+        bool refused_type = false;
+        try {
+            co_await loop.create_datagram_endpoint(factory, std::move(stream));
+        } catch (const std::invalid_argument&) {
+            refused_type = true;
+        }
+        CHECK(refused_type);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("create_datagram_endpoint with only a family makes an unbound socket") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();

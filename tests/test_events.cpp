@@ -564,6 +564,48 @@ TEST_CASE("add_reader with a bad fd throws at once") {
     CHECK_THROWS_AS(loop->add_reader(fds[0], [] {}), std::system_error);
 }
 
+TEST_CASE("add_reader and add_writer refuse a descriptor a transport owns") {
+    // CPython's _ensure_fd_no_transport: a watch on a transport's descriptor
+    // would steal its readiness (or, on io_uring, race its reads).
+    struct Seen {
+        std::vector<std::string> errors;
+        bool removed_after_close = true;
+    };
+    auto main = []() -> Coro<Seen> {
+        auto& loop = asyncio::get_running_loop();
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        asyncio::Socket mine = asyncio::Socket::from_fd(fds[0]);
+        asyncio::Socket theirs = asyncio::Socket::from_fd(fds[1]);
+        const int fd = theirs.fileno();
+        auto factory = [] { return std::make_shared<asyncio::Protocol>(); };
+        auto [transport, protocol] =
+            co_await loop.connect_accepted_socket(factory, std::move(theirs));
+        Seen seen;
+        const auto refused = [&seen](auto&& call) {
+            try {
+                call();
+                seen.errors.emplace_back("accepted");
+            } catch (const asyncio::RuntimeError& e) {
+                seen.errors.emplace_back(e.what());
+            }
+        };
+        refused([&] { loop.add_reader(fd, [] {}); });
+        refused([&] { loop.add_writer(fd, [] {}); });
+        refused([&] { loop.remove_reader(fd); });
+        refused([&] { loop.remove_writer(fd); });
+        transport->close();  // a closing transport's descriptor is no longer checked
+        seen.removed_after_close = loop.remove_reader(fd);
+        co_return seen;
+    };
+    const Seen seen = asyncio_test::run_guarded(main());
+    REQUIRE(seen.errors.size() == 4);
+    for (const std::string& error : seen.errors)
+        CHECK(error.rfind("File descriptor ", 0) == 0);
+    CHECK(seen.errors[0].find("is used by transport <Transport fd=") != std::string::npos);
+    CHECK_FALSE(seen.removed_after_close);
+}
+
 TEST_CASE("an exception in a reader callback is reported and the reader stays") {
     Loop loop;
     asyncio_test::RecordedReports reports(*loop);

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <any>
 #include <cerrno>
 #include <cstdio>
 #include <memory>
@@ -282,6 +283,75 @@ TEST_CASE("create_server on a socket made elsewhere (sock=)") {
         CHECK(refused_type);
     };
     run_guarded(main());
+}
+
+TEST_CASE("create_server refuses a port outside 0-65535 instead of wrapping it") {
+    // glibc's getaddrinfo(3) read 65536 as port 0: the server listened on a
+    // random port. CPython raises OverflowError.
+    auto main = []() -> Coro<int> {
+        auto& loop = asyncio::get_running_loop();
+        auto factory = echo_factory(std::make_shared<EchoStats>());
+        int refused = 0;
+        const int ports[] = {65536, -1, 70000};
+        for (int port : ports) {
+            try {
+                auto server = co_await loop.create_server(factory, "127.0.0.1", port);
+                server.close();
+                co_await server.wait_closed();
+            } catch (const std::overflow_error&) {
+                ++refused;
+            }
+        }
+        try {
+            const std::vector<std::string> every_interface{""};
+            auto server = co_await loop.create_server(factory, every_interface, 65536);
+            server.close();
+            co_await server.wait_closed();
+        } catch (const std::overflow_error&) {
+            ++refused;
+        }
+        co_return refused;
+    };
+    CHECK(run_guarded(main()) == 4);
+}
+
+namespace {
+/// Records whether the accepted socket has SO_KEEPALIVE set.
+struct KeepAliveProbe : asyncio::Protocol {
+    explicit KeepAliveProbe(asyncio::Future<bool> f) : seen(std::move(f)) {}
+    asyncio::Future<bool> seen;
+    void connection_made(asyncio::BaseTransport& t) override {
+        const int fd = std::any_cast<int>(t.get_extra_info("socket"));
+        int value = 0;
+        ::socklen_t length = sizeof value;
+        REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &value, &length) == 0);
+        if (!seen.done()) seen.set_result(value != 0);
+    }
+};
+
+Coro<bool> accepted_keep_alive(bool keep_alive) {
+    auto& loop = asyncio::get_running_loop();
+    asyncio::Future<bool> seen = loop.create_future<bool>();
+    auto factory = [seen] { return std::make_shared<KeepAliveProbe>(seen); };
+    const asyncio::ServerOptions opts{.keep_alive = keep_alive};
+    auto server = co_await loop.create_server(factory, "127.0.0.1", 0, opts);
+    Socket client(AF_INET, SOCK_STREAM);
+    co_await loop.sock_connect(client, server.sockets().front());
+    const bool set = co_await seen;
+    client.close();  // EOF: the probe's transport closes, and the server can finish
+    server.close();
+    co_await server.wait_closed();
+    co_return set;
+}
+}  // namespace
+
+TEST_CASE("keep_alive sets SO_KEEPALIVE on the accepted connections") {
+    auto main = []() -> Coro<std::pair<bool, bool>> {
+        const bool without = co_await accepted_keep_alive(false);
+        const bool with = co_await accepted_keep_alive(true);
+        co_return std::pair{without, with};
+    };
+    CHECK(run_guarded(main()) == std::pair{false, true});
 }
 
 TEST_CASE("start_serving=false: not listening until start_serving()") {

@@ -74,7 +74,7 @@ TEST_CASE("Address parses and formats IPv4, IPv6 and Unix addresses") {
 
 TEST_CASE("Address refuses what it cannot parse") {
     CHECK_THROWS_AS(Address::parse("localhost", 80), std::invalid_argument);
-    CHECK_THROWS_AS(Address::parse("1.2.3.4", 70000), std::invalid_argument);
+    CHECK_THROWS_AS(Address::parse("1.2.3.4", 70000), std::overflow_error);
     CHECK_THROWS_AS(Address::parse("::1%nosuchif0", 1), std::invalid_argument);
     CHECK_THROWS_AS(Address::unix_path(std::string(200, 'x')), std::invalid_argument);
     CHECK_THROWS_AS(Address::from_string("1.2.3.4"), std::invalid_argument);
@@ -375,6 +375,50 @@ TEST_CASE("getaddrinfo of an unknown host raises a gaierror") {
         co_return "resolved";
     };
     CHECK(run_guarded(main()) == std::string("getaddrinfo"));
+}
+
+TEST_CASE("a port outside 0-65535 raises OverflowError, never wraps") {
+    // glibc's getaddrinfo(3) read "70000" as port 4464 and "-1" as 65535;
+    // CPython raises OverflowError("port must be 0-65535").
+    CHECK_THROWS_AS(Address::parse("127.0.0.1", -1), std::overflow_error);
+    CHECK_THROWS_AS(Address::parse("127.0.0.1", 65536), std::overflow_error);
+    CHECK(Address::parse("127.0.0.1", 65535).port() == 65535);
+    struct Seen {
+        int overflows = 0, other = 0;
+        std::string message;
+        int edge_port = -1;
+    };
+    auto main = []() -> Coro<Seen> {
+        auto& loop = asyncio::get_running_loop();
+        Seen seen;
+        // Numeric hosts (the fast path) and names (the resolver), with and
+        // without a socket type, sign or leading zeros.
+        const std::vector<std::pair<std::string, std::string>> queries{
+            {"127.0.0.1", "70000"},
+            {"localhost", "65536"},
+            {"127.0.0.1", "-1"},
+            {"::1", "99999999999999999999999"},
+            {"localhost", "+65536"}};
+        for (std::size_t i = 0; i < queries.size() * 2; ++i) {
+            const auto& query = queries[i / 2];
+            const int type = i % 2 == 0 ? 0 : SOCK_STREAM;
+            try {
+                co_await loop.getaddrinfo(query.first, query.second, {.type = type});
+                ++seen.other;
+            } catch (const std::overflow_error& e) {
+                ++seen.overflows;
+                seen.message = e.what();
+            }
+        }
+        auto edge = co_await loop.getaddrinfo("127.0.0.1", "65535", {.type = SOCK_STREAM});
+        seen.edge_port = edge.front().address.port();
+        co_return seen;
+    };
+    const Seen seen = run_guarded(main());
+    CHECK(seen.overflows == 10);
+    CHECK(seen.other == 0);
+    CHECK(seen.message == "port must be 0-65535, got 65536");
+    CHECK(seen.edge_port == 65535);
 }
 
 TEST_CASE("a closed socket's descriptor can be reused by a new one") {

@@ -6,6 +6,7 @@
 
 #include <any>
 #include <cctype>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -148,6 +149,82 @@ TEST_CASE("readline over the limit raises ValueError and skips the line") {
     CHECK(run_guarded(main()) ==
           std::vector<std::string>{"Separator is found, but chunk is longer than limit", "ok\n",
                                    "Separator is not found, and chunk exceed the limit"});
+}
+
+TEST_CASE("next_line iterates lines as async for does, ending at EOF") {
+    auto main = []() -> Coro<std::vector<std::string>> {
+        StreamReader reader;
+        auto feeding = asyncio::create_task(feeder(reader, {"one\ntw", "o\n", "last"}, true));
+        std::vector<std::string> lines;
+        int count = 0;
+        std::string joined;
+        while (auto line = co_await reader.next_line()) {
+            ++count;
+            joined += "[" + *line + "]";
+        }
+        co_await feeding;
+        const std::optional<std::string> after = co_await reader.next_line();
+        CHECK_FALSE(after);  // and again: still the end
+        lines.push_back(std::to_string(count));
+        lines.push_back(joined);
+        co_return lines;
+    };
+    CHECK(run_guarded(main()) == std::vector<std::string>{"3", "[one\n][two\n][last]"});
+}
+
+TEST_CASE("a limit <= 0 or above PTRDIFF_MAX raises ValueError where it enters") {
+    // A std::size_t above PTRDIFF_MAX (a negative limit converted) made
+    // read(-1) recurse without end: its block size turned negative.
+    CHECK_THROWS_AS(StreamReader(0), std::invalid_argument);
+    CHECK_THROWS_AS(StreamReader(SIZE_MAX), std::invalid_argument);
+    CHECK_THROWS_AS(StreamReader(static_cast<std::size_t>(PTRDIFF_MAX) + 1), std::invalid_argument);
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::vector<std::string> seen;
+        StreamReader widest(static_cast<std::size_t>(PTRDIFF_MAX));
+        widest.feed_data("all of it");
+        widest.feed_eof();
+        seen.push_back(co_await widest.read());
+
+        auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+        const int port = server.sockets().front().port();
+        asyncio::OpenOptions huge;
+        huge.limit = SIZE_MAX;
+        try {
+            co_await asyncio::open_connection("127.0.0.1", port, huge);
+            seen.emplace_back("open_connection accepted it");
+        } catch (const std::invalid_argument& e) {
+            seen.emplace_back(e.what());
+        }
+        asyncio::StartOptions none;
+        none.limit = 0;
+        try {
+            auto second = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0, none);
+            second.close();
+            seen.emplace_back("start_server accepted it");
+        } catch (const std::invalid_argument& e) {
+            seen.emplace_back(e.what());
+        }
+        // The socket forms refuse before they take the socket.
+        asyncio::Socket client(AF_INET, SOCK_STREAM);
+        try {
+            co_await asyncio::open_connection(std::move(client), huge);
+        } catch (const std::invalid_argument&) {
+            seen.emplace_back(client ? "socket kept" : "socket taken");
+        }
+        asyncio::Socket listener(AF_INET, SOCK_STREAM);
+        try {
+            co_await asyncio::start_server(echo_lines, std::move(listener), none);
+        } catch (const std::invalid_argument&) {
+            seen.emplace_back(listener ? "socket kept" : "socket taken");
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return seen;
+    };
+    CHECK(run_guarded(main()) ==
+          std::vector<std::string>{"all of it",
+                                   "Limit cannot be above PTRDIFF_MAX (a negative limit?)",
+                                   "Limit cannot be <= 0", "socket kept", "socket kept"});
 }
 
 TEST_CASE("readuntil with one separator and several") {
@@ -534,12 +611,144 @@ TEST_CASE("TLS options without ssl are refused, as CPython does") {
                                    "ssl_handshake_timeout is only meaningful with ssl"});
 }
 
+TEST_CASE("open_connection and start_server refuse a port outside 0-65535") {
+    // glibc's getaddrinfo(3) wrapped the port: 65536 + p connected to p, and
+    // a server asked for 65536 listened on a random port. CPython raises
+    // OverflowError.
+    auto main = []() -> Coro<std::vector<std::string>> {
+        std::vector<std::string> errors;
+        auto server = co_await asyncio::start_server(echo_lines, "127.0.0.1", 0);
+        const int port = server.sockets().front().port();
+        try {
+            co_await asyncio::open_connection("127.0.0.1", 65536 + port);
+            errors.emplace_back("connected");
+        } catch (const std::overflow_error& e) {
+            errors.emplace_back(e.what());
+        }
+        try {
+            auto wrapped = co_await asyncio::start_server(echo_lines, "127.0.0.1", 65536);
+            wrapped.close();
+            errors.emplace_back("serving");
+        } catch (const std::overflow_error& e) {
+            errors.emplace_back(e.what());
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return errors;
+    };
+    const std::vector<std::string> errors = run_guarded(main());
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0].rfind("port must be 0-65535, got ", 0) == 0);
+    CHECK(errors[1] == "port must be 0-65535, got 65536");
+}
+
+TEST_CASE("open_connection to host \"\" raises a gaierror; servers take it for every interface") {
+    auto main = []() -> Coro<std::string> {
+        const std::vector<std::string> every_interface{""};
+        auto server = co_await asyncio::start_server(echo_lines, every_interface, 0);
+        const int port = server.sockets().front().port();
+        std::string outcome = "connected";
+        try {
+            co_await asyncio::open_connection("", port);
+        } catch (const std::system_error& e) {
+            outcome = std::string(e.code().category().name()) + " " + e.code().message();
+        }
+        {
+            // Python's host=None: the loopback addresses.
+            auto [reader, writer] = co_await asyncio::open_connection(std::nullopt, port);
+            writer.write("none\n");
+            const std::string echoed = co_await reader.readline();
+            outcome += "; " + echoed;
+            writer.close();
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return outcome;
+    };
+    CHECK(run_guarded(main()) ==
+          "getaddrinfo " + asyncio::gai_category().message(EAI_NONAME) + "; none\n");
+}
+
+TEST_CASE("writelines, can_write_eof and write_eof reach the peer") {
+    auto main = []() -> Coro<std::string> {
+        auto received = asyncio::get_running_loop().create_future<std::string>();
+        auto handler = [received](StreamReader reader, StreamWriter writer) mutable -> Coro<void> {
+            std::string all = co_await reader.read();  // until the client's EOF
+            received.set_result(std::move(all));
+            writer.close();
+        };
+        auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::vector<std::string> lines{"first\n", "", "second\n"};
+        writer.writelines(lines);
+        CHECK(writer.can_write_eof());
+        writer.write_eof();
+        std::string got = co_await received;
+        const std::string eof = co_await reader.read();  // the server closed after it
+        CHECK(eof.empty());
+        writer.close();
+        server.close();
+        co_await server.wait_closed();
+        co_return got;
+    };
+    CHECK(run_guarded(main()) == "first\nsecond\n");
+}
+
+TEST_CASE("a client_connected handler that returns leaves the connection open") {
+    // In 3.13 the protocol holds the server's writer until the connection is
+    // lost: dropping the handler's handles does not close it.
+    auto main = []() -> Coro<std::string> {
+        auto kept = std::make_shared<std::optional<StreamReader>>();
+        auto handler = [kept](StreamReader reader, StreamWriter writer) {
+            *kept = reader;
+            writer.write("hello\n");
+        };  // returns, dropping `writer`
+        auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
+        auto [reader, writer] =
+            co_await asyncio::open_connection("127.0.0.1", server.sockets().front().port());
+        const std::string greeting = co_await reader.readline();
+        CHECK(greeting == "hello\n");
+        writer.write("still there?\n");
+        REQUIRE(kept->has_value());
+        StreamReader server_reader = **kept;
+        std::string reply = co_await server_reader.readline();  // "" if the server closed
+        server.close();
+        server.close_clients();  // the way to end connections nobody holds
+        co_await server.wait_closed();
+        const std::string eof = co_await reader.read();
+        CHECK(eof.empty());
+        co_return reply;
+    };
+    CHECK(run_guarded(main()) == "still there?\n");
+}
+
+TEST_CASE("start_server on a listening socket made elsewhere (sock=)") {
+    auto main = []() -> Coro<std::string> {
+        asyncio::Socket listener(AF_INET, SOCK_STREAM);
+        listener.bind(asyncio::Address::parse("127.0.0.1", 0));
+        const asyncio::Address address = listener.getsockname();
+        auto server = co_await asyncio::start_server(echo_lines, std::move(listener));
+        CHECK(server.sockets() == std::vector<asyncio::Address>{address});
+        auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", address.port());
+        writer.write("over sock\n");
+        std::string reply = co_await reader.readline();
+        writer.close();
+        server.close();
+        co_await server.wait_closed();
+        co_return reply;
+    };
+    CHECK(run_guarded(main()) == "over sock\n");
+}
+
 TEST_CASE("the last StreamWriter handle closes its transport") {
     auto main = []() -> Coro<bool> {
         auto server_done = asyncio::get_running_loop().create_future<bool>();
-        auto handler = [server_done](StreamReader reader, StreamWriter) mutable -> Coro<void> {
+        auto handler = [server_done](StreamReader reader,
+                                     StreamWriter writer) mutable -> Coro<void> {
             const std::string rest = co_await reader.read();  // EOF once the client's writer dies
             server_done.set_result(rest.empty());
+            writer.close();  // a server's connection stays open until closed
         };
         auto server = co_await asyncio::start_server(handler, "127.0.0.1", 0);
         {

@@ -75,6 +75,19 @@ struct ThreadsafeGate {
     std::mutex mutex;
     EventLoop* loop = nullptr;
 };
+
+/// A transport as the loop sees it when add_reader or add_writer names the
+/// descriptor the transport owns (CPython's loop._transports).
+class FdOwner {
+  public:
+    /// Whether the descriptor is in use: the transport is not closing.
+    virtual bool fd_in_use() const noexcept = 0;
+    /// How the error names the transport.
+    virtual std::string describe_owner() const = 0;
+
+  protected:
+    ~FdOwner() = default;
+};
 }  // namespace detail
 
 template <class A>
@@ -230,27 +243,37 @@ class EventLoop : public detail::LoopCore {
     // Watching file descriptors ----------------------------------------------
 
     /// Calls `fn` whenever `fd` is readable (level-triggered), until
-    /// remove_reader(fd). Replaces an earlier reader of `fd`.
+    /// remove_reader(fd). Replaces an earlier reader of `fd`. RuntimeError
+    /// if a transport that is not closing owns `fd` (also for add_writer,
+    /// remove_reader, remove_writer), as in CPython.
     template <Callback F>
     void add_reader(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
+        ensure_fd_no_transport(fd);
         add_watch(fd, Watching::reads,
                   detail::HandleState::create(*this, std::forward<F>(fn),
                                               detail::HandleKind::call_soon, where));
     }
     /// Stops watching `fd` for reading; false if it was not watched.
-    bool remove_reader(int fd) { return remove_watch(fd, Watching::reads); }
+    bool remove_reader(int fd) {
+        ensure_fd_no_transport(fd);
+        return remove_watch(fd, Watching::reads);
+    }
 
     template <Callback F>
     void add_writer(int fd, F&& fn, std::source_location where = std::source_location::current()) {
         check_closed();
         if (debug_) check_thread();
+        ensure_fd_no_transport(fd);
         add_watch(fd, Watching::writes,
                   detail::HandleState::create(*this, std::forward<F>(fn),
                                               detail::HandleKind::call_soon, where));
     }
-    bool remove_writer(int fd) { return remove_watch(fd, Watching::writes); }
+    bool remove_writer(int fd) {
+        ensure_fd_no_transport(fd);
+        return remove_watch(fd, Watching::writes);
+    }
 
     // Sockets (socket.hpp) ---------------------------------------------------------
     // The low-level socket operations; the socket must be non-blocking (every
@@ -306,6 +329,16 @@ class EventLoop : public detail::LoopCore {
     template <ProtocolFactory F>
     Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::string host,
                                                                      int port);
+    /// create_connection(host=None, port): the addresses getaddrinfo gives
+    /// for no host (loopback). A host of "" is a name that does not resolve
+    /// (gaierror), as in CPython; only servers read "" as every interface.
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::nullopt_t,
+                                                                     int port,
+                                                                     ConnectionOptions opts);
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> create_connection(F factory, std::nullopt_t,
+                                                                     int port);
     /// Listens on every address `host` resolves to ("" or "0.0.0.0"...: all
     /// interfaces), calling `factory` for each connection.
     template <ProtocolFactory F>
@@ -340,6 +373,13 @@ class EventLoop : public detail::LoopCore {
     template <ProtocolFactory F>
     Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> create_datagram_endpoint(
         F factory, DatagramOptions opts);
+    /// create_datagram_endpoint on a socket made elsewhere (Python's sock=),
+    /// which it takes over; std::invalid_argument if it is not a datagram
+    /// socket. Its peer, if connected, is not the transport's fixed remote
+    /// address, as in CPython.
+    template <ProtocolFactory F>
+    Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> create_datagram_endpoint(F factory,
+                                                                                    Socket sock);
     /// A transport reading the pipe (or socket, or character device) `fd`,
     /// which it takes over: closing the transport closes it.
     template <ProtocolFactory F>
@@ -375,6 +415,9 @@ class EventLoop : public detail::LoopCore {
 
     /// Library use: runs until `future` is done (run_until_complete without the result).
     void run_until_done(detail::LibraryKey, detail::FutureBase& future);
+    /// Library use: the transport `owner` owns `fd` until it unregisters.
+    void register_fd_owner(detail::LibraryKey, int fd, detail::FdOwner& owner);
+    void unregister_fd_owner(detail::LibraryKey, int fd, const detail::FdOwner& owner) noexcept;
 
   private:
     struct TimerEntry {
@@ -435,6 +478,8 @@ class EventLoop : public detail::LoopCore {
     enum class Watching { reads, writes };
     void add_watch(int fd, Watching watching, detail::HandleState* callback);
     bool remove_watch(int fd, Watching watching);
+    /// CPython's _ensure_fd_no_transport: RuntimeError if a transport uses `fd`.
+    void ensure_fd_no_transport(int fd) const;
     void drop_everything() noexcept;
 
     std::unique_ptr<IoBackend> backend_;
@@ -457,6 +502,7 @@ class EventLoop : public detail::LoopCore {
     TaskFactory task_factory_;
     std::unordered_map<int, FdWatch*> readers_;
     std::unordered_map<int, FdWatch*> writers_;
+    std::unordered_map<int, detail::FdOwner*> fd_owners_;
     std::shared_ptr<detail::ThreadsafeGate> gate_ = std::make_shared<detail::ThreadsafeGate>();
     std::unique_ptr<Executor> default_executor_;
     bool executor_shutdown_called_ = false;

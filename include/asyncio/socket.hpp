@@ -45,8 +45,9 @@ class Address {
     Address() noexcept = default;
 
     /// A numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "fe80::1%eth0")
-    /// and a port. std::invalid_argument for anything else: host names need
-    /// loop.getaddrinfo.
+    /// and a port. std::overflow_error for a port outside 0-65535 (Python's
+    /// OverflowError), std::invalid_argument for anything else: host names
+    /// need loop.getaddrinfo.
     static Address parse(std::string_view host, int port);
     /// A Unix socket path; a leading '@' selects the abstract namespace.
     static Address unix_path(std::string path);
@@ -142,6 +143,14 @@ class Socket {
 const std::error_category& gai_category() noexcept;
 
 namespace detail {
+/// CPython's OverflowError("port must be 0-65535"), as std::overflow_error,
+/// unless 0 <= port <= 65535. Every entry point that takes a port gets here
+/// (Address::parse, or the resolver for a numeric service), so that no
+/// port is wrapped modulo 65536 on its way to the kernel.
+void check_port(long long port);
+/// The gaierror (EAI_NONAME) of CPython's create_connection for host "",
+/// which the library's resolver would read as no host (loopback).
+void refuse_empty_host(const std::string& host);
 /// getaddrinfo(3), blocking: run it in an executor.
 std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
                                        const AddrInfoOptions& options);

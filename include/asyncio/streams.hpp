@@ -74,7 +74,7 @@ class StreamReaderProtocol;
 /// asyncio.StreamReader.
 class StreamReader {
   public:
-    /// std::invalid_argument if `limit` is 0.
+    /// std::invalid_argument (ValueError) if `limit` is 0 or above PTRDIFF_MAX.
     explicit StreamReader(std::size_t limit = 64 * 1024);
 
     /// Up to `n` bytes (n < 0: everything until EOF); empty at EOF.
@@ -83,6 +83,10 @@ class StreamReader {
     /// empty). A line longer than the limit: std::invalid_argument (Python's
     /// ValueError), with the stream advanced past it.
     Coro<std::string> readline();
+    /// `async for line in reader` (__anext__): the next readline(), nullopt
+    /// at EOF, in the form of AsyncGenerator::next():
+    /// `while (auto line = co_await reader.next_line()) use(*line);`
+    Coro<std::optional<std::string>> next_line();
     /// Exactly `n` bytes; IncompleteReadError{partial, n} at EOF first.
     Coro<std::string> readexactly(std::size_t n);
     /// Data up to and including `separator`. LimitOverrunError if not found
@@ -194,14 +198,18 @@ class StreamReaderProtocol final : public Protocol,
 };
 
 /// What open_stream and start_stream_server are given: hosts and a port
-/// (open_connection, start_server) or a socket path (the unix_ variants).
-enum class StreamAddress { host_port, unix_path };
+/// (open_connection, start_server), a port and no host (open_connection's
+/// host=None), or a socket path (the unix_ variants).
+enum class StreamAddress { host_port, no_host, unix_path };
 
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
                                                         OpenOptions opts, StreamAddress address);
 Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
                                  std::vector<std::string> hosts, int port, StartOptions opts,
                                  StreamAddress address);
+Coro<Server> start_socket_stream_server(
+    std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback, Socket&& sock,
+    StartOptions opts);
 
 // Runs one connection's callback; the callable's owner rides in the frame.
 template <class F>
@@ -234,6 +242,14 @@ inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string h
                                detail::StreamAddress::host_port);
 }
 
+/// asyncio.open_connection(None, port): loopback, as create_connection
+/// with no host; open_connection("", port) raises gaierror, as in CPython.
+inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::nullopt_t, int port,
+                                                                   OpenOptions opts = {}) {
+    return detail::open_stream(std::string(), port, std::move(opts),
+                               detail::StreamAddress::no_host);
+}
+
 /// asyncio.open_connection(sock=...): streams over a socket that is
 /// already connected, which they take over (std::invalid_argument for TLS
 /// options is thrown before, leaving the socket to the caller).
@@ -264,6 +280,15 @@ Coro<Server> start_server(F client_connected, std::vector<std::string> hosts, in
     return detail::start_stream_server(detail::connected_callback(std::move(client_connected)),
                                        std::move(hosts), port, opts,
                                        detail::StreamAddress::host_port);
+}
+
+/// asyncio.start_server(sock=...): serves on a listening socket made
+/// elsewhere, which it takes over (std::invalid_argument for bad options is
+/// thrown before, leaving the socket to the caller).
+template <class F>
+Coro<Server> start_server(F client_connected, Socket&& sock, StartOptions opts = {}) {
+    return detail::start_socket_stream_server(
+        detail::connected_callback(std::move(client_connected)), std::move(sock), opts);
 }
 
 /// asyncio.start_unix_server.

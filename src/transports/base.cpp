@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <tuple>
+#include <type_traits>
 
 #include "asyncio/log.hpp"
 #include "asyncio/outcome.hpp"
@@ -25,6 +26,7 @@ void TransportBase<Interface>::launch(std::shared_ptr<BaseTransport> self,
     self_ = self;
     this->set_protocol(std::move(protocol));
     loop_->register_resource(*this);
+    loop_->register_fd_owner(library_key, sock_.fileno(), *this);
     loop_->call_soon([this, self = std::move(self), waiter = std::move(waiter)]() mutable {
         connection_made(std::move(waiter));
     });
@@ -199,9 +201,17 @@ void TransportBase<Interface>::maybe_release() noexcept {
     for (Op* op : {&read_op_, &write_op_}) {
         if (op->attached()) backend().abandon(*op);
     }
+    loop_->unregister_fd_owner(library_key, sock_.fileno(), *this);
     sock_.close();
     this->unregister_resource();
     std::shared_ptr<BaseTransport> last = std::move(self_);  // may free *this on return
+}
+
+template <class Interface>
+std::string TransportBase<Interface>::describe_owner() const {
+    constexpr bool datagram = std::is_same_v<Interface, DatagramTransport>;
+    return fmt::format("<{} fd={}{}>", datagram ? "DatagramTransport" : "Transport", sock_.fileno(),
+                       is_closing() ? " closing" : "");
 }
 
 template <class Interface>

@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "asyncio/backend.hpp"
@@ -30,7 +31,7 @@ enum class TransportPhase {
 /// `Interface` is the public transport class implemented: Transport or
 /// DatagramTransport.
 template <class Interface>
-class TransportBase : public Interface, public LoopResource {
+class TransportBase : public Interface, public LoopResource, public FdOwner {
   public:
     // BaseTransport
     void close() override;
@@ -48,6 +49,10 @@ class TransportBase : public Interface, public LoopResource {
 
     // LoopResource
     void loop_closing() noexcept final;
+
+    // FdOwner
+    bool fd_in_use() const noexcept final { return !is_closing(); }
+    std::string describe_owner() const final;
 
   protected:
     /// A read or write operation, with the transport it belongs to.

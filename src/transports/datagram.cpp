@@ -215,6 +215,17 @@ class DatagramTransportImpl final : public TransportBase<DatagramTransport> {
     Address write_to_;
 };
 
+/// The transport over `sock` (bound, and connected to `remote` if set),
+/// once connection_made has run.
+Coro<OpenedTransport> start_datagram(EventLoop& loop, ErasedProtocolFactory factory, Socket sock,
+                                     std::optional<Address> remote) {
+    std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
+    Future<> made = loop.create_future();
+    auto transport =
+        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), made);
+    return opened_when_made(std::move(made), std::move(transport), std::move(protocol));
+}
+
 }  // namespace
 
 Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
@@ -247,11 +258,16 @@ Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory facto
         if (!opts.allow_broadcast) co_await loop.sock_connect(sock, *opts.remote_addr);
         remote = opts.remote_addr;
     }
-    std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
-    Future<> made = loop.create_future();
-    auto transport =
-        DatagramTransportImpl::start(loop, std::move(sock), protocol, std::move(remote), made);
-    co_return co_await opened_when_made(std::move(made), std::move(transport), std::move(protocol));
+    co_return co_await start_datagram(loop, std::move(factory), std::move(sock), std::move(remote));
+}
+
+Coro<OpenedTransport> open_datagram_on(EventLoop& loop, ErasedProtocolFactory factory,
+                                       Socket sock) {
+    if (sock.type() != SOCK_DGRAM) {
+        throw std::invalid_argument("A datagram socket was expected, got fd=" +
+                                    std::to_string(sock.fileno()));
+    }
+    co_return co_await start_datagram(loop, std::move(factory), std::move(sock), std::nullopt);
 }
 
 }  // namespace asyncio::detail

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@ Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, 
                                 PipeEnd end);
 Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
                                     DatagramOptions opts);
+Coro<OpenedTransport> open_datagram_on(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
 Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
                          std::vector<std::string> hosts, int port, ServerOptions opts);
 Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Socket listening,
@@ -72,10 +74,22 @@ std::pair<T*, P*> transport_pair(EventLoop& loop, OpenedTransport opened) {
 template <ProtocolFactory F>
 Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
     F factory, std::string host, int port, ConnectionOptions opts) {
+    // Below, "" stands for no host (CPython's None): a host given as ""
+    // must not get there.
+    detail::refuse_empty_host(host);
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport =
         co_await detail::open_connection(*this, std::move(erased), std::move(host), port,
                                          std::move(opts), detail::Destination::host);
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
+    F factory, std::nullopt_t, int port, ConnectionOptions opts) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_connection(*this, std::move(erased), std::string(), port,
+                                                      std::move(opts), false);
     co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
@@ -102,6 +116,15 @@ Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagra
     F factory, DatagramOptions opts) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_datagram(*this, std::move(erased), std::move(opts));
+    co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(*this,
+                                                                          std::move(transport));
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<DatagramTransport*, protocol_of_t<F>*>> EventLoop::create_datagram_endpoint(
+    F factory, Socket sock) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport = co_await detail::open_datagram_on(*this, std::move(erased), std::move(sock));
     co_return detail::transport_pair<DatagramTransport, protocol_of_t<F>>(*this,
                                                                           std::move(transport));
 }
@@ -155,6 +178,13 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(F fa
                                                                             std::string host,
                                                                             int port) {
     return create_connection(std::move(factory), std::move(host), port, ConnectionOptions{});
+}
+
+template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(F factory,
+                                                                            std::nullopt_t none,
+                                                                            int port) {
+    return create_connection(std::move(factory), none, port, ConnectionOptions{});
 }
 
 template <ProtocolFactory F>
