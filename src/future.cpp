@@ -153,7 +153,7 @@ std::exception_ptr FutureBase::exception() {
 }
 
 void FutureBase::set_exception(std::exception_ptr error) {
-    check_pending("set_exception");
+    check_settable("set_exception");
     if (!error) throw std::invalid_argument("set_exception() needs an exception, got nullptr");
     exception_ = std::move(error);
     status_ = Status::finished;
@@ -200,6 +200,10 @@ void FutureBase::throw_not_finished(const char* what) const {
 void FutureBase::throw_done(const char* operation) const {
     throw InvalidStateError(
         fmt::format("{}(): the future is already done ({})", operation, status_name(status_)));
+}
+
+void FutureBase::throw_task_refuses(const char* operation) {
+    throw RuntimeError(fmt::format("Task does not support {}() operation", operation));
 }
 
 void FutureBase::report_unretrieved() noexcept {

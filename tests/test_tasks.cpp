@@ -420,6 +420,30 @@ TEST_CASE("a task awaiting itself is refused") {
     CHECK(run_guarded(main()) == "Task cannot await on itself");
 }
 
+// A task's outcome comes from its coroutine only: setting it from outside
+// would mark the task done while the coroutine stays suspended for ever.
+template <class F>
+concept settable_with_result = requires(F f) { f.set_result(1); };
+template <class F>
+concept settable_with_exception = requires(F f) { f.set_exception(std::runtime_error("x")); };
+static_assert(settable_with_result<Future<int>> && settable_with_exception<Future<int>>);
+static_assert(!settable_with_result<Task<int>> && !settable_with_exception<Task<int>>);
+
+TEST_CASE("a task refuses set_result and set_exception (through a Future<> handle)") {
+    auto main = []() -> Coro<void> {
+        Task<int> task = asyncio::create_task(value_after_yield(3));
+        Future<> view = task;
+        CHECK_THROWS_AS(view.set_result(), asyncio::RuntimeError);
+        CHECK_THROWS_WITH(view.set_result(), "Task does not support set_result() operation");
+        CHECK_THROWS_WITH(view.set_exception(std::runtime_error("x")),
+                          "Task does not support set_exception() operation");
+        CHECK_FALSE(task.done());
+        const int v = co_await task;
+        CHECK(v == 3);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("CancelledError is not a std::exception") {
     auto main = []() -> Coro<std::string> {
         auto body = []() -> Coro<void> {

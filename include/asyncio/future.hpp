@@ -77,7 +77,7 @@ class Future {
     void set_result()
         requires std::is_void_v<T>
     {
-        state_->check_pending("set_result");
+        state_->check_settable("set_result");
         if (state_->value_slot() != nullptr) {
             throw InvalidStateError("set_result() without a value on a Future that holds one");
         }
@@ -87,7 +87,7 @@ class Future {
     template <class U = T>
         requires(!std::is_void_v<T>)
     void set_result(U&& value) {
-        state_->check_pending("set_result");
+        state_->check_settable("set_result");
         slot().emplace(std::forward<U>(value));
         state_->finish_with_result();
     }

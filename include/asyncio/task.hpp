@@ -47,6 +47,14 @@ class Task : public Future<T> {
         requires(std::is_void_v<T> && !std::is_void_v<U>)
     Task(const Task<U>& typed) noexcept : Future<T>(typed.state()) {}
 
+    /// A task's outcome comes from its coroutine: Python's Task raises
+    /// RuntimeError on these, and here they do not compile. (Through a
+    /// Future<> handle they throw that RuntimeError.)
+    template <class... A>
+    void set_result(A&&...) = delete;
+    template <class... A>
+    void set_exception(A&&...) = delete;
+
     std::string get_name() const { return base().name(); }
     void set_name(std::string name) { base().set_name(std::move(name)); }
 

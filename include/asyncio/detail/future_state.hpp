@@ -117,6 +117,13 @@ class FutureBase : public Recycled {
     void check_pending(const char* operation) const {
         if (status_ != Status::pending) throw_done(operation);
     }
+    /// set_result/set_exception's check: a task's outcome comes from its
+    /// coroutine alone (setting it would leave the coroutine suspended
+    /// forever), so a task refuses them as CPython's Task does.
+    void check_settable(const char* operation) const {
+        if (kind_ == Kind::task) throw_task_refuses(operation);
+        check_pending(operation);
+    }
 
     void add_waiter(Waiter& waiter) noexcept { callbacks_.push_back(waiter); }
     /// add_waiter, or schedule `waiter` at once (pinning as schedule_callbacks
@@ -158,6 +165,7 @@ class FutureBase : public Recycled {
 
     [[noreturn]] void throw_not_finished(const char* what) const;
     [[noreturn]] void throw_done(const char* operation) const;
+    [[noreturn]] static void throw_task_refuses(const char* operation);
 
     std::uint32_t refs_ = 1;
     Status status_ = Status::pending;
