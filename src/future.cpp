@@ -101,10 +101,14 @@ void report_never_awaited(std::source_location where) noexcept {
 // -- done callbacks -----------------------------------------------------------
 
 /// A callback given to Future.add_done_callback, waiting in the future's list.
+/// It runs in its own context, as CPython's does (call_soon(..., context=)):
+/// what it sets stays there, out of the loop thread's base context.
 struct CallbackNode final : Waiter, Recycled {
-    CallbackNode(FutureBase& future, std::function<void(FutureBase&)> fn, std::size_t id)
+    CallbackNode(FutureBase& future, std::function<void(FutureBase&)> fn, std::size_t id,
+                 const Context* given)
         : Waiter(&run), future(&future), fn(std::move(fn)), id(id) {
         pin = &future;
+        if (given != nullptr) context.share(*given->state());
     }
 
     static void run(ReadyNode& node, Action action) noexcept {
@@ -112,6 +116,7 @@ struct CallbackNode final : Waiter, Recycled {
         FutureBase* future = self->future;
         if (action == Action::run) {
             try {
+                ContextScope scope(*self->context);
                 self->fn(*future);
             } catch (...) {
                 ExceptionContext context;
@@ -128,6 +133,7 @@ struct CallbackNode final : Waiter, Recycled {
     FutureBase* future;
     std::function<void(FutureBase&)> fn;
     std::size_t id;
+    ContextRef context;
 };
 
 const ReadyNode::Fn FutureBase::callback_fn_ = &CallbackNode::run;
@@ -167,9 +173,10 @@ void FutureBase::mark_cancelled(std::string message) noexcept {
     schedule_callbacks();
 }
 
-std::size_t FutureBase::add_done_callback(std::function<void(FutureBase&)> fn) {
+std::size_t FutureBase::add_done_callback(std::function<void(FutureBase&)> fn,
+                                          const Context* context) {
     const std::size_t id = next_callback_id.fetch_add(1, std::memory_order_relaxed);
-    auto* node = new CallbackNode(*this, std::move(fn), id);
+    auto* node = new CallbackNode(*this, std::move(fn), id, context);
     if (done()) {
         add_ref();
         loop_->schedule(*node);
@@ -227,19 +234,11 @@ TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> roo
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),
       created_at_(created_at) {
     step_node_.task = this;
-    own_context_.data = current_context().data;  // contextvars.copy_context()
     loop.register_task(*this);
 }
 
 TaskBase::~TaskBase() {
     if (root_) root_.destroy();
-    if (context_ != &own_context_) Context release(library_key, context_);  // drops our reference
-}
-
-void TaskBase::use_context(const Context& context) noexcept {
-    if (context_ != &own_context_) Context release(library_key, context_);
-    context_ = context.state();
-    context_->refs.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool TaskBase::cancel(const std::string& message) noexcept {

@@ -138,7 +138,9 @@ class FutureBase : public Recycled {
     }
     /// Future.add_done_callback: `fn` runs from the ready queue once the
     /// future is done. Returns an id for remove_done_callback.
-    std::size_t add_done_callback(std::function<void(FutureBase&)> fn);
+    /// It runs in `context` when given, else in a copy of the current context.
+    std::size_t add_done_callback(std::function<void(FutureBase&)> fn,
+                                  const Context* context = nullptr);
     std::size_t remove_done_callback(std::size_t id) noexcept;
 
     /// The Storage<T> of a typed state, nullptr for Future<void>.
@@ -230,7 +232,12 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     void start_eagerly() noexcept { step(root_); }
 
     /// Runs the task in `context` (shared) instead of its own copy.
-    void use_context(const Context& context) noexcept;
+    void use_context(const Context& context) noexcept { context_.share(*context.state()); }
+    /// Task.get_context(): the context the task runs in.
+    Context context() const noexcept {
+        context_->refs.fetch_add(1, std::memory_order_relaxed);
+        return Context(library_key, context_.get());
+    }
 
     /// Runs the coroutine from `at` until it suspends or finishes (Task.__step).
     void step(std::coroutine_handle<> at) noexcept {
@@ -326,8 +333,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     std::uint64_t id_;
     std::string name_;
     std::source_location created_at_;
-    ContextState own_context_;  // a copy of the creator's, unless given one
-    ContextState* context_ = &own_context_;
+    ContextRef context_;  // a copy of the creator's, unless given one
 
     friend class asyncio::EventLoop;
     friend class LoopCore;
