@@ -612,6 +612,22 @@ TEST_CASE("debug mode refuses call_soon from another thread") {
     CHECK(error == "Non-thread-safe operation invoked on an event loop other than the current one");
 }
 
+TEST_CASE("debug mode does not thread-check create_future") {
+    // base_events.py: create_future has no _check_thread().
+    Loop loop;
+    loop->set_debug(true);
+    bool made = false;
+    loop->call_soon([&] {
+        std::thread([&] {
+            asyncio::Future<int> fut = loop->create_future<int>();
+            made = !fut.done();
+        }).join();
+        loop->stop();
+    });
+    loop->run_forever();
+    CHECK(made);
+}
+
 TEST_CASE("ASYNCIO_DEBUG turns on debug mode") {
     ::setenv("ASYNCIO_DEBUG", "1", 1);
     Loop debug_loop;
