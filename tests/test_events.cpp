@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -195,6 +196,18 @@ TEST_CASE("negative and zero delays act as zero") {
     loop->call_at(loop->time() - 100, [&] { order.push_back(4); });
     loop.run_once();
     CHECK(order == std::vector<int>{4, 1, 2, 3});
+}
+
+TEST_CASE("a NaN delay or time is refused (a documented difference)") {
+    // CPython does not check; here deadlines are integer nanoseconds, and a
+    // NaN has none (converting it is undefined behaviour).
+    Loop loop;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_AS(loop->call_later(nan, [] {}), std::invalid_argument);
+    CHECK_THROWS_AS(loop->call_later(std::chrono::duration<double>(nan), [] {}),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(loop->call_at(nan, [] {}), std::invalid_argument);
+    CHECK(loop->stats().timers == 0);
 }
 
 TEST_CASE("TimerHandle.when() and cancel") {
