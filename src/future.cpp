@@ -238,7 +238,14 @@ TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> roo
 }
 
 TaskBase::~TaskBase() {
-    if (root_) root_.destroy();
+    destroy_root();
+}
+
+void TaskBase::destroy_root() noexcept {
+    if (!root_) return;
+    TaskBase* outer = std::exchange(freeing_task, this);
+    std::exchange(root_, {}).destroy();
+    freeing_task = outer;
 }
 
 bool TaskBase::cancel(const std::string& message) noexcept {
@@ -311,7 +318,7 @@ void TaskBase::report_unretrieved() noexcept {
 
 void TaskBase::abandon() noexcept {
     fut_waiter_ = nullptr;
-    if (root_) std::exchange(root_, {}).destroy();
+    destroy_root();
     // It will never run again: end it cancelled, so that whatever waits for
     // it (done callbacks, gather, TaskGroup) is released rather than kept
     // pending forever.

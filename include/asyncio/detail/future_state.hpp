@@ -38,6 +38,11 @@ class TaskBase;
 struct WaiterTag;
 struct AllTasksTag;
 
+/// The task whose coroutine frames this thread is freeing while suspended
+/// (TaskBase::abandon), else nullptr: a frame's destructors can tell a
+/// teardown from a normal exit by it.
+constinit inline thread_local TaskBase* freeing_task = nullptr;
+
 /// A suspended coroutine waiting for something; see the protocol above.
 struct Waiter : ReadyNode, Hook<WaiterTag> {
     /// Ends the wait early because the task is cancelled; returns true if the
@@ -315,6 +320,10 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
              std::source_location created_at) noexcept;
     ~TaskBase() override;
+
+    /// Frees the coroutine's frames where they are suspended, with
+    /// freeing_task set to this task while their destructors run.
+    void destroy_root() noexcept;
 
     /// Moves the outcome of the finished coroutine into the future part.
     virtual void finish() noexcept = 0;
