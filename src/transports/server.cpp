@@ -233,6 +233,7 @@ class ServerState final : public ConnectionOwner,
                 // The loop must not spin: stop accepting for a while, keep serving.
                 ExceptionContext context;
                 context.message = "socket.accept() out of system resource";
+                context.socket = a.fd;
                 context.exception = std::make_exception_ptr(
                     std::system_error(static_cast<int>(-result), std::system_category(), "accept"));
                 loop_->call_exception_handler(context);
@@ -246,6 +247,7 @@ class ServerState final : public ConnectionOwner,
                        result != -EPROTO && result != -ECANCELED) {
                 ExceptionContext context;
                 context.message = "Error on accept()";
+                context.socket = a.fd;
                 context.exception = std::make_exception_ptr(
                     std::system_error(static_cast<int>(-result), std::system_category(), "accept"));
                 loop_->call_exception_handler(context);
