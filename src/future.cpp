@@ -2,6 +2,7 @@
 // on the value type.
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -277,6 +278,49 @@ std::string TaskBase::repr() const {
     }
     if (created_at_.line() != 0) out += " created at " + location(created_at_);
     return out + ">";
+}
+
+namespace {
+
+/// The first task suspended awaiting `task` (a FutureAwaiter's waiter names
+/// its task; done callbacks and gather's watchers name none).
+const TaskBase* first_awaiting(const TaskBase& task, IntrusiveList<Waiter, WaiterTag>& waiters) {
+    const TaskBase* found = nullptr;
+    waiters.for_each([&](Waiter& waiter) {
+        if (found == nullptr && waiter.task != nullptr && waiter.task != &task) found = waiter.task;
+    });
+    return found;
+}
+
+}  // namespace
+
+std::vector<std::source_location> TaskBase::stack(std::optional<std::size_t> limit) const {
+    std::vector<std::source_location> out;
+    if (done()) return out;
+    std::vector<const TaskBase*> chain;  // this task, then who awaits it, ...
+    for (const TaskBase* t = this; t != nullptr;
+         t = first_awaiting(*t, const_cast<TaskBase*>(t)->callbacks_)) {
+        // Tasks awaiting each other in a cycle deadlock, but must not loop here.
+        if (std::find(chain.begin(), chain.end(), t) != chain.end()) break;
+        chain.push_back(t);
+    }
+    const std::size_t n = limit ? std::min(*limit, chain.size()) : chain.size();
+    for (std::size_t i = n; i-- > 0;)
+        out.push_back(chain[i]->created_at_);
+    return out;
+}
+
+void TaskBase::print_stack(std::optional<std::size_t> limit, std::FILE* file) const {
+    const std::vector<std::source_location> entries = stack(limit);
+    if (entries.empty()) {
+        fmt::print(file, "No stack for {}\n", repr());
+        return;
+    }
+    fmt::print(file, "Stack for {} (most recent call last):\n", repr());
+    for (const std::source_location& where : entries) {
+        fmt::print(file, "  File \"{}\", line {}, in {}\n", where.file_name(), where.line(),
+                   where.function_name());
+    }
 }
 
 TaskBase& TaskBase::running() {

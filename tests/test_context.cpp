@@ -465,6 +465,23 @@ TEST_CASE("add_done_callback's context option runs the callback in that Context"
     CHECK(run_guarded(main(var)) == "given");
 }
 
+TEST_CASE("Handle.get_context holds the values the callback runs with") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        ContextVar<int> var("var", 0);
+        var.set(3);
+        Future<int> seen = loop.create_future<int>();
+        asyncio::Handle handle =
+            loop.call_soon([&var, seen]() mutable { seen.set_result(var.get()); });
+        var.set(4);
+        CHECK(handle.get_context().get(var) == 3);
+        const int got = co_await seen;
+        CHECK(got == 3);
+        CHECK(asyncio::Handle().get_context().size() == 0);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("callbacks scheduled outside any task run in the scheduling thread's context") {
     auto loop = asyncio::new_event_loop();
     Context ctx;

@@ -4,8 +4,10 @@
 // Tasks that sleep for an hour run on a TestClock (run_paused): a lost
 // cancellation shows as the hour having passed instead of hanging the test.
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
+#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -440,6 +442,66 @@ TEST_CASE("a task refuses set_result and set_exception (through a Future<> handl
         CHECK_FALSE(task.done());
         const int v = co_await task;
         CHECK(v == 3);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("Task.get_context is the context the task runs in") {
+    auto main = []() -> Coro<void> {
+        asyncio::ContextVar<int> var("var", 0);
+        auto set = [](asyncio::ContextVar<int>& v) -> Coro<void> {
+            v.set(5);
+            co_await asyncio::sleep(0);
+        };
+        Task<> own = asyncio::create_task(set(var));
+        co_await own;
+        CHECK(own.get_context().get(var) == 5);  // its own copy, which it changed
+        CHECK(var.get() == 0);
+        asyncio::Context given;
+        Task<> shared = asyncio::create_task(set(var), {.context = given});
+        co_await shared;
+        CHECK(given.get(var) == 5);
+        CHECK(shared.get_context().get(var) == 5);
+        shared.get_context().run([&var] { var.set(6); });
+        CHECK(given.get(var) == 6);  // the same Context, not a copy
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("Task.get_stack: creation sites of the awaiting chain, oldest first") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Future<> gate = loop.create_future();
+        auto inner = [](Future<> g) -> Coro<void> { co_await g; };
+        auto outer = [](Task<> t) -> Coro<void> { co_await t; };
+        Task<> in = asyncio::create_task(inner(gate));
+        const int in_line = __LINE__ - 1;
+        Task<> out = asyncio::create_task(outer(in));
+        const int out_line = __LINE__ - 1;
+        co_await asyncio::sleep(0);  // both are suspended now: out awaits in
+        const std::vector<std::source_location> stack = in.get_stack();
+        REQUIRE(stack.size() == 2);
+        CHECK(static_cast<int>(stack[0].line()) == out_line);
+        CHECK(static_cast<int>(stack[1].line()) == in_line);
+        const std::vector<std::source_location> newest = in.get_stack(1);
+        REQUIRE(newest.size() == 1);
+        CHECK(static_cast<int>(newest[0].line()) == in_line);
+        CHECK(out.get_stack().size() == 1);  // nobody awaits `out`
+
+        std::FILE* file = std::tmpfile();
+        REQUIRE(file != nullptr);
+        in.print_stack({}, file);
+        std::rewind(file);
+        std::string text(4096, '\0');
+        text.resize(std::fread(text.data(), 1, text.size(), file));
+        std::fclose(file);
+        CHECK(text.rfind("Stack for <Task pending", 0) == 0);
+        CHECK(text.find("(most recent call last):") != std::string::npos);
+        CHECK(text.find(fmt::format(", line {}, in ", in_line)) != std::string::npos);
+
+        gate.set_result();
+        co_await out;
+        CHECK(in.get_stack().empty());  // done: no stack
     };
     run_guarded(main());
 }

@@ -16,14 +16,17 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "asyncio/contextvars.hpp"
 #include "asyncio/detail/allocator.hpp"
@@ -224,6 +227,10 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     std::source_location created_at() const noexcept { return created_at_; }
     /// Python's repr(task): "<Task pending name='Task-1' created at f.cpp:12>".
     std::string repr() const;
+    /// Task.get_stack(): the creation sites of the tasks awaiting this one
+    /// (outermost first), then this task's; empty once done.
+    std::vector<std::source_location> stack(std::optional<std::size_t> limit) const;
+    void print_stack(std::optional<std::size_t> limit, std::FILE* file) const;
 
     /// The task running on this thread's loop; RuntimeError if there is none.
     static TaskBase& running();
