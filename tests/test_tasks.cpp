@@ -506,6 +506,37 @@ TEST_CASE("Task.get_stack: creation sites of the awaiting chain, oldest first") 
     run_guarded(main());
 }
 
+TEST_CASE("sleep(delay, result) returns the result after the delay") {
+    auto main = []() -> Coro<void> {
+        const std::string word = co_await asyncio::sleep(2s, std::string("slept"));
+        CHECK(word == "slept");
+        CHECK(loop_time() == 2.0);
+        std::unique_ptr<int> moved = co_await asyncio::sleep(0.5, std::make_unique<int>(9));
+        REQUIRE(moved != nullptr);
+        CHECK(*moved == 9);  // a move-only result is moved through
+        CHECK(loop_time() == 2.5);
+    };
+    run_paused(main());
+}
+
+TEST_CASE("ensure_future: a Coro becomes a task, a Task or Future comes back as it is") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Task<int> made = asyncio::ensure_future(value_after_yield(4));
+        const int made_line = __LINE__ - 1;
+        CHECK(static_cast<int>(made.created_at().line()) == made_line);
+        CHECK_FALSE(made.done());
+        Task<int> same_task = asyncio::ensure_future(made);
+        CHECK(same_task == made);
+        Future<int> fut = loop.create_future<int>();
+        Future<int> same_future = asyncio::ensure_future(fut);
+        CHECK(same_future == fut);
+        const int v = co_await made;
+        CHECK(v == 4);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("CancelledError is not a std::exception") {
     auto main = []() -> Coro<std::string> {
         auto body = []() -> Coro<void> {

@@ -143,6 +143,12 @@ Coro<T> sleep(std::chrono::duration<Rep, Period> delay, T result) {
     co_await sleep(delay);
     co_return std::move(result);
 }
+/// asyncio.sleep(seconds, result).
+template <class T>
+Coro<T> sleep(double seconds, T result) {
+    co_await sleep(seconds);
+    co_return std::move(result);
+}
 
 // -- ensure_future ----------------------------------------------------------------
 
