@@ -2,6 +2,7 @@
 // on the value type.
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -100,10 +101,14 @@ void report_never_awaited(std::source_location where) noexcept {
 // -- done callbacks -----------------------------------------------------------
 
 /// A callback given to Future.add_done_callback, waiting in the future's list.
+/// It runs in its own context, as CPython's does (call_soon(..., context=)):
+/// what it sets stays there, out of the loop thread's base context.
 struct CallbackNode final : Waiter, Recycled {
-    CallbackNode(FutureBase& future, std::function<void(FutureBase&)> fn, std::size_t id)
+    CallbackNode(FutureBase& future, std::function<void(FutureBase&)> fn, std::size_t id,
+                 const Context* given)
         : Waiter(&run), future(&future), fn(std::move(fn)), id(id) {
         pin = &future;
+        if (given != nullptr) context.share(*given->state());
     }
 
     static void run(ReadyNode& node, Action action) noexcept {
@@ -111,6 +116,7 @@ struct CallbackNode final : Waiter, Recycled {
         FutureBase* future = self->future;
         if (action == Action::run) {
             try {
+                ContextScope scope(*self->context);
                 self->fn(*future);
             } catch (...) {
                 ExceptionContext context;
@@ -127,6 +133,7 @@ struct CallbackNode final : Waiter, Recycled {
     FutureBase* future;
     std::function<void(FutureBase&)> fn;
     std::size_t id;
+    ContextRef context;
 };
 
 const ReadyNode::Fn FutureBase::callback_fn_ = &CallbackNode::run;
@@ -152,7 +159,7 @@ std::exception_ptr FutureBase::exception() {
 }
 
 void FutureBase::set_exception(std::exception_ptr error) {
-    check_pending("set_exception");
+    check_settable("set_exception");
     if (!error) throw std::invalid_argument("set_exception() needs an exception, got nullptr");
     exception_ = std::move(error);
     status_ = Status::finished;
@@ -166,9 +173,10 @@ void FutureBase::mark_cancelled(std::string message) noexcept {
     schedule_callbacks();
 }
 
-std::size_t FutureBase::add_done_callback(std::function<void(FutureBase&)> fn) {
+std::size_t FutureBase::add_done_callback(std::function<void(FutureBase&)> fn,
+                                          const Context* context) {
     const std::size_t id = next_callback_id.fetch_add(1, std::memory_order_relaxed);
-    auto* node = new CallbackNode(*this, std::move(fn), id);
+    auto* node = new CallbackNode(*this, std::move(fn), id, context);
     if (done()) {
         add_ref();
         loop_->schedule(*node);
@@ -201,6 +209,10 @@ void FutureBase::throw_done(const char* operation) const {
         fmt::format("{}(): the future is already done ({})", operation, status_name(status_)));
 }
 
+void FutureBase::throw_task_refuses(const char* operation) {
+    throw RuntimeError(fmt::format("Task does not support {}() operation", operation));
+}
+
 void FutureBase::report_unretrieved() noexcept {
     try {
         ExceptionContext context;
@@ -222,19 +234,18 @@ TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> roo
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),
       created_at_(created_at) {
     step_node_.task = this;
-    own_context_.data = current_context().data;  // contextvars.copy_context()
     loop.register_task(*this);
 }
 
 TaskBase::~TaskBase() {
-    if (root_) root_.destroy();
-    if (context_ != &own_context_) Context release(library_key, context_);  // drops our reference
+    destroy_root();
 }
 
-void TaskBase::use_context(const Context& context) noexcept {
-    if (context_ != &own_context_) Context release(library_key, context_);
-    context_ = context.state();
-    context_->refs.fetch_add(1, std::memory_order_relaxed);
+void TaskBase::destroy_root() noexcept {
+    if (!root_) return;
+    TaskBase* outer = std::exchange(freeing_task, this);
+    std::exchange(root_, {}).destroy();
+    freeing_task = outer;
 }
 
 bool TaskBase::cancel(const std::string& message) noexcept {
@@ -266,6 +277,49 @@ std::string TaskBase::repr() const {
     }
     if (created_at_.line() != 0) out += " created at " + location(created_at_);
     return out + ">";
+}
+
+namespace {
+
+/// The first task suspended awaiting `task` (a FutureAwaiter's waiter names
+/// its task; done callbacks and gather's watchers name none).
+const TaskBase* first_awaiting(const TaskBase& task, IntrusiveList<Waiter, WaiterTag>& waiters) {
+    const TaskBase* found = nullptr;
+    waiters.for_each([&](Waiter& waiter) {
+        if (found == nullptr && waiter.task != nullptr && waiter.task != &task) found = waiter.task;
+    });
+    return found;
+}
+
+}  // namespace
+
+std::vector<std::source_location> TaskBase::stack(std::optional<std::size_t> limit) const {
+    std::vector<std::source_location> out;
+    if (done()) return out;
+    std::vector<const TaskBase*> chain;  // this task, then who awaits it, ...
+    for (const TaskBase* t = this; t != nullptr;
+         t = first_awaiting(*t, const_cast<TaskBase*>(t)->callbacks_)) {
+        // Tasks awaiting each other in a cycle deadlock, but must not loop here.
+        if (std::find(chain.begin(), chain.end(), t) != chain.end()) break;
+        chain.push_back(t);
+    }
+    const std::size_t n = limit ? std::min(*limit, chain.size()) : chain.size();
+    for (std::size_t i = n; i-- > 0;)
+        out.push_back(chain[i]->created_at_);
+    return out;
+}
+
+void TaskBase::print_stack(std::optional<std::size_t> limit, std::FILE* file) const {
+    const std::vector<std::source_location> entries = stack(limit);
+    if (entries.empty()) {
+        fmt::print(file, "No stack for {}\n", repr());
+        return;
+    }
+    fmt::print(file, "Stack for {} (most recent call last):\n", repr());
+    for (const std::source_location& where : entries) {
+        fmt::print(file, "  File \"{}\", line {}, in {}\n", where.file_name(), where.line(),
+                   where.function_name());
+    }
 }
 
 TaskBase& TaskBase::running() {
@@ -307,7 +361,7 @@ void TaskBase::report_unretrieved() noexcept {
 
 void TaskBase::abandon() noexcept {
     fut_waiter_ = nullptr;
-    if (root_) std::exchange(root_, {}).destroy();
+    destroy_root();
     // It will never run again: end it cancelled, so that whatever waits for
     // it (done callbacks, gather, TaskGroup) is released rather than kept
     // pending forever.

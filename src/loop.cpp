@@ -618,6 +618,7 @@ void EventLoop::default_exception_handler(const ExceptionContext& context) noexc
         if (context.handle && context.handle->state() != nullptr) {
             text += "\nhandle: " + detail::describe_handle(*context.handle->state());
         }
+        if (context.socket) text += fmt::format("\nsocket: fd {}", *context.socket);
         if (!context.repr.empty() && !context.task) text += "\nobject: " + context.repr;
         if (context.source && context.source->line() != 0) {
             text += fmt::format("\nsource: {}:{} in {}", context.source->file_name(),

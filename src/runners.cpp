@@ -21,10 +21,18 @@ Runner::~Runner() {
 void Runner::lazy_init() {
     if (state_ == State::closed) throw RuntimeError("Runner is closed");
     if (state_ == State::initialized) return;
-    loop_ = opts_.backend ? std::make_unique<EventLoop>(*opts_.backend) : new_event_loop();
+    if (opts_.backend) {
+        // CPython's loop_factory: the loop is the caller's choice and does
+        // not become the thread's current loop.
+        loop_ = std::make_unique<EventLoop>(*opts_.backend);
+    } else {
+        loop_ = new_event_loop();
+        set_event_loop(loop_.get());
+        current_loop_ = CurrentLoop::set;
+    }
     if (opts_.debug) loop_->set_debug(true);
     if (opts_.clock != nullptr) loop_->set_clock(opts_.clock);
-    set_event_loop(loop_.get());
+    context_ = copy_context();
     state_ = State::initialized;
 }
 
@@ -43,16 +51,15 @@ EventLoop& Runner::get_loop() {
 }
 
 void Runner::close() {
-    if (state_ != State::initialized) {
-        state_ = State::closed;
-        return;
-    }
+    // CPython's Runner.close() returns unless initialized: a runner that
+    // never made its loop stays usable.
+    if (state_ != State::initialized) return;
     if (loop_->is_running())
         throw RuntimeError("Runner.close() cannot be called while its loop runs");
     struct Finally {
         Runner& runner;
         ~Finally() {
-            set_event_loop(nullptr);
+            if (runner.current_loop_ == CurrentLoop::set) set_event_loop(nullptr);
             runner.loop_->close();
             runner.loop_.reset();
             runner.state_ = State::closed;

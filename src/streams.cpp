@@ -348,9 +348,9 @@ void StreamReaderProtocol::connection_made(BaseTransport& transport) {
     on_connected_.reset();
     EventLoop& loop = get_running_loop();
     Task<void> task = loop.create_task(std::move(handler));
-    std::weak_ptr<Transport> weak = stream;
-    task.add_done_callback([weak, &loop](Future<>& done) {
-        auto transport = weak.lock();
+    // Held, as streams.py's callback holds it, so that a failure can name
+    // the transport (closed by then, when the handler dropped its writer).
+    task.add_done_callback([transport = std::move(stream), &loop](Future<>& done) {
         if (done.cancelled()) {
             if (transport) transport->close();
             return;
@@ -359,6 +359,7 @@ void StreamReaderProtocol::connection_made(BaseTransport& transport) {
             ExceptionContext context;
             context.message = "Unhandled exception in client_connected_cb";
             context.exception = error;
+            context.transport = transport;
             loop.call_exception_handler(context);
             if (transport) transport->close();
         }

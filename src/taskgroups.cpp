@@ -72,7 +72,8 @@ void TaskGroup::State::on_task_done(const Future<>& done) noexcept {
         context.message =
             "A task of a TaskGroup has errored out but its parent task is already completed";
         context.exception = error;
-        context.future = done;
+        done.state()->add_ref();  // the reference the Task<> adopts
+        context.task = Task<>(static_cast<detail::TaskBase*>(done.state()), detail::AdoptRef{});
         loop->call_exception_handler(context);
         return;
     }

@@ -35,6 +35,17 @@ void eager_task_factory(EventLoop&, Task<>&, TaskOptions& opts) {
     opts.eager_start = true;
 }
 
+TaskFactory create_eager_task_factory(TaskFactory custom_task_constructor) {
+    if (!custom_task_constructor) {
+        throw std::invalid_argument("create_eager_task_factory() needs a task constructor");
+    }
+    return [custom = std::move(custom_task_constructor)](EventLoop& loop, Task<>& task,
+                                                         TaskOptions& opts) {
+        eager_task_factory(loop, task, opts);  // what CPython passes as eager_start=True
+        custom(loop, task, opts);
+    };
+}
+
 namespace detail {
 
 Coro<void> sleep_ns(std::int64_t delay_ns) {

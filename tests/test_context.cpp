@@ -419,6 +419,69 @@ TEST_CASE("call_soon and call_later callbacks run in a copy of the scheduling co
     run_guarded(main());
 }
 
+TEST_CASE("a done callback runs in a copy of the context current at add_done_callback") {
+    // futures.py: add_done_callback(fn, context=None) takes copy_context().
+    ContextVar<std::string> var("var", "unset");
+    auto main = [](ContextVar<std::string>& var) -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        Future<> fut = loop.create_future();
+        Future<std::string> seen = loop.create_future<std::string>();
+        var.set("at add_done_callback");
+        fut.add_done_callback([&var, seen](Future<>&) mutable {
+            seen.set_result(var.get());
+            var.set("set by the callback");  // stays in the callback's copy
+        });
+        var.set("after");
+        fut.set_result();
+        std::string got = co_await seen;
+        CHECK(var.get() == "after");
+        co_return got;
+    };
+    CHECK(run_guarded(main(var)) == "at add_done_callback");
+    CHECK(var.get() == "unset");  // nothing leaked into this thread's base context
+}
+
+TEST_CASE("add_done_callback's context option runs the callback in that Context") {
+    ContextVar<std::string> var("var", "unset");
+    auto main = [](ContextVar<std::string>& var) -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        Context ctx;
+        ctx.run([&var] { var.set("given"); });
+        Future<> fut = loop.create_future();
+        Future<std::string> seen = loop.create_future<std::string>();
+        var.set("creator");
+        fut.add_done_callback(
+            [&var, seen](Future<>&) mutable {
+                seen.set_result(var.get());
+                var.set("changed by the callback");
+            },
+            {.context = ctx});
+        fut.set_result();
+        std::string got = co_await seen;
+        CHECK(ctx.get(var) == "changed by the callback");  // visible through the Context
+        CHECK(var.get() == "creator");
+        co_return got;
+    };
+    CHECK(run_guarded(main(var)) == "given");
+}
+
+TEST_CASE("Handle.get_context holds the values the callback runs with") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        ContextVar<int> var("var", 0);
+        var.set(3);
+        Future<int> seen = loop.create_future<int>();
+        asyncio::Handle handle =
+            loop.call_soon([&var, seen]() mutable { seen.set_result(var.get()); });
+        var.set(4);
+        CHECK(handle.get_context().get(var) == 3);
+        const int got = co_await seen;
+        CHECK(got == 3);
+        CHECK(asyncio::Handle().get_context().size() == 0);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("callbacks scheduled outside any task run in the scheduling thread's context") {
     auto loop = asyncio::new_event_loop();
     Context ctx;

@@ -77,6 +77,28 @@ TEST_CASE("the eager task factory is the loop's task factory once set") {
     CHECK(runner.run(main()) == "hello");
 }
 
+TEST_CASE(
+    "create_eager_task_factory starts tasks eagerly and lets the constructor configure them") {
+    // test_eager_task_factory.py: create_eager_task_factory(custom_task_constructor).
+    asyncio::Runner runner;
+    int constructed = 0;
+    runner.get_loop().set_task_factory(asyncio::create_eager_task_factory(
+        [&constructed](asyncio::EventLoop&, Task<>&, asyncio::TaskOptions& opts) {
+            CHECK(opts.eager_start);  // asked for, as CPython passes eager_start=True
+            ++constructed;
+            opts.name = "custom-" + std::to_string(constructed);
+        }));
+    auto main = []() -> Coro<std::string> {
+        Task<std::string> t = asyncio::create_task(hello());
+        CHECK(t.done());  // its only step ran inside create_task
+        std::string name = t.get_name();
+        co_return name + " " + co_await t;
+    };
+    CHECK(runner.run(main()) == "custom-2 hello");  // the main task was custom-1
+    CHECK(constructed == 2);
+    CHECK_THROWS_AS(asyncio::create_eager_task_factory({}), std::invalid_argument);
+}
+
 TEST_CASE("the first step runs inside create_task") {
     const Eager how = pick_mode();
     auto main = [](Eager how) -> Coro<std::vector<std::string>> {

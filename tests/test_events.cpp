@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -195,6 +196,18 @@ TEST_CASE("negative and zero delays act as zero") {
     loop->call_at(loop->time() - 100, [&] { order.push_back(4); });
     loop.run_once();
     CHECK(order == std::vector<int>{4, 1, 2, 3});
+}
+
+TEST_CASE("a NaN delay or time is refused (a documented difference)") {
+    // CPython does not check; here deadlines are integer nanoseconds, and a
+    // NaN has none (converting it is undefined behaviour).
+    Loop loop;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_AS(loop->call_later(nan, [] {}), std::invalid_argument);
+    CHECK_THROWS_AS(loop->call_later(std::chrono::duration<double>(nan), [] {}),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(loop->call_at(nan, [] {}), std::invalid_argument);
+    CHECK(loop->stats().timers == 0);
 }
 
 TEST_CASE("TimerHandle.when() and cancel") {
@@ -652,6 +665,22 @@ TEST_CASE("debug mode refuses call_soon from another thread") {
     });
     loop->run_forever();
     CHECK(error == "Non-thread-safe operation invoked on an event loop other than the current one");
+}
+
+TEST_CASE("debug mode does not thread-check create_future") {
+    // base_events.py: create_future has no _check_thread().
+    Loop loop;
+    loop->set_debug(true);
+    bool made = false;
+    loop->call_soon([&] {
+        std::thread([&] {
+            asyncio::Future<int> fut = loop->create_future<int>();
+            made = !fut.done();
+        }).join();
+        loop->stop();
+    });
+    loop->run_forever();
+    CHECK(made);
 }
 
 TEST_CASE("ASYNCIO_DEBUG turns on debug mode") {

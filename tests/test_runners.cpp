@@ -169,3 +169,46 @@ TEST_CASE("a Runner closes itself on destruction") {
     }
     CHECK(cancelled);
 }
+
+TEST_CASE("a Runner runs every coroutine in one context; run(coro, context) overrides it") {
+    // runners.py: Runner._context is copy_context() at lazy init, used by every run().
+    asyncio::ContextVar<int> var("var", 0);
+    auto set = [](asyncio::ContextVar<int>& v, int value) -> Coro<void> {
+        v.set(value);
+        co_return;
+    };
+    auto get = [](asyncio::ContextVar<int>& v) -> Coro<int> { co_return v.get(); };
+    asyncio::Runner runner;
+    runner.run(set(var, 7));
+    CHECK(runner.run(get(var)) == 7);
+    asyncio::Context other;
+    CHECK(runner.run(get(var), other) == 0);
+    runner.run(set(var, 9), other);
+    CHECK(other.get(var) == 9);
+    CHECK(runner.run(get(var)) == 7);
+    CHECK(var.get() == 0);  // the caller's context is untouched
+}
+
+TEST_CASE("closing a Runner that never created its loop does nothing") {
+    asyncio::Runner runner;
+    runner.close();
+    CHECK(runner.run(forty_two()) == 42);
+    runner.close();
+    CHECK_THROWS_WITH(runner.run(forty_two()), "Runner is closed");
+}
+
+TEST_CASE("a Runner given a backend does not touch the current event loop") {
+    // runners.py: only a runner without loop_factory calls set_event_loop.
+    auto current = asyncio::new_event_loop();
+    asyncio::set_event_loop(current.get());
+    {
+        asyncio::Runner runner({.backend = asyncio::default_backend()});
+        asyncio::EventLoop& loop = runner.get_loop();
+        CHECK(&loop != current.get());
+        CHECK(&asyncio::get_event_loop() == current.get());
+        CHECK(runner.run(forty_two()) == 42);
+        runner.close();
+        CHECK(&asyncio::get_event_loop() == current.get());
+    }
+    asyncio::set_event_loop(nullptr);
+}

@@ -542,6 +542,12 @@ TEST_CASE("an exception in the client_connected callback is reported and closes 
         const std::string eof = co_await reader.read();
         CHECK(eof.empty());
         CHECK(reports.contains("Unhandled exception in client_connected_cb"));
+        bool names_transport = false;
+        for (const auto& context : reports.contexts) {
+            if (context.message == "Unhandled exception in client_connected_cb")
+                names_transport = context.transport != nullptr;
+        }
+        CHECK(names_transport);  // streams.py passes 'transport'
         writer.close();
         server.close();
         co_await server.wait_closed();

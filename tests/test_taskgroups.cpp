@@ -337,6 +337,36 @@ TEST_CASE("a group destroyed without wait() cancels its tasks and is reported") 
     run_guarded(main());
 }
 
+TEST_CASE("a task that fails after its group's parent ended is reported with its task") {
+    // taskgroups.py reports {'message': ..., 'exception': exc, 'task': task}.
+    auto main = []() -> Coro<std::string> {
+        asyncio_test::RecordedReports reports(asyncio::get_running_loop());
+        auto late = []() -> Coro<void> {
+            try {
+                co_await asyncio::sleep(1h);
+            } catch (const CancelledError&) {
+            }
+            throw std::runtime_error("after the parent");
+        };
+        auto parent = [](Coro<void> child) -> Coro<void> {
+            TaskGroup forgotten;
+            forgotten.create_task(std::move(child), {.name = "late"});
+            co_await asyncio::sleep(0);
+        };  // returns without wait(): the group cancels its task
+        co_await asyncio::create_task(parent(late()));
+        co_await asyncio_test::iterations(3);
+        std::string named;
+        for (const auto& context : reports.contexts) {
+            if (context.message.find("its parent task is already completed") == std::string::npos)
+                continue;
+            CHECK_FALSE(context.future.has_value());
+            if (context.task) named = context.task->get_name();
+        }
+        co_return named;
+    };
+    CHECK(run_guarded(main()) == "late");
+}
+
 TEST_CASE("task_group passes the block's exception to the group") {
     auto main = []() -> Coro<std::vector<std::string>> {
         bool child_cancelled = false;

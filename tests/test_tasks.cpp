@@ -4,8 +4,10 @@
 // Tasks that sleep for an hour run on a TestClock (run_paused): a lost
 // cancellation shows as the hour having passed instead of hanging the test.
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
+#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -418,6 +420,121 @@ TEST_CASE("a task awaiting itself is refused") {
         co_return co_await asyncio::create_task(self());
     };
     CHECK(run_guarded(main()) == "Task cannot await on itself");
+}
+
+// A task's outcome comes from its coroutine only: setting it from outside
+// would mark the task done while the coroutine stays suspended for ever.
+template <class F>
+concept settable_with_result = requires(F f) { f.set_result(1); };
+template <class F>
+concept settable_with_exception = requires(F f) { f.set_exception(std::runtime_error("x")); };
+static_assert(settable_with_result<Future<int>> && settable_with_exception<Future<int>>);
+static_assert(!settable_with_result<Task<int>> && !settable_with_exception<Task<int>>);
+
+TEST_CASE("a task refuses set_result and set_exception (through a Future<> handle)") {
+    auto main = []() -> Coro<void> {
+        Task<int> task = asyncio::create_task(value_after_yield(3));
+        Future<> view = task;
+        CHECK_THROWS_AS(view.set_result(), asyncio::RuntimeError);
+        CHECK_THROWS_WITH(view.set_result(), "Task does not support set_result() operation");
+        CHECK_THROWS_WITH(view.set_exception(std::runtime_error("x")),
+                          "Task does not support set_exception() operation");
+        CHECK_FALSE(task.done());
+        const int v = co_await task;
+        CHECK(v == 3);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("Task.get_context is the context the task runs in") {
+    auto main = []() -> Coro<void> {
+        asyncio::ContextVar<int> var("var", 0);
+        auto set = [](asyncio::ContextVar<int>& v) -> Coro<void> {
+            v.set(5);
+            co_await asyncio::sleep(0);
+        };
+        Task<> own = asyncio::create_task(set(var));
+        co_await own;
+        CHECK(own.get_context().get(var) == 5);  // its own copy, which it changed
+        CHECK(var.get() == 0);
+        asyncio::Context given;
+        Task<> shared = asyncio::create_task(set(var), {.context = given});
+        co_await shared;
+        CHECK(given.get(var) == 5);
+        CHECK(shared.get_context().get(var) == 5);
+        shared.get_context().run([&var] { var.set(6); });
+        CHECK(given.get(var) == 6);  // the same Context, not a copy
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("Task.get_stack: creation sites of the awaiting chain, oldest first") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Future<> gate = loop.create_future();
+        auto inner = [](Future<> g) -> Coro<void> { co_await g; };
+        auto outer = [](Task<> t) -> Coro<void> { co_await t; };
+        Task<> in = asyncio::create_task(inner(gate));
+        const int in_line = __LINE__ - 1;
+        Task<> out = asyncio::create_task(outer(in));
+        const int out_line = __LINE__ - 1;
+        co_await asyncio::sleep(0);  // both are suspended now: out awaits in
+        const std::vector<std::source_location> stack = in.get_stack();
+        REQUIRE(stack.size() == 2);
+        CHECK(static_cast<int>(stack[0].line()) == out_line);
+        CHECK(static_cast<int>(stack[1].line()) == in_line);
+        const std::vector<std::source_location> newest = in.get_stack(1);
+        REQUIRE(newest.size() == 1);
+        CHECK(static_cast<int>(newest[0].line()) == in_line);
+        CHECK(out.get_stack().size() == 1);  // nobody awaits `out`
+
+        std::FILE* file = std::tmpfile();
+        REQUIRE(file != nullptr);
+        in.print_stack({}, file);
+        std::rewind(file);
+        std::string text(4096, '\0');
+        text.resize(std::fread(text.data(), 1, text.size(), file));
+        std::fclose(file);
+        CHECK(text.rfind("Stack for <Task pending", 0) == 0);
+        CHECK(text.find("(most recent call last):") != std::string::npos);
+        CHECK(text.find(fmt::format(", line {}, in ", in_line)) != std::string::npos);
+
+        gate.set_result();
+        co_await out;
+        CHECK(in.get_stack().empty());  // done: no stack
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("sleep(delay, result) returns the result after the delay") {
+    auto main = []() -> Coro<void> {
+        const std::string word = co_await asyncio::sleep(2s, std::string("slept"));
+        CHECK(word == "slept");
+        CHECK(loop_time() == 2.0);
+        std::unique_ptr<int> moved = co_await asyncio::sleep(0.5, std::make_unique<int>(9));
+        REQUIRE(moved != nullptr);
+        CHECK(*moved == 9);  // a move-only result is moved through
+        CHECK(loop_time() == 2.5);
+    };
+    run_paused(main());
+}
+
+TEST_CASE("ensure_future: a Coro becomes a task, a Task or Future comes back as it is") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Task<int> made = asyncio::ensure_future(value_after_yield(4));
+        const int made_line = __LINE__ - 1;
+        CHECK(static_cast<int>(made.created_at().line()) == made_line);
+        CHECK_FALSE(made.done());
+        Task<int> same_task = asyncio::ensure_future(made);
+        CHECK(same_task == made);
+        Future<int> fut = loop.create_future<int>();
+        Future<int> same_future = asyncio::ensure_future(fut);
+        CHECK(same_future == fut);
+        const int v = co_await made;
+        CHECK(v == 4);
+    };
+    run_guarded(main());
 }
 
 TEST_CASE("CancelledError is not a std::exception") {

@@ -752,7 +752,7 @@ TEST_CASE("in debug mode, loop methods called from a foreign thread throw") {
             attempt([&] { loop.call_soon([] {}); });
             attempt([&] { loop.call_later(1s, [] {}); });
             attempt([&] { static_cast<void>(loop.create_task(add(1, 2))); });
-            attempt([&] { static_cast<void>(loop.create_future()); });
+            // Not create_future: CPython does not thread-check it (test_events.cpp).
             attempt([&] { static_cast<void>(loop.run_in_executor(nullptr, [] { return 0; })); });
             // The thread-safe way works.
             loop.call_soon_threadsafe([target] { target->set_result(1); });
@@ -760,7 +760,7 @@ TEST_CASE("in debug mode, loop methods called from a foreign thread throw") {
         const int v = co_await fut;
         foreign.join();
         CHECK(v == 1);
-        REQUIRE(errors.size() == 5);
+        REQUIRE(errors.size() == 4);
         for (const std::string& e : errors) {
             CHECK(e ==
                   "Non-thread-safe operation invoked on an event loop other than the current one");

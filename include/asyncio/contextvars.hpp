@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "asyncio/detail/allocator.hpp"
 #include "asyncio/detail/library_key.hpp"
 #include "asyncio/exceptions.hpp"
 
@@ -70,11 +71,12 @@ class ContextDataRef {
     ContextData* data_ = nullptr;
 };
 
-/// The state of one Context object: its current mapping.
-struct ContextState {
+/// The state of one Context object: its current mapping. Pooled, since
+/// every task and done callback owns one.
+struct ContextState : Recycled {
     ContextDataRef data;
     bool entered = false;
-    std::atomic<std::uint32_t> refs{1};  // unused when embedded in a task
+    std::atomic<std::uint32_t> refs{1};
     /// Identity for Token checks, given out on the first set(): addresses
     /// are reused (a callback's context lives on the stack), ids are not.
     std::uint64_t id = 0;
@@ -105,6 +107,34 @@ class ContextScope {
 };
 
 std::uint64_t next_context_var_id() noexcept;
+
+/// A counted reference to the ContextState something runs in (a task, a
+/// done callback): by default a new copy of the context current at its
+/// creation, or a Context it was given and shares.
+class ContextRef {
+  public:
+    /// contextvars.copy_context()
+    ContextRef() : state_(new ContextState) { state_->data = current_context().data; }
+    ContextRef(const ContextRef&) = delete;
+    ContextRef& operator=(const ContextRef&) = delete;
+    ~ContextRef() { drop(); }
+
+    /// Shares `state` (adds a reference) instead of the current one.
+    void share(ContextState& state) noexcept {
+        state.refs.fetch_add(1, std::memory_order_relaxed);
+        drop();
+        state_ = &state;
+    }
+    ContextState& operator*() const noexcept { return *state_; }
+    ContextState* operator->() const noexcept { return state_; }
+    ContextState* get() const noexcept { return state_; }
+
+  private:
+    void drop() noexcept {
+        if (state_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete state_;
+    }
+    ContextState* state_;
+};
 
 }  // namespace detail
 

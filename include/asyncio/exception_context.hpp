@@ -5,6 +5,7 @@
 
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <source_location>
 #include <string>
@@ -16,6 +17,9 @@
 namespace asyncio {
 
 class EventLoop;
+// Declared, not included: the transport layer sits above this header.
+class BaseTransport;
+class BaseProtocol;
 
 /// What the loop's exception handler receives (Python's context dict).
 struct ExceptionContext {
@@ -24,6 +28,12 @@ struct ExceptionContext {
     std::optional<Future<>> future{};
     std::optional<Task<>> task{};
     std::optional<Handle> handle{};
+    /// The transport and protocol a report is about (a transport's fatal
+    /// error, a failed client_connected callback).
+    std::shared_ptr<BaseTransport> transport{};
+    std::shared_ptr<BaseProtocol> protocol{};
+    /// The socket's descriptor (a server's listening socket on accept errors).
+    std::optional<int> socket{};
     /// Python's repr of the object the report is about, when no handle to it
     /// can be given (a future being destroyed, say).
     std::string repr{};

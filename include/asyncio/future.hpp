@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -33,6 +34,13 @@ template <class T>
 class FutureAwaiter;
 struct AdoptRef {};
 }  // namespace detail
+
+/// Keyword arguments of Future.add_done_callback.
+struct DoneCallbackOptions {
+    /// The Context the callback runs in; by default a copy of the current
+    /// one, taken by add_done_callback.
+    std::optional<Context> context{};
+};
 
 template <class T = void>
 class Future {
@@ -77,7 +85,7 @@ class Future {
     void set_result()
         requires std::is_void_v<T>
     {
-        state_->check_pending("set_result");
+        state_->check_settable("set_result");
         if (state_->value_slot() != nullptr) {
             throw InvalidStateError("set_result() without a value on a Future that holds one");
         }
@@ -87,7 +95,7 @@ class Future {
     template <class U = T>
         requires(!std::is_void_v<T>)
     void set_result(U&& value) {
-        state_->check_pending("set_result");
+        state_->check_settable("set_result");
         slot().emplace(std::forward<U>(value));
         state_->finish_with_result();
     }
@@ -103,12 +111,15 @@ class Future {
     bool cancel(std::string msg = {}) noexcept { return state_->cancel(msg); }
 
     /// Calls `fn(future)` from the ready queue once the future is done (at
-    /// once, i.e. soon, if it already is). Returns an id for remove_done_callback.
-    std::size_t add_done_callback(std::function<void(Future&)> fn) {
-        return state_->add_done_callback([fn = std::move(fn)](detail::FutureBase& base) {
-            Future self(&base);
-            fn(self);
-        });
+    /// once, i.e. soon, if it already is), in `opts.context` or else in a
+    /// copy of the context current now. Returns an id for remove_done_callback.
+    std::size_t add_done_callback(std::function<void(Future&)> fn, DoneCallbackOptions opts = {}) {
+        return state_->add_done_callback(
+            [fn = std::move(fn)](detail::FutureBase& base) {
+                Future self(&base);
+                fn(self);
+            },
+            opts.context ? &*opts.context : nullptr);
     }
     /// Removes the callback registered under `id`; returns how many were removed.
     std::size_t remove_done_callback(std::size_t id) noexcept {

@@ -47,6 +47,11 @@ class Handle {
     /// Where call_soon/call_later was called; Python's debug-mode source_traceback.
     std::source_location source_location() const noexcept;
 
+    /// Handle.get_context(): a Context holding the values the callback runs
+    /// with (it runs in a fresh copy of them each time, so sets made through
+    /// this Context do not reach it).
+    Context get_context() const;
+
     /// Adopts a reference to `state` (library use).
     explicit Handle(detail::HandleState* state) noexcept : state_(state) {}
     detail::HandleState* state() const noexcept { return state_; }
@@ -163,6 +168,7 @@ class HandleState final : public ReadyNode, public Recycled {
     bool is_timer() const noexcept { return timer_; }
     bool threadsafe() const noexcept { return threadsafe_; }
     std::source_location where() const noexcept { return where_; }
+    const ContextDataRef& context_data() const noexcept { return context_; }
 
     // Timer bookkeeping, owned by the loop's timer heap.
     std::int64_t when_ns = 0;
@@ -224,6 +230,12 @@ inline bool Handle::cancelled() const noexcept {
 
 inline std::source_location Handle::source_location() const noexcept {
     return state_ != nullptr ? state_->where() : std::source_location{};
+}
+
+inline Context Handle::get_context() const {
+    Context out;
+    if (state_ != nullptr) out.state()->data = state_->context_data();
+    return out;
 }
 
 inline double TimerHandle::when() const noexcept {

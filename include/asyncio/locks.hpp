@@ -120,9 +120,15 @@ class Lock {
     void wake_up_first() noexcept;
     void bind(detail::LoopCore& loop);
 
+    friend class Condition;
+
     detail::WaiterList waiters_;  // not yet chosen
     std::size_t woken_ = 0;       // chosen, not yet resumed: at most one
     detail::LoopCore* loop_ = nullptr;
+    /// A task freed inside Condition.wait() (lock released, not re-acquired):
+    /// its guard's release, in the same teardown, must not free the lock
+    /// under whoever holds it now.
+    detail::TaskBase* unheld_by_ = nullptr;
     bool locked_ = false;
 };
 
@@ -580,6 +586,11 @@ inline Coro<void> Lock::acquire() {
 }
 
 inline void Lock::release() {
+    if (unheld_by_ != nullptr) {
+        const bool teardown_of_that_wait = unheld_by_ == detail::freeing_task;
+        unheld_by_ = nullptr;
+        if (teardown_of_that_wait) return;
+    }
     if (!locked_) throw RuntimeError("Lock is not acquired.");
     locked_ = false;
     wake_up_first();
@@ -639,6 +650,15 @@ inline Coro<void> Condition::wait() {
     if (!locked()) throw RuntimeError("cannot wait on un-acquired lock");
     bind(detail::running_task().loop());  // before releasing, as Python creates its future
     release();
+    // Freed here, at loop close, the task does not hold the lock: the guard
+    // that releases it next in the same teardown must leave it alone.
+    struct Unheld {
+        Lock& lock;
+        bool held = false;
+        ~Unheld() {
+            if (!held && detail::freeing_task != nullptr) lock.unheld_by_ = detail::freeing_task;
+        }
+    } unheld{*lock_};
     std::exception_ptr error;
     {
         detail::ConditionAwaiter awaiter(*this);
@@ -655,6 +675,7 @@ inline Coro<void> Condition::wait() {
         error = reacquired.exception();
         if (!detail::is_cancellation(error)) break;
     }
+    unheld.held = true;
     if (error) {
         // The error may have come after a notify chose this task: pass the
         // notification on (at worst a spurious wake-up, which is allowed).

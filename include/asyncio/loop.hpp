@@ -191,9 +191,10 @@ class EventLoop : public detail::LoopCore {
 
     // Futures and tasks -----------------------------------------------------
 
+    /// Not thread-checked in debug mode, as in CPython: making a future
+    /// touches no loop state.
     template <class T = void>
     Future<T> create_future() {
-        if (debug_) check_thread();
         return Future<T>(new detail::FutureState<T>(*this), detail::AdoptRef{});
     }
 

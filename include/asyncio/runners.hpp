@@ -3,8 +3,10 @@
 //     asyncio::Coro<int> main_coro() { co_await asyncio::sleep(1s); co_return 0; }
 //     int main() { return asyncio::run(main_coro()); }
 //
-// A Runner owns a fresh loop, makes it the thread's current loop, and on
-// close cancels whatever tasks are left, waits for them, and closes the loop.
+// A Runner owns a fresh loop, makes it the thread's current loop (unless it
+// was given a backend, CPython's loop_factory), runs every coroutine in one
+// Context, and on close cancels whatever tasks are left, waits for them, and
+// closes the loop.
 #pragma once
 
 #include <memory>
@@ -12,6 +14,7 @@
 #include <utility>
 
 #include "asyncio/backend.hpp"
+#include "asyncio/contextvars.hpp"
 #include "asyncio/coro.hpp"
 #include "asyncio/loop.hpp"
 
@@ -34,27 +37,43 @@ class Runner {
     ~Runner();
 
     /// Runs `coro` to completion on this runner's loop and returns its
-    /// result. RuntimeError if a loop is already running in this thread or
-    /// the runner is closed.
+    /// result. It runs in the runner's Context, the same for every run, so
+    /// what one run sets the next sees. RuntimeError if a loop is already
+    /// running in this thread or the runner is closed.
     template <class T>
     T run(Coro<T> coro) {
-        if (const char* refusal = refuse_run()) {
-            coro.close();
-            throw RuntimeError(refusal);
-        }
-        Task<T> task = loop_->create_task(std::move(coro));
-        return loop_->run_until_complete(std::move(task));
+        return run_in(std::move(coro), nullptr);
+    }
+    /// Runner.run(coro, context=context): runs `coro` in `context` instead.
+    template <class T>
+    T run(Coro<T> coro, const Context& context) {
+        return run_in(std::move(coro), &context);
     }
 
     /// The runner's loop, created on first use.
     EventLoop& get_loop();
 
     /// Cancels the remaining tasks, waits for them, closes the loop. Also
-    /// done on destruction; a second call does nothing.
+    /// done on destruction. It does nothing on a runner that has not
+    /// created its loop yet (which can still run afterwards), nor a second time.
     void close();
 
   private:
     enum class State { created, initialized, closed };
+    /// Whether lazy_init made the loop the thread's current one, so that
+    /// close() unsets it.
+    enum class CurrentLoop { untouched, set };
+
+    template <class T>
+    T run_in(Coro<T> coro, const Context* context) {
+        if (const char* refusal = refuse_run()) {
+            coro.close();
+            throw RuntimeError(refusal);
+        }
+        Task<T> task = loop_->create_task(std::move(coro),
+                                          {.context = context != nullptr ? *context : *context_});
+        return loop_->run_until_complete(std::move(task));
+    }
 
     void lazy_init();
     /// Why run() cannot start now, or nullptr (after creating the loop).
@@ -63,7 +82,9 @@ class Runner {
 
     RunOptions opts_;
     std::unique_ptr<EventLoop> loop_;
+    std::optional<Context> context_;  // copy_context() when the loop is created
     State state_ = State::created;
+    CurrentLoop current_loop_ = CurrentLoop::untouched;
 };
 
 /// asyncio.run: runs `main` in a new Runner and returns its result.

@@ -11,11 +11,14 @@
 #pragma once
 
 #include <coroutine>
+#include <cstddef>
+#include <cstdio>
 #include <optional>
 #include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "asyncio/contextvars.hpp"
 #include "asyncio/coro.hpp"
@@ -47,6 +50,14 @@ class Task : public Future<T> {
         requires(std::is_void_v<T> && !std::is_void_v<U>)
     Task(const Task<U>& typed) noexcept : Future<T>(typed.state()) {}
 
+    /// A task's outcome comes from its coroutine: Python's Task raises
+    /// RuntimeError on these, and here they do not compile. (Through a
+    /// Future<> handle they throw that RuntimeError.)
+    template <class... A>
+    void set_result(A&&...) = delete;
+    template <class... A>
+    void set_exception(A&&...) = delete;
+
     std::string get_name() const { return base().name(); }
     void set_name(std::string name) { base().set_name(std::move(name)); }
 
@@ -57,6 +68,23 @@ class Task : public Future<T> {
 
     /// Where create_task was called.
     std::source_location created_at() const noexcept { return base().created_at(); }
+
+    /// Task.get_context(): the Context the task runs in (the one it was
+    /// given, else its own copy of its creator's); sets made through it are
+    /// seen by the task.
+    Context get_context() const noexcept { return base().context(); }
+
+    /// Task.get_stack(), as far as C++ can see: no frames, but where this
+    /// task and the tasks awaiting it were created, oldest (the outermost
+    /// awaiting task) first and this task last. Empty once the task is done.
+    /// `limit` keeps the newest entries.
+    std::vector<std::source_location> get_stack(std::optional<std::size_t> limit = {}) const {
+        return base().stack(limit);
+    }
+    /// Task.print_stack(): get_stack() printed in traceback style to `file`.
+    void print_stack(std::optional<std::size_t> limit = {}, std::FILE* file = stderr) const {
+        base().print_stack(limit, file);
+    }
 
     /// Library use: adopts a reference to `state`.
     Task(detail::TaskBase* state, detail::AdoptRef) noexcept

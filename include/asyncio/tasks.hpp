@@ -42,6 +42,10 @@ Task<T> create_task(Coro<T> coro, TaskOptions opts = {},
 
 /// asyncio.eager_task_factory: for loop.set_task_factory; every task starts eagerly.
 void eager_task_factory(EventLoop& loop, Task<>& task, TaskOptions& opts);
+/// asyncio.create_eager_task_factory: a task factory that asks for an
+/// eager start and then lets `custom_task_constructor` configure the task
+/// (C++ task factories configure the task the loop built; see TaskFactory).
+TaskFactory create_eager_task_factory(TaskFactory custom_task_constructor);
 
 /// The task running on the running loop, nullopt outside of a task;
 /// RuntimeError if no loop is running.
@@ -137,6 +141,12 @@ Coro<void> sleep(double seconds);
 template <class Rep, class Period, class T>
 Coro<T> sleep(std::chrono::duration<Rep, Period> delay, T result) {
     co_await sleep(delay);
+    co_return std::move(result);
+}
+/// asyncio.sleep(seconds, result).
+template <class T>
+Coro<T> sleep(double seconds, T result) {
+    co_await sleep(seconds);
     co_return std::move(result);
 }
 

@@ -219,6 +219,8 @@ void TransportBase<Interface>::report(const char* message, std::exception_ptr er
     ExceptionContext context;
     context.message = message;
     context.exception = std::move(error);
+    context.transport = this->weak_from_this().lock();  // empty while being destroyed
+    context.protocol = protocol_;
     loop_->call_exception_handler(context);
 }
 

@@ -227,6 +227,7 @@ class ServerState final : public ConnectionOwner,
                 // The loop must not spin: stop accepting for a while, keep serving.
                 ExceptionContext context;
                 context.message = "socket.accept() out of system resource";
+                context.socket = a.fd;
                 context.exception = result_error(result, "accept");
                 loop_->call_exception_handler(context);
                 std::weak_ptr<ServerState> weak = weak_from_this();
@@ -239,6 +240,7 @@ class ServerState final : public ConnectionOwner,
                        result != -EPROTO && result != -ECANCELED) {
                 ExceptionContext context;
                 context.message = "Error on accept()";
+                context.socket = a.fd;
                 context.exception = result_error(result, "accept");
                 loop_->call_exception_handler(context);
             }

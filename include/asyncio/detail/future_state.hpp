@@ -16,14 +16,17 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "asyncio/contextvars.hpp"
 #include "asyncio/detail/allocator.hpp"
@@ -37,6 +40,11 @@ namespace asyncio::detail {
 class TaskBase;
 struct WaiterTag;
 struct AllTasksTag;
+
+/// The task whose coroutine frames this thread is freeing while suspended
+/// (TaskBase::abandon), else nullptr: a frame's destructors can tell a
+/// teardown from a normal exit by it.
+constinit inline thread_local TaskBase* freeing_task = nullptr;
 
 /// A suspended coroutine waiting for something; see the protocol above.
 struct Waiter : ReadyNode, Hook<WaiterTag> {
@@ -117,6 +125,13 @@ class FutureBase : public Recycled {
     void check_pending(const char* operation) const {
         if (status_ != Status::pending) throw_done(operation);
     }
+    /// set_result/set_exception's check: a task's outcome comes from its
+    /// coroutine alone (setting it would leave the coroutine suspended
+    /// forever), so a task refuses them as CPython's Task does.
+    void check_settable(const char* operation) const {
+        if (kind_ == Kind::task) throw_task_refuses(operation);
+        check_pending(operation);
+    }
 
     void add_waiter(Waiter& waiter) noexcept { callbacks_.push_back(waiter); }
     /// add_waiter, or schedule `waiter` at once (pinning as schedule_callbacks
@@ -131,7 +146,9 @@ class FutureBase : public Recycled {
     }
     /// Future.add_done_callback: `fn` runs from the ready queue once the
     /// future is done. Returns an id for remove_done_callback.
-    std::size_t add_done_callback(std::function<void(FutureBase&)> fn);
+    /// It runs in `context` when given, else in a copy of the current context.
+    std::size_t add_done_callback(std::function<void(FutureBase&)> fn,
+                                  const Context* context = nullptr);
     std::size_t remove_done_callback(std::size_t id) noexcept;
 
     /// The Storage<T> of a typed state, nullptr for Future<void>.
@@ -158,6 +175,7 @@ class FutureBase : public Recycled {
 
     [[noreturn]] void throw_not_finished(const char* what) const;
     [[noreturn]] void throw_done(const char* operation) const;
+    [[noreturn]] static void throw_task_refuses(const char* operation);
 
     std::uint32_t refs_ = 1;
     Status status_ = Status::pending;
@@ -209,6 +227,10 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     std::source_location created_at() const noexcept { return created_at_; }
     /// Python's repr(task): "<Task pending name='Task-1' created at f.cpp:12>".
     std::string repr() const;
+    /// Task.get_stack(): the creation sites of the tasks awaiting this one
+    /// (outermost first), then this task's; empty once done.
+    std::vector<std::source_location> stack(std::optional<std::size_t> limit) const;
+    void print_stack(std::optional<std::size_t> limit, std::FILE* file) const;
 
     /// The task running on this thread's loop; RuntimeError if there is none.
     static TaskBase& running();
@@ -222,7 +244,12 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     void start_eagerly() noexcept { step(root_); }
 
     /// Runs the task in `context` (shared) instead of its own copy.
-    void use_context(const Context& context) noexcept;
+    void use_context(const Context& context) noexcept { context_.share(*context.state()); }
+    /// Task.get_context(): the context the task runs in.
+    Context context() const noexcept {
+        context_->refs.fetch_add(1, std::memory_order_relaxed);
+        return Context(library_key, context_.get());
+    }
 
     /// Runs the coroutine from `at` until it suspends or finishes (Task.__step).
     void step(std::coroutine_handle<> at) noexcept {
@@ -301,6 +328,10 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
              std::source_location created_at) noexcept;
     ~TaskBase() override;
 
+    /// Frees the coroutine's frames where they are suspended, with
+    /// freeing_task set to this task while their destructors run.
+    void destroy_root() noexcept;
+
     /// Moves the outcome of the finished coroutine into the future part.
     virtual void finish() noexcept = 0;
     /// Outcome of a finished root coroutine that is an exception.
@@ -318,8 +349,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     std::uint64_t id_;
     std::string name_;
     std::source_location created_at_;
-    ContextState own_context_;  // a copy of the creator's, unless given one
-    ContextState* context_ = &own_context_;
+    ContextRef context_;  // a copy of the creator's, unless given one
 
     friend class asyncio::EventLoop;
     friend class LoopCore;
