@@ -89,7 +89,7 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_connection(
     F factory, std::nullopt_t, int port, ConnectionOptions opts) {
     auto erased = detail::erase_protocol_factory(std::move(factory));
     auto transport = co_await detail::open_connection(*this, std::move(erased), std::string(), port,
-                                                      std::move(opts), false);
+                                                      std::move(opts), detail::Destination::host);
     co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
 }
 
