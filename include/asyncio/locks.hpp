@@ -30,7 +30,6 @@
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/detail/intrusive.hpp"
-#include "asyncio/exception_context.hpp"
 #include "asyncio/exceptions.hpp"
 #include "asyncio/log.hpp"
 #include "asyncio/outcome.hpp"
@@ -405,23 +404,7 @@ void bind_or_throw(LoopCore*& bound, LoopCore& loop, const Primitive& self) {
 
 /// Reports an exception thrown by a release at scope end: a destructor
 /// must not throw, and Python would have raised it from __aexit__.
-inline void report_release_error(std::exception_ptr error) noexcept {
-    try {
-        if (LoopCore* loop = running_loop) {
-            ExceptionContext context;
-            context.message = "Exception releasing a lock at the end of its scope";
-            context.exception = std::move(error);
-            loop->report(context);
-            return;
-        }
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        asyncio::log(LogLevel::error, "Exception releasing a lock at the end of its scope: {}",
-                     e.what());
-    } catch (...) {
-        log_message(LogLevel::error, "Exception releasing a lock at the end of its scope");
-    }
-}
+void report_release_error(std::exception_ptr error) noexcept;
 
 /// `co_await primitive`: the acquiring awaiter, returning a guard.
 template <class Awaiter, class Primitive>
