@@ -228,7 +228,7 @@ void FutureBase::report_unretrieved() noexcept {
 // -- tasks ---------------------------------------------------------------------
 
 TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
-                   std::source_location created_at) noexcept
+                   std::source_location created_at)
     : FutureBase(loop, value_slot, Kind::task),
       root_(root),
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),

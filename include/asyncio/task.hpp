@@ -102,7 +102,9 @@ class TaskState final : public TaskBase {
   public:
     using Handle = std::coroutine_handle<CoroPromise<T>>;
 
-    TaskState(LoopCore& loop, Handle root, std::source_location created_at) noexcept
+    // Not noexcept: the task's context is allocated (make_task frees the
+    // coroutine if that fails).
+    TaskState(LoopCore& loop, Handle root, std::source_location created_at)
         : TaskBase(loop, slot_of(this), root, created_at) {}
 
     Storage<T> value;

@@ -325,7 +325,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
 
   protected:
     TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
-             std::source_location created_at) noexcept;
+             std::source_location created_at);
     ~TaskBase() override;
 
     /// Frees the coroutine's frames where they are suspended, with
