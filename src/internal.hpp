@@ -36,7 +36,9 @@ inline std::system_error os_error(int error_number, const std::string& call) {
     return std::system_error(error_number, std::system_category(), call);
 }
 
-/// Throws the OSError for `errno` after a failed `call`.
+/// Throws the OSError for `errno` after a failed `call`. A label built at
+/// the call (an allocation) may overwrite errno first: save errno and use
+/// os_error for those.
 [[noreturn]] inline void throw_errno(const std::string& call) {
     throw os_error(errno, call);
 }

@@ -253,7 +253,8 @@ Socket& Socket::operator=(Socket&& other) noexcept {
 
 void Socket::bind(const Address& address) {
     if (::bind(fd_, address.data(), address.size()) < 0) {
-        throw_errno(fmt::format("bind({})", address.to_string()));
+        const int error = errno;  // before formatting the label can touch it
+        throw detail::os_error(error, fmt::format("bind({})", address.to_string()));
     }
 }
 
@@ -352,7 +353,8 @@ std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::strin
                                  port.empty() ? nullptr : port.c_str(), &hints, &results);
     if (rc != 0) {
         if (rc == EAI_SYSTEM) {
-            throw_errno("getaddrinfo(" + host + ")");
+            const int error = errno;  // before building the label can touch it
+            throw detail::os_error(error, "getaddrinfo(" + host + ")");
         }
         throw std::system_error(rc, gai_category(), "getaddrinfo(" + host + ")");
     }
