@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -41,6 +42,9 @@ std::optional<int> parse_port(std::string_view text) {
 /// "-1" to 65535 instead of failing.
 void check_numeric_service(std::string_view service) {
     std::string_view digits = service;
+    // strtoul skips leading white space: " 70000" is a port number too.
+    while (!digits.empty() && std::isspace(static_cast<unsigned char>(digits.front())))
+        digits.remove_prefix(1);
     const bool negative = !digits.empty() && digits.front() == '-';
     if (!digits.empty() && (digits.front() == '-' || digits.front() == '+'))
         digits.remove_prefix(1);
