@@ -172,6 +172,23 @@ TEST_CASE("closing a read pipe transport calls connection_lost once") {
     run_guarded(main());
 }
 
+TEST_CASE("add_writer accepts a pipe transport's descriptor, as unix_events does") {
+    // CPython guards only socket transports' descriptors (_SelectorTransport);
+    // its pipe transports do not register theirs.
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        Pipe pipe;
+        auto proto = co_await write_end(pipe.write_fd);
+        int ready = 0;
+        CHECK_NOTHROW(loop.add_writer(pipe.write_fd, [&ready] { ++ready; }));
+        CHECK(loop.remove_writer(pipe.write_fd));
+        proto->transport->close();
+        co_await proto->lost;
+        ::close(pipe.read_fd);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("connect_write_pipe sends data, write_eof closes the pipe") {
     auto main = []() -> Coro<std::string> {
         Pipe pipe;

@@ -26,7 +26,7 @@ void TransportBase<Interface>::launch(std::shared_ptr<BaseTransport> self,
     self_ = self;
     this->set_protocol(std::move(protocol));
     loop_->register_resource(*this);
-    loop_->register_fd_owner(library_key, sock_.fileno(), *this);
+    if (guards_descriptor()) loop_->register_fd_owner(library_key, sock_.fileno(), *this);
     loop_->call_soon([this, self = std::move(self), waiter = std::move(waiter)]() mutable {
         connection_made(std::move(waiter));
     });

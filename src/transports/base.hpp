@@ -143,6 +143,10 @@ class TransportBase : public Interface, public LoopResource, public FdOwner {
     /// What the ops in flight at loop close point into, for the backend to
     /// keep until the kernel lets go.
     virtual Keepalive in_flight_memory() { return self_; }
+    /// Whether add_reader/add_writer must refuse this transport's
+    /// descriptor: true for sockets (selector_events' _SelectorTransport),
+    /// false for pipes, which CPython's unix_events does not guard.
+    virtual bool guards_descriptor() const noexcept { return true; }
     /// The loop is closing: drop every reference without calling user code.
     virtual void drop_references() noexcept {}
 

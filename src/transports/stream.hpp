@@ -95,6 +95,7 @@ class StreamTransport final : public TransportBase<Transport> {
     void drop_write_buffer(bool in_flight) noexcept override;
     void connection_lost_done() noexcept override;
     Keepalive in_flight_memory() override;
+    bool guards_descriptor() const noexcept override { return kind_ == StreamKind::socket; }
     void drop_references() noexcept override;
 
     StreamKind kind_;
