@@ -80,7 +80,12 @@ void parse(int port, const std::string& host, std::string_view input) {
     Address a;
     try {
         a = Address::parse(host, port);
+    } catch (const std::overflow_error&) {
+        // CPython's OverflowError("port must be 0-65535"), and only for that.
+        CHECK(port < 0 || port > 65535, input);
+        return;
     } catch (const std::invalid_argument&) {
+        CHECK(port >= 0 && port <= 65535, input);  // the range is checked first
         return;
     }
     CHECK(port >= 0 && port <= 65535, input);
