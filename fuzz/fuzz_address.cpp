@@ -9,12 +9,15 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "asyncio/socket.hpp"
 
@@ -123,6 +126,15 @@ void unix_path(const std::string& path, std::string_view input) {
     check_unix(a, path, input);
 }
 
+// Whether strtoll, as glibc reads a numeric service, finds a number outside
+// 0-65535 at the start of `text`.
+bool outside_port_range(const std::string& text) {
+    errno = 0;
+    char* end = nullptr;
+    const long long value = std::strtoll(text.c_str(), &end, 10);
+    return end != text.c_str() && (errno == ERANGE || value < 0 || value > 65535);
+}
+
 // getaddrinfo's numeric fast path: it answers for numeric hosts and ports
 // and must leave everything else (names, service names) to the resolver.
 void resolve_numeric(FuzzedDataProvider& provider, std::string_view input) {
@@ -133,7 +145,15 @@ void resolve_numeric(FuzzedDataProvider& provider, std::string_view input) {
     options.flags = provider.PickValueInArray<int>({0, AI_PASSIVE, AI_NUMERICHOST});
     const std::string port = provider.ConsumeRandomLengthString(8);
     const std::string host = provider.ConsumeRemainingBytesAsString();
-    const auto result = asyncio::detail::resolve_numeric(host, port, options);
+    std::optional<std::vector<asyncio::AddrInfo>> result;
+    try {
+        result = asyncio::detail::resolve_numeric(host, port, options);
+    } catch (const std::overflow_error&) {
+        // A numeric service outside 0-65535 (CPython's OverflowError): what
+        // glibc would otherwise have wrapped into range.
+        CHECK(outside_port_range(port), input);
+        return;
+    }
     if (!result) return;
     CHECK(options.flags == 0, input);
     CHECK(result->size() == 1, input);
