@@ -21,6 +21,7 @@
 #include "asyncio/runners.hpp"
 #include "asyncio/socket.hpp"
 #include "asyncio/streams.hpp"
+#include "asyncio/subprocess.hpp"
 #include "asyncio/task.hpp"
 #include "asyncio/taskgroups.hpp"
 #include "asyncio/tasks.hpp"

@@ -393,6 +393,28 @@ class EventLoop : public detail::LoopCore {
     Coro<std::size_t> sendfile(Transport& transport, int file_fd, std::size_t offset = 0,
                                std::optional<std::size_t> count = {}, bool fallback = true);
 
+    // Subprocesses (subprocess.hpp) -------------------------------------------------
+    // Defined in subprocess.hpp, which callers include, with SubprocessOptions.
+
+    /// Runs `program` with `args` (searched in PATH when it has no slash)
+    /// and returns the transport and protocol once connection_made ran.
+    /// Without options the child's stdin, stdout and stderr are pipes, as
+    /// CPython's defaults are; a SubprocessOptions{} inherits all three, as
+    /// its fields say. The protocol must be a SubprocessProtocol.
+    template <ProtocolFactory F>
+    Coro<std::pair<SubprocessTransport*, protocol_of_t<F>*>> subprocess_exec(
+        F factory, std::string program, std::vector<std::string> args, SubprocessOptions opts);
+    template <ProtocolFactory F>
+    Coro<std::pair<SubprocessTransport*, protocol_of_t<F>*>> subprocess_exec(
+        F factory, std::string program, std::vector<std::string> args = {});
+    /// subprocess_exec of "/bin/sh", "-c", `cmd`.
+    template <ProtocolFactory F>
+    Coro<std::pair<SubprocessTransport*, protocol_of_t<F>*>> subprocess_shell(
+        F factory, std::string cmd, SubprocessOptions opts);
+    template <ProtocolFactory F>
+    Coro<std::pair<SubprocessTransport*, protocol_of_t<F>*>> subprocess_shell(F factory,
+                                                                              std::string cmd);
+
     // Errors and debugging ----------------------------------------------------
 
     void set_exception_handler(ExceptionHandler handler) { handler_ = std::move(handler); }

@@ -119,6 +119,26 @@ class DatagramTransport : public virtual BaseTransport {
     virtual std::pair<std::size_t, std::size_t> get_write_buffer_limits() const = 0;
 };
 
+/// asyncio.SubprocessTransport: a child process and the pipes to its
+/// standard streams (loop.subprocess_exec, subprocess_shell).
+class SubprocessTransport : public virtual BaseTransport {
+  public:
+    virtual int get_pid() const = 0;
+    /// The exit status once the child exited: its exit code, or minus the
+    /// signal that killed it; nullopt while it runs.
+    virtual std::optional<int> get_returncode() const = 0;
+    /// The transport of the pipe to the child's fd 0, 1 or 2; nullptr if
+    /// that stream is not a pipe (CPython's None).
+    virtual BaseTransport* get_pipe_transport(int fd) const = 0;
+    /// Sends `sig` to the child; nothing once it exited.
+    /// ProcessLookupError (std::system_error, ESRCH) after the transport closed.
+    virtual void send_signal(int sig) = 0;
+    /// send_signal(SIGTERM).
+    virtual void terminate() = 0;
+    /// send_signal(SIGKILL).
+    virtual void kill() = 0;
+};
+
 /// Keyword arguments of loop.create_connection / create_unix_connection.
 struct ConnectionOptions {
     /// Bind the socket to this address before connecting.

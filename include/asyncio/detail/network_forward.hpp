@@ -22,10 +22,12 @@ class ReadTransport;
 class WriteTransport;
 class Transport;
 class DatagramTransport;
+class SubprocessTransport;
 class Server;
 struct ConnectionOptions;
 struct ServerOptions;
 struct DatagramOptions;
+struct SubprocessOptions;
 
 /// What create_connection, create_server and friends accept as
 /// protocol_factory: a callable returning the protocol, as a
