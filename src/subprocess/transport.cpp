@@ -317,6 +317,8 @@ void UnixSubprocessTransport::loop_closing() noexcept {
     finished_ = true;
     protocol_.reset();
     pipes_ = {};
+    pending_calls_.reset();  // they hold the transport
+    exit_waiters_.clear();
     std::shared_ptr<UnixSubprocessTransport> last = std::move(self_);  // may free *this
 }
 
