@@ -10,6 +10,7 @@
 
 #include "asyncio/outcome.hpp"
 #include "asyncio/subprocess.hpp"
+#include "asyncio/tasks.hpp"
 #include "transport.hpp"
 
 namespace asyncio {
@@ -137,26 +138,31 @@ Coro<std::string> read_stream(std::shared_ptr<SubprocessTransport> transport, in
     co_return output;
 }
 
+Coro<void> nothing_to_feed() {
+    co_return;
+}
+Coro<std::string> nothing_to_read() {
+    co_return std::string();
+}
+
 Coro<std::pair<std::string, std::string>> communicate_state(std::shared_ptr<ProcessState> s,
                                                             std::optional<std::string> input) {
-    EventLoop& loop = get_running_loop();
-    // Concurrently, as gather runs them: a child blocked writing stdout
-    // while we still feed its stdin must not deadlock.
-    std::optional<Task<void>> feeding;
-    if (s->protocol->stdin_)
-        feeding = loop.create_task(feed_stdin(*s->protocol->stdin_, std::move(input)));
-    std::optional<Task<std::string>> out;
-    if (s->protocol->stdout_)
-        out = loop.create_task(read_stream(s->transport, 1, *s->protocol->stdout_));
-    std::optional<Task<std::string>> err;
-    if (s->protocol->stderr_)
-        err = loop.create_task(read_stream(s->transport, 2, *s->protocol->stderr_));
-    if (feeding) co_await *feeding;
-    std::pair<std::string, std::string> result;
-    if (out) result.first = co_await *out;
-    if (err) result.second = co_await *err;
+    SubprocessStreamProtocol& protocol = *s->protocol;
+    // gather, as CPython's communicate: concurrently, so that a child blocked
+    // writing stdout while we still feed its stdin cannot deadlock, and all
+    // three are cancelled together (wait_for(communicate(), t), then kill()
+    // and communicate() again, must find no reader still waiting).
+    Coro<void> feeding =
+        protocol.stdin_ ? feed_stdin(*protocol.stdin_, std::move(input)) : nothing_to_feed();
+    Coro<std::string> out =
+        protocol.stdout_ ? read_stream(s->transport, 1, *protocol.stdout_) : nothing_to_read();
+    Coro<std::string> err =
+        protocol.stderr_ ? read_stream(s->transport, 2, *protocol.stderr_) : nothing_to_read();
+    auto [fed, out_text, err_text] =
+        co_await gather(std::move(feeding), std::move(out), std::move(err));
+    (void)fed;
     co_await wait_subprocess(s->transport);
-    co_return result;
+    co_return std::pair<std::string, std::string>{std::move(out_text), std::move(err_text)};
 }
 
 Coro<Process> create_process(std::vector<std::string> argv, SubprocessOptions opts) {
