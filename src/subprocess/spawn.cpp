@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,8 +71,7 @@ OwnedFd open_devnull() {
     return OwnedFd(fd);
 }
 
-/// A copy of `fd` at 3 or above: dup2 onto 0, 1 and 2 in turn must not
-/// overwrite a descriptor that a later stream still needs.
+/// A copy of `fd` at 3 or above, close-on-exec.
 OwnedFd duplicate_above_stdio(int fd) {
     const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (copy < 0) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
@@ -128,17 +128,21 @@ ChildStdio plan_stdio(const SubprocessOptions& opts) {
                 }
                 if (::fcntl(fd, F_GETFD) < 0)
                     throw_errno(fmt::format("{} = {}", kStreamNames[stream], fd));
-                if (fd == stream) break;  // already where the child looks for it
-                if (fd < 3) {
-                    OwnedFd copy = duplicate_above_stdio(fd);
-                    stdio.source[stream] = copy.get();
-                    stdio.child_ends.push_back(std::move(copy));
-                } else {
-                    stdio.source[stream] = fd;
-                }
+                stdio.source[stream] = fd;
                 break;
             }
         }
+    }
+    // A source among 0, 1 and 2 (the parent's own, or a pipe that got one
+    // of those numbers because the parent had closed it) gets a copy above
+    // them: dup2 onto 0, 1 and 2 in turn must not overwrite a descriptor a
+    // later stream still needs, and a dup2 onto itself would leave the
+    // descriptor close-on-exec (CPython's _Py_set_inheritable).
+    for (int& source : stdio.source) {
+        if (source < 0 || source >= 3) continue;
+        OwnedFd copy = duplicate_above_stdio(source);
+        source = copy.get();
+        stdio.child_ends.push_back(std::move(copy));
     }
     return stdio;
 }
@@ -146,9 +150,6 @@ ChildStdio plan_stdio(const SubprocessOptions& opts) {
 void add_file_actions(SpawnPlan& plan, const ChildStdio& stdio, const SubprocessOptions& opts) {
     for (int stream = 0; stream < 3; ++stream) {
         if (stdio.source[stream] < 0) continue;
-        // dup2 onto itself would leave close-on-exec set: stderr_ = STDOUT
-        // with stdout inherited names fd 1, which is not close-on-exec.
-        if (stdio.source[stream] == stream) continue;
         check(::posix_spawn_file_actions_adddup2(&plan.actions, stdio.source[stream], stream),
               "posix_spawn_file_actions_adddup2");
     }
@@ -240,6 +241,17 @@ SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessO
     std::vector<char*> environment_pointers = pointers(environment);
     char** envp = opts.env ? environment_pointers.data() : environ;
 
+    if (opts.cwd) {
+        // Checked here, so that a bad cwd is reported as such, not as the
+        // program failing to run (CPython's child tells the two apart).
+        struct ::stat info {};
+        if (::stat(opts.cwd->c_str(), &info) != 0) {
+            const int error = errno;
+            throw os_error(error, fmt::format("cwd '{}'", *opts.cwd));
+        }
+        if (!S_ISDIR(info.st_mode)) throw os_error(ENOTDIR, fmt::format("cwd '{}'", *opts.cwd));
+    }
+
     ChildStdio stdio = plan_stdio(opts);
     SpawnPlan plan;
     add_file_actions(plan, stdio, opts);
@@ -256,18 +268,18 @@ SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessO
                                argument_pointers.data(), envp);
     } else {
         // posix_spawnp searches the parent's PATH; the child's env decides.
-        // execvpe's rule: skip what is not there, remember a refusal.
+        // _posixsubprocess's rule: try every directory, and report the first
+        // error other than "not there" (EACCES, say), else the last one.
         error = ENOENT;
-        bool refused = false;
+        int first_other = 0;
         for (const std::string& dir : search_path(*opts.env)) {
             const std::string candidate = dir + "/" + program;
             error = ::posix_spawn(&pid, candidate.c_str(), &plan.actions, &plan.attributes,
                                   argument_pointers.data(), envp);
             if (error == 0) break;
-            if (error == EACCES) refused = true;
-            if (error != ENOENT && error != ENOTDIR && error != EACCES) break;
+            if (first_other == 0 && error != ENOENT && error != ENOTDIR) first_other = error;
         }
-        if (error != 0 && refused && (error == ENOENT || error == ENOTDIR)) error = EACCES;
+        if (error != 0 && first_other != 0) error = first_other;
     }
     // On failure glibc has reaped the child that could not exec.
     if (error != 0) throw os_error(error, fmt::format("posix_spawn '{}'", program));
