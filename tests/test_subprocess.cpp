@@ -538,16 +538,106 @@ TEST_CASE("cancelling wait leaves the child running") {
     run_guarded(main());
 }
 
-TEST_CASE("cancelling create_subprocess_exec kills and reaps the child") {
+/// The number of descriptors this process has open.
+int open_descriptors() {
+    int count = 0;
+    for (int fd = 0; fd < 1024; ++fd) {
+        if (::fcntl(fd, F_GETFD) >= 0) ++count;
+    }
+    return count;
+}
+
+TEST_CASE("cancelling create_subprocess_exec kills and reaps the child, leaking nothing") {
     // test_cancel_make_subprocess_transport_exec
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
-        asyncio::Task<Process> creating = loop.create_task(asyncio::create_subprocess_exec(
-            "sleep", {"60"}, {.stdin_ = PIPE, .stdout_ = PIPE, .stderr_ = PIPE}));
+        const int before = open_descriptors();
+        std::weak_ptr<asyncio::BaseProtocol> protocol;
+        auto factory = [&protocol] {
+            auto made = std::make_shared<asyncio::SubprocessProtocol>();
+            protocol = made;
+            return made;
+        };
+        std::vector<std::string> args{"60"};
+        auto creating = loop.create_task(loop.subprocess_exec(factory, "sleep", args));
         co_await asyncio::sleep(0);  // it spawned, and connects the pipes
+        CHECK_FALSE(creating.done());
         creating.cancel();
         const bool cancelled = co_await asyncio_test::ends_cancelled(creating);
         CHECK(cancelled);
+        // Killed and reaped before the cancellation came through: no child
+        // left, not even a zombie (CTest runs each test case in its own process).
+        errno = 0;
+        CHECK(::waitpid(-1, nullptr, WNOHANG) == -1);
+        CHECK(errno == ECHILD);
+        co_await asyncio_test::iterations(2);
+        CHECK(protocol.expired());  // the transport let go of it
+        CHECK(open_descriptors() == before);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("communicate after a timed-out communicate, once the child is killed") {
+    // test_communicate after wait_for: the first call's readers were cancelled.
+    auto main = []() -> Coro<void> {
+        Process proc = co_await asyncio::create_subprocess_shell(
+            "echo started; exec sleep 60", {.stdin_ = PIPE, .stdout_ = PIPE, .stderr_ = PIPE});
+        bool timed_out = false;
+        try {
+            co_await asyncio::wait_for(proc.communicate("input"), 50ms);
+        } catch (const asyncio::TimeoutError&) {
+            timed_out = true;
+        }
+        CHECK(timed_out);
+        proc.kill();
+        // Whatever the cancelled readers had taken is gone, as in CPython
+        // (read() collects blocks locally); the point is that no reader is
+        // still waiting on the streams.
+        auto [out, err] = co_await proc.communicate();
+        CHECK(err.empty());
+        CHECK(proc.returncode() == -SIGKILL);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("an inherited-looking descriptor 0 that is close-on-exec still reaches the child") {
+    auto main = []() -> Coro<void> {
+        // fd 0 becomes a close-on-exec pipe for the duration of the test.
+        const int saved_stdin = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
+        REQUIRE(saved_stdin >= 0);
+        Pipe pipe;
+        REQUIRE(::dup3(pipe.read_fd, 0, O_CLOEXEC) == 0);
+        ::close(pipe.read_fd);
+        REQUIRE(::write(pipe.write_fd, "via fd 0\n", 9) == 9);
+        ::close(pipe.write_fd);
+        std::string out;
+        try {
+            Process proc =
+                co_await asyncio::create_subprocess_exec("cat", {}, {.stdin_ = 0, .stdout_ = PIPE});
+            auto [o, e] = co_await proc.communicate();
+            out = o;
+        } catch (...) {
+        }
+        ::dup2(saved_stdin, 0);
+        ::close(saved_stdin);
+        CHECK(out == "via fd 0\n");
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("a bad cwd is reported as the cwd, not as the program") {
+    auto main = []() -> Coro<void> {
+        std::string what;
+        std::error_code code;
+        try {
+            asyncio::SubprocessOptions options{.cwd = "/nonexistent-dir-of-asyncio-tests"};
+            co_await asyncio::create_subprocess_exec("true", {}, options);
+        } catch (const std::system_error& e) {
+            what = e.what();
+            code = e.code();
+        }
+        CHECK(code == std::errc::no_such_file_or_directory);
+        CHECK(what.find("nonexistent-dir-of-asyncio-tests") != std::string::npos);
     };
     run_guarded(main());
 }
@@ -698,6 +788,29 @@ TEST_CASE("closing the transport kills a running child; a finished one is left a
         finished->close();
         co_await log->lost;
         CHECK(finished->get_returncode() == 0);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("output and exit before connection_made are delivered after it, in order") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        std::shared_ptr<EventLog> log;
+        auto factory = [&log] {
+            log = std::make_shared<EventLog>();
+            return log;
+        };
+        // The child is done before its pipes are connected, most likely.
+        std::vector<std::string> args{"-c", "echo out; echo err >&2"};
+        auto [transport, protocol] = co_await loop.subprocess_exec(factory, "sh", args);
+        auto held = transport->shared_from_this();
+        CHECK(log->events.front() == "connection_made");
+        co_await log->lost;
+        CHECK(log->out == "out\n");
+        CHECK(log->err == "err\n");
+        CHECK(log->events.front() == "connection_made");
+        CHECK(log->events.back() == "connection_lost");
+        CHECK(transport->get_returncode() == 0);  // held: valid still
     };
     run_guarded(main());
 }

@@ -123,6 +123,8 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     void close() override;
     bool is_closing() const override { return closed_; }
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
+        if (dynamic_cast<SubprocessProtocol*>(protocol.get()) == nullptr)
+            throw std::invalid_argument("a subprocess transport needs a SubprocessProtocol");
         protocol_ = std::move(protocol);
     }
     std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
@@ -190,6 +192,12 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     /// For a start that failed: no watch, so nobody would reap the child.
     void kill_and_release() noexcept;
 
+  public:
+    /// Lets go of everything without calling the protocol: the loop is
+    /// closing, or the start failed after the child was reaped.
+    void abandon() noexcept;
+
+  private:
     EventLoop* loop_;
     std::shared_ptr<BaseProtocol> protocol_;
     pid_t pid_;
@@ -202,7 +210,8 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     std::optional<std::vector<std::function<void()>>> pending_calls_{std::in_place};
     std::vector<Future<int>> exit_waiters_;
     bool pipes_connected_ = false;
-    bool finished_ = false;
+    bool finished_ = false;  ///< connection_lost is scheduled
+    bool lost_ = false;      ///< connection_lost ran (CPython's _proc is None)
     bool closed_ = false;
     /// Alive until connection_lost ran or the loop closed; the pipe
     /// protocols and the exit watch refer to it without owning it.
@@ -238,7 +247,7 @@ void UnixSubprocessTransport::close() {
 }
 
 void UnixSubprocessTransport::send_signal(int sig) {
-    if (finished_) {
+    if (lost_) {
         throw std::system_error(std::make_error_code(std::errc::no_such_process),
                                 "ProcessLookupError");
     }
@@ -303,8 +312,8 @@ void UnixSubprocessTransport::call_connection_lost() {
         if (!waiter.done()) waiter.set_result(*returncode_);
     }
     exit_waiters_.clear();
+    lost_ = true;
     protocol_.reset();
-    pipes_ = {};
     unregister_resource();
     std::shared_ptr<UnixSubprocessTransport> last = std::move(self_);
     // The call that runs this holds the transport too (see call()).
@@ -312,13 +321,19 @@ void UnixSubprocessTransport::call_connection_lost() {
 }
 
 void UnixSubprocessTransport::loop_closing() noexcept {
+    abandon();
+}
+
+void UnixSubprocessTransport::abandon() noexcept {
     stop_watching();
-    if (!returncode_) reap_in_background(pid_);
+    if (!returncode_) reap_in_background(pid_);  // never a zombie
     finished_ = true;
+    lost_ = true;
     protocol_.reset();
     pipes_ = {};
     pending_calls_.reset();  // they hold the transport
     exit_waiters_.clear();
+    unregister_resource();
     std::shared_ptr<UnixSubprocessTransport> last = std::move(self_);  // may free *this
 }
 
@@ -387,6 +402,9 @@ Coro<OpenedTransport> open_subprocess(EventLoop& loop, ErasedProtocolFactory fac
         // child, and wait until it is reaped.
         transport->close();
         co_await try_await(wait_subprocess(transport));
+        // Pipes that never connected keep connection_lost from coming:
+        // nothing else would let the transport go before the loop closes.
+        transport->abandon();
         std::move(connected).get();
     }
     co_return OpenedTransport{std::move(transport), std::move(protocol)};
