@@ -87,18 +87,19 @@ class Process {
     /// The exit status once the child exited (negative: killed by that
     /// signal); nullopt while it runs.
     std::optional<int> returncode() const;
-    /// Waits for the child to exit and returns its exit status. Once the
-    /// child exited, it also waits for its stdout and stderr pipes to
-    /// close, as CPython does (read them, or wait can wait on a full pipe).
+    /// Waits for the child to exit and returns its exit status. As in
+    /// CPython, a wait that starts before the exit returns once the stdout
+    /// and stderr pipes closed too (read them, or it waits on a child
+    /// blocked on a full pipe); once the exit is known it returns at once.
     Coro<int> wait();
     /// Sends `input` (if any) to stdin and closes it, reads stdout and
     /// stderr to their end, all at once, then waits for the child. Returns
     /// (stdout, stderr); a stream that is not a pipe gives "" (Python's
     /// None). A child that stops reading its stdin early is not an error.
     Coro<std::pair<std::string, std::string>> communicate(std::optional<std::string> input = {});
-    /// Sends `sig`; nothing if the child exited but wait() has not returned
-    /// yet, ProcessLookupError (std::system_error, ESRCH) once it has, as
-    /// in CPython.
+    /// Sends `sig`; nothing if the child exited. ProcessLookupError
+    /// (std::system_error, ESRCH) once the transport's connection_lost ran
+    /// (the child exited and its pipes closed), as in CPython.
     void send_signal(int sig);
     void terminate();
     void kill();
