@@ -58,6 +58,10 @@ std::array<Slot, kSlots> slots;
 /// Bit s of interest[sig]: slot s wants `sig`.
 std::array<std::atomic<std::uint64_t>, kSignals> interest{};
 
+/// Runner's SIGINT: while armed, the second SIGINT interrupts the process.
+std::atomic<bool> sigint_armed{false};
+std::atomic<int> sigint_count{0};
+
 // Under `registry_mutex`: which slots are taken, and the C handler's state
 // for each signal.
 std::mutex registry_mutex;
@@ -73,6 +77,18 @@ std::array<Disposition, kSignals> dispositions{};
 
 extern "C" void on_signal(int sig) {
     const int saved_errno = errno;  // the interrupted code may be about to read it
+    if (sig == SIGINT && sigint_armed.load() && sigint_count.fetch_add(1) >= 1) {
+        // The second Ctrl-C: what the default disposition does, once this
+        // handler returns and SIGINT is unblocked.
+        sigint_armed.store(false);
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        ::sigemptyset(&dfl.sa_mask);
+        ::sigaction(SIGINT, &dfl, nullptr);
+        ::raise(SIGINT);
+        errno = saved_errno;
+        return;
+    }
     std::uint64_t wanted = interest[static_cast<std::size_t>(sig)].load();
     while (wanted != 0) {
         const int index = std::countr_zero(wanted);
@@ -164,6 +180,7 @@ struct SignalState {
     int write_fd = -1;
     SignalPipe pipe_owner;
     std::array<Entry, kSignals> entries{};
+    const SignalCallback* runner_sigint = nullptr;
 
     std::uint64_t bit() const noexcept { return std::uint64_t{1} << slot; }
 
@@ -244,6 +261,7 @@ void EventLoop::set_signal_handler(int sig, std::shared_ptr<detail::SignalCallba
         auto& disposition = detail::dispositions[static_cast<std::size_t>(sig)];
         if (!entry.handler) ++disposition.handlers;
         disposition.user_handled = true;
+        if (sig == SIGINT) detail::sigint_armed.store(false);  // a handler replaced the Runner's
     }
     entry.handler = std::move(fn);
     entry.where = where;
@@ -259,6 +277,7 @@ bool EventLoop::remove_signal_handler(int sig) {
     entry.handler.reset();
     signals_->update_interest(sig);
     std::lock_guard lock(detail::registry_mutex);
+    if (sig == SIGINT) detail::sigint_armed.store(false);
     auto& disposition = detail::dispositions[static_cast<std::size_t>(sig)];
     --disposition.handlers;
     detail::uninstall(sig);
@@ -290,6 +309,36 @@ void EventLoop::remove_signal_watch(detail::LibraryKey, int sig) noexcept {
     std::lock_guard lock(detail::registry_mutex);
     --detail::dispositions[static_cast<std::size_t>(sig)].watches;
     detail::uninstall(sig);
+}
+
+bool EventLoop::install_runner_sigint(detail::LibraryKey, std::function<void()> on_first) {
+    // CPython: only in the main thread, and only if SIGINT is still
+    // default_int_handler (C++: SIG_DFL), so a program's own choice stands.
+    if (::getpid() != static_cast<pid_t>(::syscall(SYS_gettid))) return false;
+    struct sigaction current {};
+    if (::sigaction(SIGINT, nullptr, &current) != 0) return false;
+    if ((current.sa_flags & SA_SIGINFO) != 0 || current.sa_handler != SIG_DFL) return false;
+    auto callback =
+        std::make_shared<detail::SignalCallbackFor<std::function<void()>>>(std::move(on_first));
+    const detail::SignalCallback* installed = callback.get();
+    set_signal_handler(SIGINT, std::move(callback), std::source_location::current());
+    signals_->runner_sigint = installed;
+    detail::sigint_count.store(0);
+    detail::sigint_armed.store(true);
+    return true;
+}
+
+void EventLoop::uninstall_runner_sigint(detail::LibraryKey) noexcept {
+    if (signals_ == nullptr || signals_->runner_sigint == nullptr) return;
+    const bool still_ours = signals_->entries[SIGINT].handler.get() == signals_->runner_sigint;
+    signals_->runner_sigint = nullptr;
+    if (!still_ours) return;
+    detail::sigint_armed.store(false);
+    try {
+        remove_signal_handler(SIGINT);  // back to SIG_DFL
+    } catch (...) {
+        log_message(LogLevel::error, "Runner: restoring SIGINT failed");
+    }
 }
 
 void EventLoop::dispatch_signals() noexcept {

@@ -425,3 +425,174 @@ TEST_CASE("a signal watch is called once per delivery, in the loop's thread") {
     loop.run_forever();
     CHECK(calls == 3);
 }
+
+// -- Runner and asyncio::run -------------------------------------------------------
+
+namespace {
+
+Coro<void> interrupt_myself(bool* cancelled) {
+    ::raise(SIGINT);
+    try {
+        co_await asyncio::sleep(30s);
+    } catch (const asyncio::CancelledError&) {
+        *cancelled = true;
+        throw;
+    }
+}
+
+Coro<int> swallow_interrupt() {
+    ::raise(SIGINT);
+    try {
+        co_await asyncio::sleep(30s);
+    } catch (const asyncio::CancelledError&) {
+        co_return 42;
+    }
+    co_return 0;
+}
+
+Coro<void> wait_for_interrupt(std::atomic<bool>* waiting) {
+    *waiting = true;
+    co_await asyncio::sleep(30s);
+}
+
+Coro<void> check_sigint_untouched(void (*expected)(int), bool* checked) {
+    *checked = disposition(SIGINT) == expected;
+    co_return;
+}
+
+Coro<void> handle_sigint_myself(int* calls) {
+    asyncio::EventLoop& loop = asyncio::get_running_loop();
+    asyncio::Future<> got = loop.create_future();
+    loop.add_signal_handler(SIGINT, [calls, got]() mutable {
+        ++*calls;
+        if (!got.done()) got.set_result();
+    });
+    ::raise(SIGINT);
+    co_await got;
+}
+
+}  // namespace
+
+TEST_CASE("SIGINT cancels asyncio::run's main task, which throws KeyboardInterrupt") {
+    DefaultDisposition sigint(SIGINT);
+    bool cancelled = false;
+    CHECK_THROWS_AS(asyncio::run(interrupt_myself(&cancelled)), asyncio::KeyboardInterrupt);
+    CHECK(cancelled);
+    CHECK(disposition(SIGINT) == SIG_DFL);
+}
+
+TEST_CASE("KeyboardInterrupt is not a std::exception") {
+    DefaultDisposition sigint(SIGINT);
+    bool cancelled = false;
+    bool caught_as_std_exception = false;
+    bool caught = false;
+    try {
+        asyncio::run(interrupt_myself(&cancelled));
+    } catch (const std::exception&) {
+        caught_as_std_exception = true;
+    } catch (const asyncio::KeyboardInterrupt& interrupt) {
+        caught = true;
+        CHECK(std::string(interrupt.what()) == "KeyboardInterrupt");
+    }
+    CHECK(caught);
+    CHECK_FALSE(caught_as_std_exception);
+}
+
+TEST_CASE("a SIGINT sent from another thread wakes the loop and interrupts run") {
+    DefaultDisposition sigint(SIGINT);
+    std::atomic<bool> waiting{false};
+    std::thread sender([&] {
+        while (!waiting)
+            std::this_thread::yield();
+        ::kill(::getpid(), SIGINT);
+    });
+    CHECK_THROWS_AS(asyncio_test::run_guarded(wait_for_interrupt(&waiting)),
+                    asyncio::KeyboardInterrupt);
+    sender.join();
+    CHECK(disposition(SIGINT) == SIG_DFL);
+}
+
+TEST_CASE("a main task that swallows the SIGINT cancellation returns its result") {
+    DefaultDisposition sigint(SIGINT);
+    CHECK(asyncio::run(swallow_interrupt()) == 42);
+    CHECK(disposition(SIGINT) == SIG_DFL);
+}
+
+TEST_CASE("a Runner handles SIGINT for each run, and not between runs") {
+    DefaultDisposition sigint(SIGINT);
+    asyncio::Runner runner;
+    bool cancelled = false;
+    CHECK_THROWS_AS(runner.run(interrupt_myself(&cancelled)), asyncio::KeyboardInterrupt);
+    CHECK(disposition(SIGINT) == SIG_DFL);
+    CHECK(runner.run(swallow_interrupt()) == 42);
+    CHECK(disposition(SIGINT) == SIG_DFL);
+}
+
+TEST_CASE("run leaves SIGINT alone unless its disposition is SIG_DFL") {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigemptyset(&ignore.sa_mask);
+    struct sigaction previous {};
+    ::sigaction(SIGINT, &ignore, &previous);
+    bool checked = false;
+    asyncio::run(check_sigint_untouched(SIG_IGN, &checked));
+    CHECK(checked);
+    CHECK(disposition(SIGINT) == SIG_IGN);
+    ::sigaction(SIGINT, &previous, nullptr);
+}
+
+TEST_CASE("run outside the main thread leaves SIGINT alone") {
+    DefaultDisposition sigint(SIGINT);
+    bool checked = false;
+    std::thread([&] { asyncio::run(check_sigint_untouched(SIG_DFL, &checked)); }).join();
+    CHECK(checked);
+}
+
+TEST_CASE("a SIGINT handler added by the main coroutine replaces the Runner's") {
+    DefaultDisposition sigint(SIGINT);
+    int calls = 0;
+    asyncio::run(handle_sigint_myself(&calls));  // not interrupted
+    CHECK(calls == 1);
+    CHECK(disposition(SIGINT) == SIG_DFL);  // closing the loop removed it
+}
+
+namespace {
+constexpr const char* kSecondSigintChild = "child: a second SIGINT interrupts asyncio::run";
+
+Coro<void> ignore_first_interrupt() {
+    ::raise(SIGINT);
+    try {
+        co_await asyncio::sleep(30s);
+    } catch (const asyncio::CancelledError&) {
+    }
+    ::raise(SIGINT);  // the process ends here
+    co_await asyncio::sleep(30s);
+}
+}  // namespace
+
+// Run by the next test in a child process (hidden from a plain run).
+TEST_CASE("child: a second SIGINT interrupts asyncio::run", "[.]") {
+    DefaultDisposition sigint(SIGINT);
+    asyncio::run(ignore_first_interrupt());
+    std::_Exit(3);  // not interrupted
+}
+
+TEST_CASE("a second SIGINT interrupts the process") {
+    std::string exe = "/proc/self/exe";
+    std::string name = kSecondSigintChild;
+    char* argv[] = {exe.data(), name.data(), nullptr};
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::execv(argv[0], argv);
+        std::_Exit(127);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFSIGNALED(status));
+    if (WIFSIGNALED(status)) {
+        CHECK(WTERMSIG(status) == SIGINT);
+    } else {
+        CHECK(WEXITSTATUS(status) == -1);  // shows the status
+    }
+}

@@ -326,6 +326,12 @@ class EventLoop : public detail::LoopCore {
     /// before the first watch comes back.
     void add_signal_watch(detail::LibraryKey, int sig, std::function<void()> fn);
     void remove_signal_watch(detail::LibraryKey, int sig) noexcept;
+    /// Library use (Runner.run): in the main thread, if SIGINT's disposition
+    /// is SIG_DFL, handles SIGINT with `on_first` and makes a second SIGINT
+    /// restore SIG_DFL and interrupt the process; false if not installed.
+    bool install_runner_sigint(detail::LibraryKey, std::function<void()> on_first);
+    /// Undoes install_runner_sigint unless a handler replaced it since.
+    void uninstall_runner_sigint(detail::LibraryKey) noexcept;
 
     // Sockets (socket.hpp) ---------------------------------------------------------
     // The low-level socket operations; the socket must be non-blocking (every
