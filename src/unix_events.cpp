@@ -159,6 +159,17 @@ void uninstall(int sig) noexcept {
     d = Disposition{};
 }
 
+/// Whether this is the process's main thread (Python's threading.main_thread()).
+bool in_main_thread() noexcept {
+#if defined(__linux__)
+    return ::getpid() == static_cast<pid_t>(::syscall(SYS_gettid));
+#elif defined(__APPLE__)
+    return ::pthread_main_np() != 0;
+#else
+    return false;  // unknown: leave SIGINT alone
+#endif
+}
+
 /// The C handler's own pipe for a loop: guarded as a transport's fd is, so
 /// that remove_reader cannot take the loop's wake-up away.
 class SignalPipe final : public FdOwner {
@@ -314,7 +325,7 @@ void EventLoop::remove_signal_watch(detail::LibraryKey, int sig) noexcept {
 bool EventLoop::install_runner_sigint(detail::LibraryKey, std::function<void()> on_first) {
     // CPython: only in the main thread, and only if SIGINT is still
     // default_int_handler (C++: SIG_DFL), so a program's own choice stands.
-    if (::getpid() != static_cast<pid_t>(::syscall(SYS_gettid))) return false;
+    if (!detail::in_main_thread()) return false;
     struct sigaction current {};
     if (::sigaction(SIGINT, nullptr, &current) != 0) return false;
     if ((current.sa_flags & SA_SIGINFO) != 0 || current.sa_handler != SIG_DFL) return false;
