@@ -56,13 +56,12 @@
 //   asyncio.run(main(int(sys.argv[1])))
 #include <asyncio.hpp>
 #include <cctype>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include "until_stopped.hpp"
 
 using namespace std::string_view_literals;
 
@@ -152,7 +151,15 @@ asyncio::Coro<> main_coro(int port) {
     fmt::print("Serving on {}\n", server.sockets().front());
     std::fflush(stdout);  // for a script that waits for this line
 
-    co_await examples::until_stopped();  // async with server: await server.serve_forever()
+    // async with server: await server.serve_forever(), until SIGTERM or
+    // SIGINT (Ctrl-C) arrives, so that the server closes and main returns 0.
+    asyncio::Future<> stop = loop.create_future();
+    for (int sig : {SIGTERM, SIGINT}) {
+        loop.add_signal_handler(sig, [stop]() mutable {
+            if (!stop.done()) stop.set_result();
+        });
+    }
+    co_await stop;
     server.close();
     co_await server.wait_closed();
 }

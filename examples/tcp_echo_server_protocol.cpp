@@ -30,11 +30,10 @@
 //
 //   asyncio.run(main())
 #include <asyncio.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-
-#include "until_stopped.hpp"
 
 class EchoServerProtocol : public asyncio::Protocol {
   public:
@@ -66,7 +65,15 @@ asyncio::Coro<> main_coro(int port) {
     fmt::print("Serving on {}\n", server.sockets().front());
     std::fflush(stdout);  // for a script that waits for this line
 
-    co_await examples::until_stopped();  // async with server: await server.serve_forever()
+    // async with server: await server.serve_forever(), until SIGTERM or
+    // SIGINT (Ctrl-C) arrives, so that the server closes and main returns 0.
+    asyncio::Future<> stop = loop.create_future();
+    for (int sig : {SIGTERM, SIGINT}) {
+        loop.add_signal_handler(sig, [stop]() mutable {
+            if (!stop.done()) stop.set_result();
+        });
+    }
+    co_await stop;
     server.close();
     co_await server.wait_closed();
 }

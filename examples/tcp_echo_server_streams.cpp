@@ -29,11 +29,10 @@
 //
 //   asyncio.run(main())
 #include <asyncio.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include "until_stopped.hpp"
 
 asyncio::Coro<> handle_echo(asyncio::StreamReader reader, asyncio::StreamWriter writer) {
     std::string data = co_await reader.read(100);
@@ -56,7 +55,16 @@ asyncio::Coro<> main_coro(int port) {
     fmt::print("Serving on {}\n", server.sockets().front());
     std::fflush(stdout);  // for a script that waits for this line
 
-    co_await examples::until_stopped();  // async with server: await server.serve_forever()
+    // async with server: await server.serve_forever(), until SIGTERM or
+    // SIGINT (Ctrl-C) arrives, so that the server closes and main returns 0.
+    asyncio::EventLoop& loop = asyncio::get_running_loop();
+    asyncio::Future<> stop = loop.create_future();
+    for (int sig : {SIGTERM, SIGINT}) {
+        loop.add_signal_handler(sig, [stop]() mutable {
+            if (!stop.done()) stop.set_result();
+        });
+    }
+    co_await stop;
     server.close();
     co_await server.wait_closed();
 }

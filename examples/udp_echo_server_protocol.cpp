@@ -31,11 +31,10 @@
 //
 //   asyncio.run(main())
 #include <asyncio.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-
-#include "until_stopped.hpp"
 
 class EchoServerProtocol : public asyncio::DatagramProtocol {
   public:
@@ -66,7 +65,15 @@ asyncio::Coro<> main_coro(int port) {
     fmt::print("Serving on {}\n", *transport->sockname());
     std::fflush(stdout);  // for a script that waits for this line
 
-    co_await examples::until_stopped();
+    // Serve until SIGTERM or SIGINT (Ctrl-C) arrives, then close, so that
+    // main returns 0.
+    asyncio::Future<> stop = loop.create_future();
+    for (int sig : {SIGTERM, SIGINT}) {
+        loop.add_signal_handler(sig, [stop]() mutable {
+            if (!stop.done()) stop.set_result();
+        });
+    }
+    co_await stop;
     transport->close();
 }
 

@@ -513,6 +513,7 @@ void EventLoop::close() {
         std::lock_guard lock(threadsafe_mutex_);
         closed_ = true;
     }
+    close_signals();  // CPython's _UnixSelectorEventLoop.close
     drop_everything();
 }
 

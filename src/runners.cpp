@@ -70,6 +70,30 @@ void Runner::close() {
     loop_->run_until_complete(loop_->shutdown_default_executor());
 }
 
+void Runner::install_sigint(Task<> main) {
+    interrupt_count_ = 0;
+    // Runner._on_sigint: the first SIGINT cancels the main task; the second
+    // is the C handler's (it interrupts the process), since this one runs
+    // in the loop, which a stuck callback keeps from running it.
+    try {
+        loop_->install_runner_sigint(detail::library_key, [this, main]() mutable {
+            ++interrupt_count_;
+            if (interrupt_count_ == 1 && !main.done()) main.cancel();
+        });
+    } catch (const std::exception& error) {
+        // CPython runs on without its handler when signal.signal refuses.
+        log(LogLevel::warning, "asyncio.Runner: cannot handle SIGINT: {}", error.what());
+    }
+}
+
+void Runner::uninstall_sigint() noexcept {
+    if (loop_) loop_->uninstall_runner_sigint(detail::library_key);
+}
+
+bool Runner::interrupted(Task<>& main) noexcept {
+    return interrupt_count_ > 0 && main.uncancel() == 0;
+}
+
 void Runner::cancel_all_tasks() {
     std::vector<Task<>> to_cancel = all_tasks(*loop_);
     if (to_cancel.empty()) return;

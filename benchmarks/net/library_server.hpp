@@ -5,11 +5,10 @@
 #pragma once
 
 #include <asyncio.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-
-#include "../../examples/until_stopped.hpp"
 
 namespace bench {
 
@@ -17,7 +16,14 @@ namespace bench {
 inline asyncio::Coro<> serve_until_stopped(asyncio::Server server) {
     fmt::print("Serving on {}\n", server.sockets().front());
     std::fflush(stdout);  // run.py waits for this line
-    co_await examples::until_stopped();
+    asyncio::EventLoop& loop = asyncio::get_running_loop();
+    asyncio::Future<> stop = loop.create_future();
+    for (int sig : {SIGTERM, SIGINT}) {
+        loop.add_signal_handler(sig, [stop]() mutable {
+            if (!stop.done()) stop.set_result();
+        });
+    }
+    co_await stop;
     server.close();
     co_await server.wait_closed();
 }

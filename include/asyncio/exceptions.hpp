@@ -40,6 +40,15 @@ class GeneratorExit {
     const char* what() const noexcept { return "GeneratorExit"; }
 };
 
+/// Python's KeyboardInterrupt: Runner::run and asyncio::run throw it when
+/// SIGINT (Ctrl-C) cancelled the main task. Like CancelledError it is not a
+/// std::exception (Python's is a BaseException), so `catch (const
+/// std::exception&)` does not swallow it.
+class KeyboardInterrupt {
+  public:
+    const char* what() const noexcept { return "KeyboardInterrupt"; }
+};
+
 /// asyncio.TimeoutError (an alias of the builtin TimeoutError since 3.11).
 class TimeoutError : public std::runtime_error {
   public:

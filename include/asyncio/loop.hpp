@@ -88,6 +88,28 @@ class FdOwner {
   protected:
     ~FdOwner() = default;
 };
+
+/// A signal handler's callable (add_signal_handler), shared by the calls
+/// that each delivery schedules.
+class SignalCallback {
+  public:
+    virtual ~SignalCallback() = default;
+    virtual void operator()() = 0;
+};
+
+template <class F>
+class SignalCallbackFor final : public SignalCallback {
+  public:
+    template <class A>
+    explicit SignalCallbackFor(A&& fn) : fn_(std::forward<A>(fn)) {}
+    void operator()() override { static_cast<void>(std::invoke(fn_)); }
+
+  private:
+    F fn_;
+};
+
+/// A loop's signal handlers and wake-up pipe (src/unix_events.cpp).
+struct SignalState;
 }  // namespace detail
 
 template <class A>
@@ -275,6 +297,41 @@ class EventLoop : public detail::LoopCore {
         ensure_fd_no_transport(fd);
         return remove_watch(fd, Watching::writes);
     }
+
+    // UNIX signals (src/unix_events.cpp) -------------------------------------------
+
+    /// Calls `fn` in the loop's thread, through call_soon, each time `sig`
+    /// arrives; a second call for the same signal replaces the handler.
+    /// std::invalid_argument if `sig` is not a valid signal number,
+    /// RuntimeError("sig N cannot be caught") for SIGKILL and SIGSTOP,
+    /// RuntimeError if the loop is closed. Unlike CPython, any thread's
+    /// loop may add handlers: a signal is delivered to every loop that
+    /// handles it.
+    template <Callback F>
+    void add_signal_handler(int sig, F&& fn,
+                            std::source_location where = std::source_location::current()) {
+        using C = std::decay_t<F>;
+        set_signal_handler(sig, std::make_shared<detail::SignalCallbackFor<C>>(std::forward<F>(fn)),
+                           where);
+    }
+    /// Removes the handler of `sig` and restores SIG_DFL (unless another
+    /// loop still handles `sig`); false if the loop had no handler for it.
+    /// std::invalid_argument if `sig` is not a valid signal number.
+    bool remove_signal_handler(int sig);
+    /// Library use (the child watcher's SIGCHLD): calls `fn` in the loop's
+    /// thread, from the loop's wake-up, once for each delivery of `sig`,
+    /// besides a handler added with add_signal_handler, which it neither
+    /// replaces nor is replaced by. A second call replaces `fn`. close()
+    /// removes it; when no loop wants `sig` any more, its disposition from
+    /// before the first watch comes back.
+    void add_signal_watch(detail::LibraryKey, int sig, std::function<void()> fn);
+    void remove_signal_watch(detail::LibraryKey, int sig) noexcept;
+    /// Library use (Runner.run): in the main thread, if SIGINT's disposition
+    /// is SIG_DFL, handles SIGINT with `on_first` and makes a second SIGINT
+    /// restore SIG_DFL and interrupt the process; false if not installed.
+    bool install_runner_sigint(detail::LibraryKey, std::function<void()> on_first);
+    /// Undoes install_runner_sigint unless a handler replaced it since.
+    void uninstall_runner_sigint(detail::LibraryKey) noexcept;
 
     // Sockets (socket.hpp) ---------------------------------------------------------
     // The low-level socket operations; the socket must be non-blocking (every
@@ -505,6 +562,13 @@ class EventLoop : public detail::LoopCore {
     void ensure_fd_no_transport(int fd) const;
     void drop_everything() noexcept;
 
+    void set_signal_handler(int sig, std::shared_ptr<detail::SignalCallback> fn,
+                            std::source_location where);
+    detail::SignalState& signal_state();
+    void dispatch_signals() noexcept;
+    /// close(): removes every signal handler and watch, frees the pipe.
+    void close_signals() noexcept;
+
     std::unique_ptr<IoBackend> backend_;
     std::string backend_note_;  // why the default backend was not the best, for debug mode
     bool backend_logged_ = false;
@@ -529,6 +593,7 @@ class EventLoop : public detail::LoopCore {
     std::shared_ptr<detail::ThreadsafeGate> gate_ = std::make_shared<detail::ThreadsafeGate>();
     std::unique_ptr<Executor> default_executor_;
     bool executor_shutdown_called_ = false;
+    detail::SignalState* signals_ = nullptr;  // made by the first handler or watch
     Executor& default_executor();
 
     friend class detail::LoopCore;

@@ -40,6 +40,13 @@ class Runner {
     /// result. It runs in the runner's Context, the same for every run, so
     /// what one run sets the next sees. RuntimeError if a loop is already
     /// running in this thread or the runner is closed.
+    ///
+    /// In the main thread, if SIGINT's disposition is SIG_DFL, SIGINT is
+    /// handled while it runs, as CPython's Runner does: the first SIGINT
+    /// cancels the main task, and if that ends it, run() throws
+    /// KeyboardInterrupt; a second SIGINT before then restores SIG_DFL and
+    /// raises SIGINT again, which ends the process. SIG_DFL comes back
+    /// when run() returns.
     template <class T>
     T run(Coro<T> coro) {
         return run_in(std::move(coro), nullptr);
@@ -72,19 +79,38 @@ class Runner {
         }
         Task<T> task = loop_->create_task(std::move(coro),
                                           {.context = context != nullptr ? *context : *context_});
-        return loop_->run_until_complete(std::move(task));
+        Task<> main = task;
+        struct SigintScope {
+            Runner& runner;
+            ~SigintScope() { runner.uninstall_sigint(); }
+        } sigint{*this};
+        install_sigint(main);
+        try {
+            return loop_->run_until_complete(std::move(task));
+        } catch (const CancelledError&) {
+            if (interrupted(main)) throw KeyboardInterrupt();
+            throw;
+        }
     }
 
     void lazy_init();
     /// Why run() cannot start now, or nullptr (after creating the loop).
     const char* refuse_run();
     void cancel_all_tasks();
+    /// Runner.run's SIGINT handling (see run): installed only in the main
+    /// thread and only if SIGINT's disposition is SIG_DFL.
+    void install_sigint(Task<> main);
+    void uninstall_sigint() noexcept;
+    /// Whether the main task ended cancelled by SIGINT: then run() throws
+    /// KeyboardInterrupt instead of CancelledError.
+    bool interrupted(Task<>& main) noexcept;
 
     RunOptions opts_;
     std::unique_ptr<EventLoop> loop_;
     std::optional<Context> context_;  // copy_context() when the loop is created
     State state_ = State::created;
     CurrentLoop current_loop_ = CurrentLoop::untouched;
+    int interrupt_count_ = 0;
 };
 
 /// asyncio.run: runs `main` in a new Runner and returns its result.
