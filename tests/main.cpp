@@ -1,7 +1,8 @@
 // Test runner: Catch2's main plus `--backend <name>`, which selects the I/O
 // backend of every loop the tests create (through ASYNCIO_BACKEND). A backend
 // that this machine cannot run makes the whole executable exit with 77, which
-// CTest reports as skipped.
+// CTest reports as skipped. `--child-watcher <pidfd|sigchld>` likewise sets
+// ASYNCIO_CHILD_WATCHER, how subprocesses' exits are watched.
 #define CATCH_CONFIG_RUNNER
 #include <cstdio>
 #include <cstdlib>
@@ -19,8 +20,12 @@ namespace CatchClara = Catch::clara;
 int main(int argc, char** argv) {
     Catch::Session session;
     std::string backend;
-    auto cli = session.cli() |
-               CatchClara::Opt(backend, "name")["--backend"]("I/O backend of the loops under test");
+    std::string child_watcher;
+    auto cli =
+        session.cli() |
+        CatchClara::Opt(backend, "name")["--backend"]("I/O backend of the loops under test") |
+        CatchClara::Opt(child_watcher, "pidfd|sigchld")["--child-watcher"](
+            "how the subprocess tests watch their children");
     session.cli(cli);
     if (int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
     if (!backend.empty()) {
@@ -35,5 +40,6 @@ int main(int argc, char** argv) {
         }
         ::setenv("ASYNCIO_BACKEND", backend.c_str(), 1);
     }
+    if (!child_watcher.empty()) ::setenv("ASYNCIO_CHILD_WATCHER", child_watcher.c_str(), 1);
     return session.run();
 }

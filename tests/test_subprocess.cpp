@@ -551,6 +551,10 @@ TEST_CASE("cancelling create_subprocess_exec kills and reaps the child, leaking 
     // test_cancel_make_subprocess_transport_exec
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
+        // A first child sets up what the loop keeps (the SIGCHLD watcher's
+        // signal pipe), so that only what the cancelled one leaves counts.
+        Process warm_up = co_await asyncio::create_subprocess_exec("true");
+        co_await warm_up.wait();
         const int before = open_descriptors();
         std::weak_ptr<asyncio::BaseProtocol> protocol;
         auto factory = [&protocol] {
@@ -811,6 +815,24 @@ TEST_CASE("output and exit before connection_made are delivered after it, in ord
         CHECK(log->events.front() == "connection_made");
         CHECK(log->events.back() == "connection_lost");
         CHECK(transport->get_returncode() == 0);  // held: valid still
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("a SIGCHLD handler of the program's own and the child watcher both see the exit") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        asyncio::Event got_sigchld;
+        loop.add_signal_handler(SIGCHLD, [&got_sigchld] { got_sigchld.set(); });
+        Process proc = co_await asyncio::create_subprocess_exec("true");
+        const int code = co_await proc.wait();
+        CHECK(code == 0);
+        co_await got_sigchld.wait();
+        CHECK(loop.remove_signal_handler(SIGCHLD));
+        // The watcher still works after the program's handler went.
+        Process again = co_await asyncio::create_subprocess_shell("exit 3");
+        const int again_code = co_await again.wait();
+        CHECK(again_code == 3);
     };
     run_guarded(main());
 }

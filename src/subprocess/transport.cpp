@@ -9,10 +9,14 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -53,7 +57,42 @@ void reap_in_background(pid_t pid) noexcept {
     }
 }
 
+/// How children's exits are watched: CPython's _PidfdChildWatcher, or the
+/// SIGCHLD handler that came before it, where pidfds are refused.
+enum class ChildWatcher { pidfd, sigchld };
+
+/// The watcher this process uses: ASYNCIO_CHILD_WATCHER (pidfd, sigchld) if
+/// set, else pidfd if the kernel (and any seccomp filter) allows it.
+ChildWatcher child_watcher() {
+    static const ChildWatcher chosen = [] {
+        if (const char* forced = std::getenv("ASYNCIO_CHILD_WATCHER")) {
+            if (std::string_view(forced) == "sigchld") return ChildWatcher::sigchld;
+            if (std::string_view(forced) == "pidfd") return ChildWatcher::pidfd;
+        }
+        const int probe = open_pidfd(::getpid());
+        if (probe < 0) return ChildWatcher::sigchld;
+        ::close(probe);
+        return ChildWatcher::pidfd;
+    }();
+    return chosen;
+}
+
 class UnixSubprocessTransport;
+
+/// The SIGCHLD watcher: one watch per loop that has such children, which on
+/// each SIGCHLD polls every child of that loop with waitpid(WNOHANG).
+/// Several loops in several threads may each have their own.
+class SigchldChildren {
+  public:
+    static void add(EventLoop& loop, UnixSubprocessTransport& child);
+    static void remove(EventLoop& loop, UnixSubprocessTransport& child) noexcept;
+
+  private:
+    static void poll(EventLoop& loop);
+
+    static inline std::mutex mutex_;
+    static inline std::unordered_map<EventLoop*, std::vector<UnixSubprocessTransport*>> children_;
+};
 
 /// base_subprocess.WriteSubprocessPipeProto and ReadSubprocessPipeProto: the
 /// protocol of one pipe transport, reporting to the subprocess transport.
@@ -91,13 +130,22 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     void start(std::shared_ptr<UnixSubprocessTransport> self) {
         self_ = std::move(self);
         loop_->register_resource(*this);
-        pidfd_ = open_pidfd(pid_);
-        if (pidfd_ < 0) {
-            const int error = errno;
-            kill_and_release();
-            throw os_error(error, "pidfd_open");
+        if (child_watcher() == ChildWatcher::pidfd) pidfd_ = open_pidfd(pid_);
+        if (pidfd_ >= 0) {
+            loop_->add_reader(pidfd_, [this] { on_child_exit(); });
+            return;
         }
-        loop_->add_reader(pidfd_, [this] { on_child_exit(); });
+        SigchldChildren::add(*loop_, *this);
+        sigchld_watched_ = true;
+        // A child that exited before the watch was there sent its SIGCHLD
+        // to nobody.
+        on_child_exit();
+    }
+
+    /// The SIGCHLD watcher's poll: whether the child exited (and was reaped).
+    bool poll_exit() {
+        on_child_exit();
+        return returncode_.has_value();
     }
 
     /// A pipe transport for the child's `fd` is being opened.
@@ -189,8 +237,6 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     void try_finish();
     void call_connection_lost();
     void stop_watching() noexcept;
-    /// For a start that failed: no watch, so nobody would reap the child.
-    void kill_and_release() noexcept;
 
   public:
     /// Lets go of everything without calling the protocol: the loop is
@@ -202,6 +248,7 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     std::shared_ptr<BaseProtocol> protocol_;
     pid_t pid_;
     int pidfd_ = -1;
+    bool sigchld_watched_ = false;  // by SigchldChildren, where pidfds are refused
     std::optional<int> returncode_;
     /// The pipes the child was given (CPython's _pipes), by its fd; null
     /// until the pipe's transport is being opened.
@@ -273,10 +320,51 @@ void UnixSubprocessTransport::on_child_exit() {
 }
 
 void UnixSubprocessTransport::stop_watching() noexcept {
+    if (sigchld_watched_) {
+        SigchldChildren::remove(*loop_, *this);
+        sigchld_watched_ = false;
+    }
     if (pidfd_ < 0) return;
     loop_->remove_reader(pidfd_);
     ::close(pidfd_);
     pidfd_ = -1;
+}
+
+void SigchldChildren::add(EventLoop& loop, UnixSubprocessTransport& child) {
+    bool first = false;
+    {
+        std::lock_guard lock(mutex_);
+        auto& children = children_[&loop];
+        first = children.empty();
+        children.push_back(&child);
+    }
+    if (first) loop.add_signal_watch(library_key, SIGCHLD, [&loop] { poll(loop); });
+}
+
+void SigchldChildren::remove(EventLoop& loop, UnixSubprocessTransport& child) noexcept {
+    bool last = false;
+    {
+        std::lock_guard lock(mutex_);
+        auto found = children_.find(&loop);
+        if (found == children_.end()) return;
+        std::erase(found->second, &child);
+        last = found->second.empty();
+        if (last) children_.erase(found);
+    }
+    if (last) loop.remove_signal_watch(library_key, SIGCHLD);
+}
+
+void SigchldChildren::poll(EventLoop& loop) {
+    std::vector<UnixSubprocessTransport*> children;
+    {
+        std::lock_guard lock(mutex_);
+        auto found = children_.find(&loop);
+        if (found == children_.end()) return;
+        children = found->second;
+    }
+    // A child that exited removes itself (stop_watching), not others.
+    for (UnixSubprocessTransport* child : children)
+        child->poll_exit();
 }
 
 void UnixSubprocessTransport::process_exited(int returncode) {
@@ -335,15 +423,6 @@ void UnixSubprocessTransport::abandon() noexcept {
     exit_waiters_.clear();
     unregister_resource();
     std::shared_ptr<UnixSubprocessTransport> last = std::move(self_);  // may free *this
-}
-
-void UnixSubprocessTransport::kill_and_release() noexcept {
-    ::kill(pid_, SIGKILL);
-    reap_in_background(pid_);
-    returncode_ = -SIGKILL;
-    finished_ = true;
-    unregister_resource();
-    self_.reset();  // the caller holds the transport
 }
 
 Coro<int> UnixSubprocessTransport::wait() {
