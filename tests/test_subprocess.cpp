@@ -836,3 +836,27 @@ TEST_CASE("a SIGCHLD handler of the program's own and the child watcher both see
     };
     run_guarded(main());
 }
+
+TEST_CASE("loops in two threads each run and reap their own children") {
+    // Each thread's loop sees only its children's exits, with either watcher
+    // (the SIGCHLD one polls its own children on a delivery that any exit sends).
+    auto run_children = [](int base) {
+        auto main = [](int base) -> Coro<int> {
+            int sum = 0;
+            for (int i = 0; i < 10; ++i) {
+                std::vector<std::string> args{"-c", "exit $0", std::to_string(base + i)};
+                auto starting = asyncio::create_subprocess_exec("sh", args);
+                Process proc = co_await std::move(starting);
+                sum += co_await proc.wait();
+            }
+            co_return sum;
+        };
+        return asyncio::run(main(base));
+    };
+    int first = 0, second = 0;
+    std::thread other([&] { second = run_children(100); });
+    first = run_children(10);
+    other.join();
+    CHECK(first == 10 * 10 + 45);
+    CHECK(second == 10 * 100 + 45);
+}
