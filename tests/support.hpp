@@ -14,6 +14,9 @@
 #include <catch2/catch.hpp>
 #endif
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <asyncio.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -76,6 +79,25 @@ asyncio::Coro<bool> ends_cancelled(asyncio::Task<T> task) {
         cancelled = true;
     }
     co_return cancelled;
+}
+
+/// A pipe, both ends close-on-exec (and blocking); the test closes them.
+struct Pipe {
+    int read_fd = -1, write_fd = -1;
+    Pipe() {
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        read_fd = fds[0];
+        write_fd = fds[1];
+    }
+};
+
+/// `n` bytes of a repeating a-z pattern, so that a lost or moved byte shows.
+inline std::string pattern(std::size_t n) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>('a' + (i * 7) % 26);
+    return s;
 }
 
 /// Awaits `task` whatever its outcome (gather(..., return_exceptions=True)).

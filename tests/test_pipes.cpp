@@ -15,6 +15,8 @@
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
+using asyncio_test::pattern;
+using asyncio_test::Pipe;
 using asyncio_test::run_guarded;
 
 namespace {
@@ -61,16 +63,6 @@ struct Recorder : asyncio::Protocol {
     asyncio::WriteTransport& writer() { return dynamic_cast<asyncio::WriteTransport&>(*transport); }
 };
 
-struct Pipe {
-    int read_fd = -1, write_fd = -1;
-    Pipe() {
-        int fds[2];
-        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-        read_fd = fds[0];
-        write_fd = fds[1];
-    }
-};
-
 Coro<std::shared_ptr<Recorder>> read_end(int fd) {
     auto proto = std::make_shared<Recorder>();
     auto factory = [&proto] { return proto; };
@@ -93,13 +85,6 @@ std::error_code error_code_of(const std::exception_ptr& error) {
     } catch (...) {
     }
     return {};
-}
-
-std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i)
-        s[i] = static_cast<char>('a' + (i * 7) % 26);
-    return s;
 }
 
 /// Writes to the non-blocking `fd` until the pipe is full.

@@ -22,16 +22,11 @@ using namespace std::chrono_literals;
 using asyncio::Coro;
 using asyncio::PIPE;
 using asyncio::Process;
+using asyncio_test::pattern;
+using asyncio_test::Pipe;
 using asyncio_test::run_guarded;
 
 namespace {
-
-std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i)
-        s[i] = static_cast<char>('a' + (i * 7) % 26);
-    return s;
-}
 
 /// Whether `pid` is gone: exited and reaped (a zombie still exists).
 bool reaped(pid_t pid) {
@@ -47,16 +42,6 @@ Coro<bool> until_reaped(pid_t pid) {
     }
     co_return false;
 }
-
-struct Pipe {
-    int read_fd = -1, write_fd = -1;
-    Pipe() {
-        int fds[2];
-        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-        read_fd = fds[0];
-        write_fd = fds[1];
-    }
-};
 
 /// Reads `fd` to its end on another thread.
 Coro<std::string> read_all(int fd) {
