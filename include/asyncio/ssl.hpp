@@ -13,12 +13,17 @@
 // This header does not include OpenSSL's.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include "asyncio/coro.hpp"
+#include "asyncio/protocols.hpp"
+#include "asyncio/transports.hpp"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
@@ -172,5 +177,25 @@ class SSLContext {
   private:
     std::shared_ptr<detail::SSLContextState> state_;
 };
+
+/// Keyword arguments of loop.start_tls / StreamWriter::start_tls.
+struct TlsOptions {
+    /// The name the server's certificate must match (and SNI); a client
+    /// whose context checks hostnames needs it.
+    std::optional<std::string> server_hostname{};
+    /// How long the handshake may take (default 60 s).
+    std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+    /// This end is the server of the TLS session.
+    bool server_side = false;
+};
+
+/// loop.start_tls(transport, protocol, sslcontext, ...): upgrades the live
+/// connection `transport` (whose protocol is `protocol`) to TLS and returns
+/// the transport `protocol` goes on with, once the handshake is done.
+/// Handshake failures raise SSLError / SSLCertVerificationError here, and the
+/// connection is closed.
+Coro<std::shared_ptr<Transport>> start_tls(Transport& transport,
+                                           std::shared_ptr<BaseProtocol> protocol,
+                                           SSLContext context, TlsOptions options = {});
 
 }  // namespace asyncio
