@@ -32,8 +32,8 @@ LAYERS = [
     ("sync", ["locks.hpp"]),
     ("queues", ["queues.hpp"]),
     ("sockets", ["socket.hpp"]),
+    ("TLS contexts", ["ssl.hpp"]),
     ("transports", ["transports.hpp", "protocols.hpp", "detail/open_transport.hpp"]),
-    ("TLS", ["ssl.hpp"]),
     ("streams", ["streams.hpp"]),
     ("subprocess", ["subprocess.hpp"]),
 ]

@@ -80,8 +80,8 @@ asyncio::SSLContext server_context(bool self_signed = false) {
 
 /// Upgrades both ends at once; each result is the TLS transport or the error.
 struct Upgraded {
-    asyncio::Outcome<std::shared_ptr<asyncio::Transport>> client;
-    asyncio::Outcome<std::shared_ptr<asyncio::Transport>> server;
+    asyncio::Outcome<asyncio::Transport*> client;
+    asyncio::Outcome<asyncio::Transport*> server;
 };
 
 Coro<Upgraded> upgrade_both(Pair& pair, asyncio::SSLContext client, asyncio::SSLContext server,
@@ -89,15 +89,15 @@ Coro<Upgraded> upgrade_both(Pair& pair, asyncio::SSLContext client, asyncio::SSL
     auto& loop = asyncio::get_running_loop();
     asyncio::TlsOptions server_options{.server_side = true};
     auto client_side = loop.create_task(
-        asyncio::start_tls(pair.client->plain(), pair.client, client, client_options));
+        loop.start_tls(pair.client->plain(), *pair.client, client, client_options));
     auto server_side = loop.create_task(
-        asyncio::start_tls(pair.server->plain(), pair.server, server, server_options));
+        loop.start_tls(pair.server->plain(), *pair.server, server, server_options));
     auto [c, s] = co_await asyncio::gather(asyncio::return_exceptions, client_side, server_side);
     co_return Upgraded{std::move(c), std::move(s)};
 }
 
 template <class E>
-bool holds(const asyncio::Outcome<std::shared_ptr<asyncio::Transport>>& outcome) {
+bool holds(const asyncio::Outcome<asyncio::Transport*>& outcome) {
     if (outcome.has_value()) return false;
     try {
         std::rethrow_exception(outcome.exception());
@@ -119,8 +119,8 @@ TEST_CASE("start_tls on both ends: data both ways, then close_notify ends it cle
         Upgraded up = co_await upgrade_both(pair, client_context(), server_context(), options);
         REQUIRE(up.client.has_value());
         REQUIRE(up.server.has_value());
-        std::shared_ptr<asyncio::Transport> client = std::move(up.client).get();
-        std::shared_ptr<asyncio::Transport> server = std::move(up.server).get();
+        asyncio::Transport* client = std::move(up.client).get();
+        asyncio::Transport* server = std::move(up.server).get();
         auto cipher = std::any_cast<std::tuple<std::string, std::string, int>>(
             client->get_extra_info("cipher"));
         CHECK(std::get<1>(cipher) == "TLSv1.3");
@@ -181,8 +181,9 @@ TEST_CASE("a handshake that never completes times out") {
         try {
             asyncio::TlsOptions options{.server_hostname = "localhost",
                                         .ssl_handshake_timeout = 100ms};
-            co_await asyncio::start_tls(pair.client->plain(), pair.client, client_context(),
-                                        options);
+            asyncio::SSLContext context = client_context();
+            co_await asyncio::get_running_loop().start_tls(pair.client->plain(), *pair.client,
+                                                           context, options);
         } catch (const std::system_error& e) {
             code = e.code();
         }
@@ -197,8 +198,9 @@ TEST_CASE("plain text to a TLS server fails its handshake with SSLError") {
         pair.client->plain().write("GET / HTTP/1.0\r\n\r\n");
         bool refused = false;
         try {
-            co_await asyncio::start_tls(pair.server->plain(), pair.server, server_context(),
-                                        {.server_side = true});
+            asyncio::SSLContext context = server_context();
+            co_await asyncio::get_running_loop().start_tls(pair.server->plain(), *pair.server,
+                                                           context, {.server_side = true});
         } catch (const asyncio::SSLError&) {
             refused = true;
         }

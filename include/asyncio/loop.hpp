@@ -444,6 +444,17 @@ class EventLoop : public detail::LoopCore {
     Coro<std::pair<ReadTransport*, protocol_of_t<F>*>> connect_read_pipe(F factory, int fd);
     template <ProtocolFactory F>
     Coro<std::pair<WriteTransport*, protocol_of_t<F>*>> connect_write_pipe(F factory, int fd);
+    /// loop.start_tls(transport, protocol, sslcontext, ...): upgrades the
+    /// live connection `transport`, whose protocol is `protocol`, to TLS
+    /// (ssl.hpp) and returns the transport `protocol` goes on with, once the
+    /// handshake is done; it is valid until protocol.connection_lost
+    /// returned. Handshake failures raise SSLError or
+    /// SSLCertVerificationError here, and the connection is closed.
+    /// std::invalid_argument if `protocol` is not the transport's.
+    Coro<Transport*> start_tls(Transport& transport, BaseProtocol& protocol, SSLContext& sslcontext,
+                               TlsOptions options);
+    Coro<Transport*> start_tls(Transport& transport, BaseProtocol& protocol,
+                               SSLContext& sslcontext);
     /// Sends a file over `transport` with sendfile(2) once its write buffer
     /// is flushed (reading paused meanwhile); with `fallback`, by reading and
     /// writing when zero-copy is not possible. Returns the bytes sent.

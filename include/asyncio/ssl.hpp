@@ -10,7 +10,9 @@
 //
 // An SSLContext is a cheap handle to a reference-counted SSL_CTX: copies
 // share it, settings included, so `.ssl = ctx` hands over the same context.
-// This header does not include OpenSSL's.
+// This header does not include OpenSSL's, nor any layer above the core: the
+// transports' options hold an SSLContext, and loop.start_tls (loop.hpp) is
+// the TLS layer's way in.
 #pragma once
 
 #include <chrono>
@@ -20,10 +22,6 @@
 #include <string>
 #include <system_error>
 #include <vector>
-
-#include "asyncio/coro.hpp"
-#include "asyncio/protocols.hpp"
-#include "asyncio/transports.hpp"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
@@ -188,14 +186,5 @@ struct TlsOptions {
     /// This end is the server of the TLS session.
     bool server_side = false;
 };
-
-/// loop.start_tls(transport, protocol, sslcontext, ...): upgrades the live
-/// connection `transport` (whose protocol is `protocol`) to TLS and returns
-/// the transport `protocol` goes on with, once the handshake is done.
-/// Handshake failures raise SSLError / SSLCertVerificationError here, and the
-/// connection is closed.
-Coro<std::shared_ptr<Transport>> start_tls(Transport& transport,
-                                           std::shared_ptr<BaseProtocol> protocol,
-                                           SSLContext context, TlsOptions options = {});
 
 }  // namespace asyncio

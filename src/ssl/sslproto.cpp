@@ -19,6 +19,7 @@
 #include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/ssl.hpp"
+#include "asyncio/transports.hpp"
 
 namespace asyncio {
 namespace detail {
@@ -365,14 +366,22 @@ class SSLProtocol final : public Protocol, public Transport {
 }  // namespace
 }  // namespace detail
 
-Coro<std::shared_ptr<Transport>> start_tls(Transport& transport,
-                                           std::shared_ptr<BaseProtocol> protocol,
-                                           SSLContext context, TlsOptions options) {
-    Future<> ready = get_running_loop().create_future();
-    auto layer =
-        std::make_shared<detail::SSLProtocol>(std::move(protocol), context, options, ready);
+Coro<Transport*> EventLoop::start_tls(Transport& transport, BaseProtocol& protocol,
+                                      SSLContext& sslcontext, TlsOptions options) {
+    std::shared_ptr<BaseProtocol> app = transport.get_protocol();
+    if (app.get() != &protocol) {
+        throw std::invalid_argument("start_tls: the protocol is not the transport's");
+    }
+    Future<> ready = create_future();
+    auto layer = std::make_shared<detail::SSLProtocol>(std::move(app), sslcontext, options, ready);
     co_await insert_layer(transport, layer, ready);
-    co_return layer;
+    // The transport below holds the layer (its protocol) until it is lost.
+    co_return layer.get();
+}
+
+Coro<Transport*> EventLoop::start_tls(Transport& transport, BaseProtocol& protocol,
+                                      SSLContext& sslcontext) {
+    return start_tls(transport, protocol, sslcontext, TlsOptions{});
 }
 
 }  // namespace asyncio

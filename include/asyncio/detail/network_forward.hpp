@@ -28,6 +28,8 @@ struct ConnectionOptions;
 struct ServerOptions;
 struct DatagramOptions;
 struct SubprocessOptions;
+class SSLContext;
+struct TlsOptions;
 
 /// What create_connection, create_server and friends accept as
 /// protocol_factory: a callable returning the protocol, as a
