@@ -234,3 +234,74 @@ TEST_CASE("a connection cut without close_notify is reported as SSLEOFError") {
     };
     run_guarded(main());
 }
+
+namespace {
+
+/// An echo server's protocol: answers each chunk with "echo:" and the data.
+struct Echo : asyncio::Protocol {
+    asyncio::Transport* transport = nullptr;
+    void connection_made(asyncio::BaseTransport& t) override {
+        transport = &dynamic_cast<asyncio::Transport&>(t);
+    }
+    void data_received(std::string_view data) override {
+        transport->write("echo:" + std::string(data));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("create_server and create_connection with ssl=: connection_made after the handshake") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        asyncio::ServerOptions server_options{.ssl = server_context()};
+        auto echo_factory = [] { return std::make_shared<Echo>(); };
+        asyncio::Server server =
+            co_await loop.create_server(echo_factory, "127.0.0.1", 0, server_options);
+        const int port = server.sockets().front().port();
+
+        auto client = std::make_shared<Peer>();
+        auto client_factory = [&client] { return client; };
+        asyncio::ConnectionOptions options{.ssl = client_context(), .server_hostname = "localhost"};
+        auto [transport, protocol] =
+            co_await loop.create_connection(client_factory, "127.0.0.1", port, options);
+        CHECK(client->transport.get() == transport);  // the TLS transport, not the socket's
+        CHECK(std::any_cast<asyncio::SSLContext>(transport->get_extra_info("sslcontext"))
+                  .native_handle() == options.ssl->native_handle());
+        client->want = 9;
+        transport->write("ping");
+        co_await client->got;
+        CHECK(client->data == "echo:ping");
+        transport->close();
+        co_await client->lost;
+        CHECK(client->lost_error == nullptr);
+
+        // Without server_hostname, the host is the name: 127.0.0.1 is in
+        // the certificate's SAN.
+        auto second = std::make_shared<Peer>();
+        auto second_factory = [&second] { return second; };
+        asyncio::ConnectionOptions by_host{.ssl = client_context()};
+        auto [t2, p2] = co_await loop.create_connection(second_factory, "127.0.0.1", port, by_host);
+        t2->close();
+        co_await second->lost;
+
+        server.close();
+        co_await server.wait_closed();
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("ssl options without ssl= are refused, as in CPython") {
+    auto main = []() -> Coro<void> {
+        auto& loop = asyncio::get_running_loop();
+        auto factory = [] { return std::make_shared<Peer>(); };
+        bool refused = false;
+        try {
+            asyncio::ConnectionOptions options{.server_hostname = "localhost"};
+            co_await loop.create_connection(factory, "127.0.0.1", 1, options);
+        } catch (const std::invalid_argument&) {
+            refused = true;
+        }
+        CHECK(refused);
+    };
+    run_guarded(main());
+}

@@ -60,7 +60,8 @@ class TlsCerts {
     ~TlsCerts() { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
     void run(const std::string& command) const {
-        const std::string line = "cd '" + dir_ + "' && " + command + " >/dev/null 2>&1";
+        // Only stderr goes: a command's own "> file" must keep its stdout.
+        const std::string line = "cd '" + dir_ + "' && { " + command + "; } 2>/dev/null";
         if (std::system(line.c_str()) != 0) throw std::runtime_error("failed: " + command);
     }
 

@@ -29,6 +29,7 @@
 #include "asyncio/future.hpp"
 #include "asyncio/protocols.hpp"
 #include "asyncio/socket.hpp"
+#include "asyncio/ssl.hpp"
 
 namespace asyncio {
 
@@ -141,6 +142,14 @@ class SubprocessTransport : public virtual BaseTransport {
 
 /// Keyword arguments of loop.create_connection / create_unix_connection.
 struct ConnectionOptions {
+    /// ssl=: wrap the connection in TLS with this context; the transport and
+    /// protocol come back once the handshake is done.
+    std::optional<SSLContext> ssl{};
+    /// The name the server's certificate must match, and the SNI sent
+    /// (default: the host; a Unix connection needs it). Only with ssl.
+    std::optional<std::string> server_hostname{};
+    /// How long the TLS handshake may take (default 60 s). Only with ssl.
+    std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
     /// Bind the socket to this address before connecting.
     std::optional<Address> local_addr{};
     /// Happy Eyeballs (RFC 8305): start the next address attempt after this
@@ -159,6 +168,10 @@ struct ConnectionOptions {
 
 /// Keyword arguments of loop.create_server / create_unix_server.
 struct ServerOptions {
+    /// ssl=: serve TLS with this context (it holds the certificate).
+    std::optional<SSLContext> ssl{};
+    /// How long each connection's TLS handshake may take (default 60 s).
+    std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
     int family = AF_UNSPEC;
     int flags = AI_PASSIVE;
     int backlog = 100;

@@ -15,11 +15,13 @@
 
 #include "asyncio/exceptions.hpp"
 #include "asyncio/handle.hpp"
+#include "asyncio/log.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/outcome.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/ssl.hpp"
 #include "asyncio/transports.hpp"
+#include "sslproto.hpp"
 
 namespace asyncio {
 namespace detail {
@@ -48,11 +50,13 @@ class SSLProtocol final : public Protocol, public Transport {
     enum class State { handshake, wrapped, closing, closed };
 
     SSLProtocol(std::shared_ptr<BaseProtocol> app, const SSLContext& context,
-                const TlsOptions& options, Future<> ready)
+                const TlsOptions& options, std::optional<Future<>> ready,
+                ConnectionMade connection_made)
         : app_(std::move(app)),
           context_(context),
           server_side_(options.server_side),
           ready_(std::move(ready)),
+          call_connection_made_(connection_made == ConnectionMade::call),
           handshake_timeout_(options.ssl_handshake_timeout.value_or(std::chrono::seconds(60))) {
         ssl_ = SSL_new(context_.native_handle());
         if (ssl_ == nullptr) throw ssl_error_from_queue("SSL_new");
@@ -241,7 +245,10 @@ class SSLProtocol final : public Protocol, public Transport {
         if (result == 1) {
             state_ = State::wrapped;
             timer_.cancel();
-            if (!ready_.done()) ready_.set_result();
+            // create_connection / create_server: the application's
+            // connection_made comes once the session is up (start_tls: not).
+            if (call_connection_made_ && app_) app_->connection_made(*this);
+            if (ready_ && !ready_->done()) ready_->set_result();
             do_read();  // application data that came with the last flight
             return;
         }
@@ -264,7 +271,24 @@ class SSLProtocol final : public Protocol, public Transport {
 
     void fail_handshake(std::exception_ptr error) {
         timer_.cancel();
-        if (!ready_.done()) ready_.set_exception(std::move(error));
+        if (ready_) {
+            if (!ready_->done()) ready_->set_exception(std::move(error));
+            return;
+        }
+        // A server's connection: nobody awaits it. SSLError is an OSError,
+        // which _fatal_error logs in debug mode only.
+        if (get_running_loop().get_debug()) {
+            log(LogLevel::debug, "SSL handshake failed: {}", describe(error));
+        }
+    }
+    static std::string describe(const std::exception_ptr& error) {
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            return e.what();
+        } catch (...) {
+            return "unknown error";
+        }
     }
 
     void handshake_timed_out() {
@@ -346,7 +370,8 @@ class SSLProtocol final : public Protocol, public Transport {
     std::shared_ptr<BaseProtocol> app_;
     SSLContext context_;
     bool server_side_;
-    Future<> ready_;
+    std::optional<Future<>> ready_;  // none for a server's connections
+    bool call_connection_made_;
     std::chrono::nanoseconds handshake_timeout_;
     SSL* ssl_ = nullptr;
     BIO* incoming_ = nullptr;
@@ -364,6 +389,15 @@ class SSLProtocol final : public Protocol, public Transport {
 };
 
 }  // namespace
+
+TlsLayer make_tls_layer(std::shared_ptr<BaseProtocol> app, const SSLContext& context,
+                        const TlsOptions& options, std::optional<Future<>> ready,
+                        ConnectionMade connection_made) {
+    auto layer = std::make_shared<SSLProtocol>(std::move(app), context, options, std::move(ready),
+                                               connection_made);
+    return TlsLayer{layer, layer};
+}
+
 }  // namespace detail
 
 Coro<Transport*> EventLoop::start_tls(Transport& transport, BaseProtocol& protocol,
@@ -373,10 +407,11 @@ Coro<Transport*> EventLoop::start_tls(Transport& transport, BaseProtocol& protoc
         throw std::invalid_argument("start_tls: the protocol is not the transport's");
     }
     Future<> ready = create_future();
-    auto layer = std::make_shared<detail::SSLProtocol>(std::move(app), sslcontext, options, ready);
-    co_await insert_layer(transport, layer, ready);
+    detail::TlsLayer layer = detail::make_tls_layer(std::move(app), sslcontext, options, ready,
+                                                    detail::ConnectionMade::skip);
+    co_await insert_layer(transport, layer.protocol, ready);
     // The transport below holds the layer (its protocol) until it is lost.
-    co_return layer.get();
+    co_return layer.transport.get();
 }
 
 Coro<Transport*> EventLoop::start_tls(Transport& transport, BaseProtocol& protocol,

@@ -10,6 +10,9 @@
 #include "asyncio/tasks.hpp"
 #include "internal.hpp"
 #include "transports/stream.hpp"
+#if ASYNCIO_HAVE_SSL
+#include "ssl/sslproto.hpp"
+#endif
 
 namespace asyncio::detail {
 
@@ -21,6 +24,26 @@ Coro<OpenedTransport> start_stream(EventLoop& loop, std::shared_ptr<BaseProtocol
     Future<> made = loop.create_future();
     auto transport = StreamTransport::start(loop, std::move(sock), protocol, kind, nullptr, made);
     return opened_when_made(std::move(made), std::move(transport), std::move(protocol));
+}
+
+/// A stream transport with a TLS layer between it and `protocol`, once the
+/// handshake is done (base_events._create_connection_transport with ssl).
+Coro<OpenedTransport> start_tls_stream(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol,
+                                       Socket sock, const SSLContext& context,
+                                       const TlsOptions& tls) {
+#if ASYNCIO_HAVE_SSL
+    Future<> handshake = loop.create_future();
+    TlsLayer layer = make_tls_layer(protocol, context, tls, handshake, ConnectionMade::call);
+    OpenedTransport raw =
+        co_await start_stream(loop, layer.protocol, std::move(sock), StreamKind::socket);
+    Outcome<void> done = co_await try_await(handshake);
+    if (!done.has_value()) raw.transport->close();
+    std::move(done).get();
+    co_return OpenedTransport{layer.transport, std::move(protocol)};
+#else
+    (void)loop, (void)protocol, (void)sock, (void)context, (void)tls;
+    throw std::invalid_argument("ssl=: this build has no TLS (ASYNCIO_WITH_SSL=OFF)");
+#endif
 }
 
 /// base_events._interleave_addrinfos: alternate address families, starting
@@ -246,15 +269,39 @@ Coro<Socket> connect_tcp(EventLoop& loop, std::string host, int port, Connection
 Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
                                       std::string host, int port, ConnectionOptions opts,
                                       Destination destination) {
+    // base_events.create_connection's checks of the TLS options.
+    std::optional<TlsOptions> tls;
+    if (opts.ssl) {
+        tls = TlsOptions{.server_hostname = opts.server_hostname,
+                         .ssl_handshake_timeout = opts.ssl_handshake_timeout};
+        if (!tls->server_hostname) {
+            if (destination == Destination::unix_path || host.empty()) {
+                throw std::invalid_argument(
+                    "You must set server_hostname when using ssl without a host");
+            }
+            tls->server_hostname = host;
+        }
+    } else if (opts.server_hostname) {
+        throw std::invalid_argument("server_hostname is only meaningful with ssl");
+    } else if (opts.ssl_handshake_timeout) {
+        throw std::invalid_argument("ssl_handshake_timeout is only meaningful with ssl");
+    }
     Socket sock;
     if (destination == Destination::unix_path) {
         sock = Socket(AF_UNIX, SOCK_STREAM);
         co_await loop.sock_connect(sock, Address::unix_path(std::move(host)));
     } else {
+        std::optional<SSLContext> context = opts.ssl;
         sock = co_await connect_tcp(loop, std::move(host), port, std::move(opts));
+        opts.ssl = std::move(context);
     }
     std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
-    co_return co_await start_stream(loop, std::move(protocol), std::move(sock), StreamKind::socket);
+    if (!tls) {
+        co_return co_await start_stream(loop, std::move(protocol), std::move(sock),
+                                        StreamKind::socket);
+    }
+    co_return co_await start_tls_stream(loop, std::move(protocol), std::move(sock), *opts.ssl,
+                                        *tls);
 }
 
 Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock) {

@@ -14,6 +14,9 @@
 #include "asyncio/tasks.hpp"
 #include "internal.hpp"
 #include "transports/stream.hpp"
+#if ASYNCIO_HAVE_SSL
+#include "ssl/sslproto.hpp"
+#endif
 
 namespace asyncio::detail {
 
@@ -271,6 +274,26 @@ class ServerState final : public ConnectionOwner,
             loop_->call_exception_handler(context);
             return;
         }
+#if ASYNCIO_HAVE_SSL
+        if (options_.ssl) {
+            // base_events._accept_connection2 with ssl: the TLS layer is the
+            // connection's protocol; the application's connection_made
+            // comes after the handshake, and a failed one only closes it.
+            TlsOptions tls{.ssl_handshake_timeout = options_.ssl_handshake_timeout,
+                           .server_side = true};
+            try {
+                protocol = make_tls_layer(std::move(protocol), *options_.ssl, tls, std::nullopt,
+                                          ConnectionMade::call)
+                               .protocol;
+            } catch (...) {
+                ExceptionContext context;
+                context.message = "Error on transport creation for incoming connection";
+                context.exception = std::current_exception();
+                loop_->call_exception_handler(context);
+                return;
+            }
+        }
+#endif
         ++active_;
         auto transport =
             StreamTransport::start(*loop_, std::move(conn), std::move(protocol), StreamKind::socket,
