@@ -525,6 +525,21 @@ Coro<void> upgrade_state(std::shared_ptr<WriterState> s, StreamWriter::Transport
 }
 }  // namespace detail
 
+namespace detail {
+namespace {
+/// StreamWriter::start_tls's upgrade: loop.start_tls with the stream's side.
+Coro<std::shared_ptr<Transport>> tls_upgrade(Transport& transport,
+                                             std::shared_ptr<BaseProtocol> protocol,
+                                             bool server_side, SSLContext context,
+                                             TlsOptions options) {
+    options.server_side = server_side;
+    Transport* upgraded =
+        co_await get_running_loop().start_tls(transport, *protocol, context, options);
+    co_return std::dynamic_pointer_cast<Transport>(upgraded->shared_from_this());
+}
+}  // namespace
+}  // namespace detail
+
 // Member functions hand the state to free coroutines: nothing depends on the
 // handle object (`this`) once the Coro exists.
 Coro<void> StreamWriter::wait_closed() {
@@ -536,13 +551,23 @@ Coro<void> StreamWriter::drain() {
 Coro<void> StreamWriter::upgrade_transport(TransportUpgrade upgrade) {
     return detail::upgrade_state(state_, std::move(upgrade));
 }
+Coro<void> StreamWriter::start_tls(SSLContext& sslcontext, TlsOptions options) {
+    // A plain lambda that returns the coroutine: no captures live in a
+    // lambda coroutine's frame (docs/python-to-cpp.md, lambda coroutines).
+    TransportUpgrade upgrade = [context = sslcontext, options](
+                                   Transport& transport, std::shared_ptr<BaseProtocol> protocol,
+                                   bool server_side) {
+        return detail::tls_upgrade(transport, std::move(protocol), server_side, context, options);
+    };
+    return upgrade_transport(std::move(upgrade));
+}
 
 // -- open_connection / start_server ----------------------------------------------------
 
 namespace detail {
 
-// base_events.create_connection's checks: without ssl= (not implemented
-// yet), the TLS options are errors, not silently ignored.
+// base_events.create_connection's checks: without ssl=, the TLS options are
+// errors, not silently ignored.
 void refuse_tls_options(const std::optional<std::string>& server_hostname,
                         const std::optional<std::chrono::nanoseconds>& ssl_handshake_timeout) {
     if (server_hostname) throw std::invalid_argument("server_hostname is only meaningful with ssl");
@@ -552,12 +577,15 @@ void refuse_tls_options(const std::optional<std::string>& server_hostname,
 
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
                                                         OpenOptions opts, StreamAddress address) {
-    refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+    if (!opts.ssl) refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
     auto protocol = std::make_shared<StreamReaderProtocol>(reader);
     auto factory = [protocol] { return protocol; };
     ConnectionOptions copts;
+    copts.ssl = opts.ssl;
+    copts.server_hostname = opts.server_hostname;
+    copts.ssl_handshake_timeout = opts.ssl_handshake_timeout;
     copts.local_addr = opts.local_addr;
     copts.happy_eyeballs_delay = opts.happy_eyeballs_delay;
     copts.interleave = opts.interleave;
@@ -594,6 +622,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, Open
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts) {
     // Checked before the socket moves: refused options leave it to the caller.
+    if (opts.ssl)
+        throw std::invalid_argument("open_connection(sock=...) with ssl= is not supported yet");
     detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
     detail::check_limit(opts.limit);
     return detail::open_socket_stream(std::move(sock), std::move(opts));
@@ -605,6 +635,8 @@ namespace {
 /// What start_server's options say about the server and its protocols.
 ServerOptions server_options(const StartOptions& opts) {
     ServerOptions sopts;
+    sopts.ssl = opts.ssl;
+    sopts.ssl_handshake_timeout = opts.ssl_handshake_timeout;
     sopts.family = opts.family;
     sopts.backlog = opts.backlog;
     sopts.reuse_address = opts.reuse_address;
@@ -623,7 +655,7 @@ auto protocol_factory(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> c
 
 /// The checks of start_server's options, made before anything is opened.
 void check_start_options(const StartOptions& opts) {
-    refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
+    if (!opts.ssl) refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
     check_limit(opts.limit);  // here, not at the first connection's StreamReader
 }
 

@@ -305,3 +305,61 @@ TEST_CASE("ssl options without ssl= are refused, as in CPython") {
     };
     run_guarded(main());
 }
+
+TEST_CASE("streams: open_connection and start_server with ssl=, and STARTTLS with start_tls") {
+    auto main = []() -> Coro<void> {
+        // An echo server over TLS from the start.
+        auto tls_echo = [](asyncio::StreamReader reader,
+                           asyncio::StreamWriter writer) -> Coro<void> {
+            std::string line = co_await reader.readline();
+            writer.write("tls:" + line);
+            co_await writer.drain();
+            writer.close();
+        };
+        asyncio::StartOptions tls_start{.ssl = server_context()};
+        asyncio::Server tls_server =
+            co_await asyncio::start_server(tls_echo, "127.0.0.1", 0, tls_start);
+        const int tls_port = tls_server.sockets().front().port();
+        asyncio::OpenOptions open{.ssl = client_context(), .server_hostname = "localhost"};
+        auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", tls_port, open);
+        writer.write("hi\n");
+        std::string answer = co_await reader.readline();
+        CHECK(answer == "tls:hi\n");
+        writer.close();
+        co_await writer.wait_closed();
+        tls_server.close();
+        co_await tls_server.wait_closed();
+
+        // Plain first, then STARTTLS on both ends.
+        auto starttls = [](asyncio::StreamReader reader,
+                           asyncio::StreamWriter writer) -> Coro<void> {
+            std::string command = co_await reader.readline();
+            writer.write(command == "STARTTLS\n" ? "OK\n" : "NO\n");
+            co_await writer.drain();
+            asyncio::SSLContext context = server_context();
+            co_await writer.start_tls(context);
+            std::string line = co_await reader.readline();
+            writer.write("secret:" + line);
+            co_await writer.drain();
+            writer.close();
+        };
+        asyncio::Server plain_server = co_await asyncio::start_server(starttls, "127.0.0.1", 0);
+        const int plain_port = plain_server.sockets().front().port();
+        auto [r2, w2] = co_await asyncio::open_connection("127.0.0.1", plain_port);
+        w2.write("STARTTLS\n");
+        std::string ok = co_await r2.readline();
+        CHECK(ok == "OK\n");
+        asyncio::SSLContext context = client_context();
+        asyncio::TlsOptions tls{.server_hostname = "localhost"};
+        co_await w2.start_tls(context, tls);
+        CHECK(w2.get_extra_info("ssl_object").has_value());
+        w2.write("x\n");
+        std::string secret = co_await r2.readline();
+        CHECK(secret == "secret:x\n");
+        w2.close();
+        co_await w2.wait_closed();
+        plain_server.close();
+        co_await plain_server.wait_closed();
+    };
+    run_guarded(main());
+}

@@ -38,10 +38,11 @@
 
 namespace asyncio {
 
-/// Keyword arguments of open_connection / open_unix_connection. Until TLS
-/// is implemented, setting a TLS field throws std::invalid_argument, as
-/// CPython does without ssl=; the others are create_connection's.
+/// Keyword arguments of open_connection / open_unix_connection: ssl= (the
+/// TLS context; server_hostname and ssl_handshake_timeout only with it) and
+/// create_connection's others.
 struct OpenOptions {
+    std::optional<SSLContext> ssl{};
     std::optional<std::string> server_hostname{};
     std::size_t limit = 64 * 1024;
     std::optional<Address> local_addr{};
@@ -52,9 +53,10 @@ struct OpenOptions {
     bool all_errors = false;
 };
 
-/// Keyword arguments of start_server / start_unix_server (a TLS field set:
-/// std::invalid_argument, as in OpenOptions).
+/// Keyword arguments of start_server / start_unix_server: ssl= serves TLS
+/// with that context (ssl_handshake_timeout only with it).
 struct StartOptions {
+    std::optional<SSLContext> ssl{};
     std::size_t limit = 64 * 1024;
     int backlog = 100;
     bool reuse_address = true;
@@ -146,6 +148,12 @@ class StreamWriter {
     using TransportUpgrade = std::function<Coro<std::shared_ptr<Transport>>(
         Transport& transport, std::shared_ptr<BaseProtocol> protocol, bool server_side)>;
     Coro<void> upgrade_transport(TransportUpgrade upgrade);
+
+    /// StreamWriter.start_tls: upgrades the connection to TLS with
+    /// `sslcontext` (loop.start_tls through upgrade_transport); this end is
+    /// the TLS server if start_server accepted it. Handshake errors are
+    /// raised here.
+    Coro<void> start_tls(SSLContext& sslcontext, TlsOptions options = {});
 
     std::optional<Address> peername() const;
     std::optional<Address> sockname() const;
