@@ -142,7 +142,9 @@ class SSLProtocol final : public Protocol, public Transport {
         if (!error && pending_error_) error = pending_error_;
         if (!error && truncated_ && was != State::closing)
             error = std::make_exception_ptr(SSLEOFError());
-        if (app_) app_->connection_lost(error);
+        // Let go of the application's protocol after its last call, as a
+        // transport does: it may hold this transport (a cycle otherwise).
+        if (std::shared_ptr<BaseProtocol> app = std::move(app_)) app->connection_lost(error);
     }
 
     void pause_writing() override {
