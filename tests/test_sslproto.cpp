@@ -363,3 +363,41 @@ TEST_CASE("streams: open_connection and start_server with ssl=, and STARTTLS wit
     };
     run_guarded(main());
 }
+
+TEST_CASE("ALPN: the server picks the first of its protocols that the client offers") {
+    auto main = []() -> Coro<void> {
+        Pair pair = co_await connected_pair();
+        asyncio::SSLContext client = client_context();
+        client.set_alpn_protocols({"spdy/1", "http/1.1", "h2"});
+        asyncio::SSLContext server = server_context();
+        server.set_alpn_protocols({"h2", "http/1.1"});
+        asyncio::TlsOptions options{.server_hostname = "localhost"};
+        Upgraded up = co_await upgrade_both(pair, client, server, options);
+        REQUIRE(up.client.has_value());
+        REQUIRE(up.server.has_value());
+        auto chosen = [](asyncio::Transport* t) {
+            return std::any_cast<std::optional<std::string>>(
+                t->get_extra_info("selected_alpn_protocol"));
+        };
+        CHECK(chosen(std::move(up.client).get()) == std::optional<std::string>("h2"));
+        CHECK(chosen(std::move(up.server).get()) == std::optional<std::string>("h2"));
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("ALPN without a common protocol: no ALPN, not an error") {
+    auto main = []() -> Coro<void> {
+        Pair pair = co_await connected_pair();
+        asyncio::SSLContext client = client_context();
+        client.set_alpn_protocols({"spdy/1"});
+        asyncio::SSLContext server = server_context();
+        server.set_alpn_protocols({"h2"});
+        asyncio::TlsOptions options{.server_hostname = "localhost"};
+        Upgraded up = co_await upgrade_both(pair, client, server, options);
+        REQUIRE(up.client.has_value());
+        auto alpn = std::any_cast<std::optional<std::string>>(
+            std::move(up.client).get()->get_extra_info("selected_alpn_protocol"));
+        CHECK_FALSE(alpn.has_value());
+    };
+    run_guarded(main());
+}

@@ -132,6 +132,7 @@ struct SSLContextState {
     bool check_hostname = false;
     VerifyMode verify_mode = VerifyMode::CERT_NONE;
     std::vector<std::string> alpn;
+    std::string alpn_wire;  // the same, as ALPN's length-prefixed list
 };
 
 namespace {
@@ -187,6 +188,22 @@ TLSVersion get_maximum_version(const SSLContextState& s) {
 void set_maximum_version(SSLContextState& s, TLSVersion version) {
     if (SSL_CTX_set_max_proto_version(s.ctx, version_number(version, false)) != 1)
         throw_ssl_error("maximum_version");
+}
+
+/// A server's ALPN choice; no overlap means no ALPN (not an error), as
+/// CPython's _selectALPN_cb answers SSL_TLSEXT_ERR_NOACK.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* out_length,
+                const unsigned char* offered, unsigned offered_length, void* user) {
+    const auto& state = *static_cast<const SSLContextState*>(user);
+    unsigned char* chosen = nullptr;
+    const auto* ours = reinterpret_cast<const unsigned char*>(state.alpn_wire.data());
+    if (SSL_select_next_proto(&chosen, out_length, ours,
+                              static_cast<unsigned>(state.alpn_wire.size()), offered,
+                              offered_length) != OPENSSL_NPN_NEGOTIATED) {
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
 }
 
 /// The password callback's bridge: OpenSSL asks through a C function.
@@ -287,12 +304,15 @@ void SSLContext::set_alpn_protocols(std::vector<std::string> protocols) {
         wire += static_cast<char>(protocol.size());
         wire += protocol;
     }
-    // A client offers the list; a server picks from it (the TLS layer does).
+    // A client offers the list; a server picks the first of its own that
+    // the client offered (SSL_select_next_proto: the server's preference).
     if (SSL_CTX_set_alpn_protos(state_->ctx, reinterpret_cast<const unsigned char*>(wire.data()),
                                 static_cast<unsigned>(wire.size())) != 0) {
         detail::throw_ssl_error("set_alpn_protocols");
     }
     state_->alpn = std::move(protocols);
+    state_->alpn_wire = std::move(wire);
+    SSL_CTX_set_alpn_select_cb(state_->ctx, detail::select_alpn, state_.get());
 }
 
 void SSLContext::set_ciphers(std::string ciphers) {
