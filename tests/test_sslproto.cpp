@@ -401,3 +401,26 @@ TEST_CASE("ALPN without a common protocol: no ALPN, not an error") {
     };
     run_guarded(main());
 }
+
+TEST_CASE("close waits for the peer's close_notify, and times out on a silent peer") {
+    auto main = []() -> Coro<void> {
+        Pair pair = co_await connected_pair();
+        asyncio::TlsOptions options{.server_hostname = "localhost", .ssl_shutdown_timeout = 100ms};
+        Upgraded up = co_await upgrade_both(pair, client_context(), server_context(), options);
+        REQUIRE(up.client.has_value());
+        REQUIRE(up.server.has_value());
+        // The server stops reading its socket: our close_notify gets no answer.
+        pair.server->plain().pause_reading();
+        std::move(up.client).get()->close();
+        co_await pair.client->lost;
+        bool timed_out = false;
+        try {
+            std::rethrow_exception(pair.client->lost_error);
+        } catch (const asyncio::TimeoutError&) {
+            timed_out = true;
+        } catch (...) {
+        }
+        CHECK(timed_out);
+    };
+    run_guarded(main());
+}

@@ -185,6 +185,8 @@ struct TlsOptions {
     std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
     /// This end is the server of the TLS session.
     bool server_side = false;
+    /// How long close() waits for the peer's close_notify (default 30 s).
+    std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
 };
 
 }  // namespace asyncio

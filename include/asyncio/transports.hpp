@@ -150,6 +150,8 @@ struct ConnectionOptions {
     std::optional<std::string> server_hostname{};
     /// How long the TLS handshake may take (default 60 s). Only with ssl.
     std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+    /// How long close() waits for the peer's close_notify (default 30 s).
+    std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
     /// Bind the socket to this address before connecting.
     std::optional<Address> local_addr{};
     /// Happy Eyeballs (RFC 8305): start the next address attempt after this
@@ -172,6 +174,8 @@ struct ServerOptions {
     std::optional<SSLContext> ssl{};
     /// How long each connection's TLS handshake may take (default 60 s).
     std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+    /// How long each connection's close() waits for close_notify (30 s).
+    std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
     int family = AF_UNSPEC;
     int flags = AI_PASSIVE;
     int backlog = 100;

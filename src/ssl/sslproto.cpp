@@ -57,7 +57,8 @@ class SSLProtocol final : public Protocol, public Transport {
           server_side_(options.server_side),
           ready_(std::move(ready)),
           call_connection_made_(connection_made == ConnectionMade::call),
-          handshake_timeout_(options.ssl_handshake_timeout.value_or(std::chrono::seconds(60))) {
+          handshake_timeout_(options.ssl_handshake_timeout.value_or(std::chrono::seconds(60))),
+          shutdown_timeout_(options.ssl_shutdown_timeout.value_or(std::chrono::seconds(30))) {
         ssl_ = SSL_new(context_.native_handle());
         if (ssl_ == nullptr) throw ssl_error_from_queue("SSL_new");
         BIO* incoming = BIO_new(BIO_s_mem());
@@ -108,6 +109,8 @@ class SSLProtocol final : public Protocol, public Transport {
         BIO_write(incoming_, data.data(), static_cast<int>(data.size()));
         if (state_ == State::handshake) {
             do_handshake();
+        } else if (state_ == State::closing) {
+            do_shutdown();
         } else {
             do_read();
         }
@@ -201,16 +204,22 @@ class SSLProtocol final : public Protocol, public Transport {
         });
     }
     /// Sends close_notify, then closes the connection once what is buffered left.
+    /// sslproto's _start_shutdown: sends close_notify and waits for the
+    /// peer's (up to ssl_shutdown_timeout, then TimeoutError) before the
+    /// connection closes; during a handshake it is aborted.
     void close() override {
         if (state_ == State::closing || state_ == State::closed) return;
         const bool was_wrapped = state_ == State::wrapped;
         state_ = State::closing;
-        if (was_wrapped) {
-            ERR_clear_error();
-            SSL_shutdown(ssl_);
-            flush_outgoing();
+        if (!was_wrapped) {
+            if (below_) below_->abort();
+            return;
         }
-        if (below_) below_->close();
+        std::weak_ptr<BaseTransport> weak = weak_from_this();
+        timer_ = get_running_loop().call_later(shutdown_timeout_, [weak, this] {
+            if (auto self = weak.lock()) shutdown_timed_out();
+        });
+        do_shutdown();
     }
     bool is_closing() const override { return state_ != State::wrapped; }
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
@@ -269,6 +278,31 @@ class SSLProtocol final : public Protocol, public Transport {
             fail_handshake(std::make_exception_ptr(ssl_error_from_queue("handshake")));
         }
         if (below_) below_->close();
+    }
+
+    /// SSL_shutdown until both close_notify alerts are through; what the
+    /// peer still sends meanwhile is read and dropped.
+    void do_shutdown() {
+        char buffer[kReadChunk];
+        std::size_t got = 0;
+        ERR_clear_error();
+        while (!got_close_notify_ && SSL_read_ex(ssl_, buffer, sizeof buffer, &got) == 1) {
+        }
+        if (SSL_get_error(ssl_, 0) == SSL_ERROR_ZERO_RETURN) got_close_notify_ = true;
+        ERR_clear_error();
+        const int done = SSL_shutdown(ssl_);
+        flush_outgoing();
+        if (done == 1 || got_close_notify_) {
+            timer_.cancel();
+            if (below_) below_->close();
+        }
+    }
+
+    void shutdown_timed_out() {
+        if (state_ != State::closing) return;
+        pending_error_ = std::make_exception_ptr(TimeoutError("SSL shutdown timed out"));
+        state_ = State::wrapped;  // so that connection_lost reports it
+        if (below_) below_->abort();
     }
 
     void fail_handshake(std::exception_ptr error) {
@@ -375,6 +409,7 @@ class SSLProtocol final : public Protocol, public Transport {
     std::optional<Future<>> ready_;  // none for a server's connections
     bool call_connection_made_;
     std::chrono::nanoseconds handshake_timeout_;
+    std::chrono::nanoseconds shutdown_timeout_;
     SSL* ssl_ = nullptr;
     BIO* incoming_ = nullptr;
     BIO* outgoing_ = nullptr;

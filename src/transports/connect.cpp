@@ -273,7 +273,8 @@ Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory fac
     std::optional<TlsOptions> tls;
     if (opts.ssl) {
         tls = TlsOptions{.server_hostname = opts.server_hostname,
-                         .ssl_handshake_timeout = opts.ssl_handshake_timeout};
+                         .ssl_handshake_timeout = opts.ssl_handshake_timeout,
+                         .ssl_shutdown_timeout = opts.ssl_shutdown_timeout};
         if (!tls->server_hostname) {
             if (destination == Destination::unix_path || host.empty()) {
                 throw std::invalid_argument(
@@ -285,6 +286,8 @@ Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory fac
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
     } else if (opts.ssl_handshake_timeout) {
         throw std::invalid_argument("ssl_handshake_timeout is only meaningful with ssl");
+    } else if (opts.ssl_shutdown_timeout) {
+        throw std::invalid_argument("ssl_shutdown_timeout is only meaningful with ssl");
     }
     Socket sock;
     if (destination == Destination::unix_path) {

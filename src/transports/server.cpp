@@ -280,7 +280,8 @@ class ServerState final : public ConnectionOwner,
             // connection's protocol; the application's connection_made
             // comes after the handshake, and a failed one only closes it.
             TlsOptions tls{.ssl_handshake_timeout = options_.ssl_handshake_timeout,
-                           .server_side = true};
+                           .server_side = true,
+                           .ssl_shutdown_timeout = options_.ssl_shutdown_timeout};
             try {
                 protocol = make_tls_layer(std::move(protocol), *options_.ssl, tls, std::nullopt,
                                           ConnectionMade::call)
