@@ -424,3 +424,31 @@ TEST_CASE("close waits for the peer's close_notify, and times out on a silent pe
     };
     run_guarded(main());
 }
+
+TEST_CASE("connect_accepted_socket with ssl= is the TLS server of the connection") {
+    auto main = []() -> Coro<void> {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+        auto& loop = asyncio::get_running_loop();
+        asyncio::AcceptedSocketOptions accepted{.ssl = server_context()};
+        auto echo_factory = [] { return std::make_shared<Echo>(); };
+        auto serving = loop.create_task(
+            loop.connect_accepted_socket(echo_factory, asyncio::Socket::from_fd(fds[1]), accepted));
+
+        auto client = std::make_shared<Peer>();
+        auto client_factory = [&client] { return client; };
+        co_await loop.connect_accepted_socket(client_factory, asyncio::Socket::from_fd(fds[0]));
+        asyncio::SSLContext context = client_context();
+        asyncio::TlsOptions options{.server_hostname = "localhost"};
+        asyncio::Transport* tls =
+            co_await loop.start_tls(client->plain(), *client, context, options);
+        co_await serving;
+        client->want = 7;
+        tls->write("hi");
+        co_await client->got;
+        CHECK(client->data == "echo:hi");
+        tls->close();
+        co_await client->lost;
+    };
+    run_guarded(main());
+}

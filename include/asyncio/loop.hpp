@@ -425,7 +425,11 @@ class EventLoop : public detail::LoopCore {
     Coro<Server> create_unix_server(F factory, std::string path, ServerOptions opts);
     template <ProtocolFactory F>
     Coro<Server> create_unix_server(F factory, std::string path);
-    /// Wraps a connection accepted elsewhere in a transport.
+    /// Wraps a connection accepted elsewhere in a transport; with ssl=, this
+    /// end is the TLS server (CPython's server_side=True).
+    template <ProtocolFactory F>
+    Coro<std::pair<Transport*, protocol_of_t<F>*>> connect_accepted_socket(
+        F factory, Socket sock, AcceptedSocketOptions opts);
     template <ProtocolFactory F>
     Coro<std::pair<Transport*, protocol_of_t<F>*>> connect_accepted_socket(F factory, Socket sock);
     template <ProtocolFactory F>

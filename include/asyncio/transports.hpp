@@ -191,6 +191,14 @@ struct ServerOptions {
     bool cleanup_socket = true;
 };
 
+/// Keyword arguments of loop.connect_accepted_socket.
+struct AcceptedSocketOptions {
+    /// ssl=: this end is the TLS server, with this context.
+    std::optional<SSLContext> ssl{};
+    std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+    std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
+};
+
 /// Keyword arguments of loop.create_datagram_endpoint.
 struct DatagramOptions {
     std::optional<Address> local_addr{};

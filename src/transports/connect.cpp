@@ -307,12 +307,24 @@ Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory fac
                                         *tls);
 }
 
-Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock) {
+Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock,
+                                    AcceptedSocketOptions opts) {
     if (sock.type() != SOCK_STREAM) {
         throw std::invalid_argument("A Stream Socket was expected, got a different socket type");
     }
+    if (!opts.ssl && opts.ssl_handshake_timeout)
+        throw std::invalid_argument("ssl_handshake_timeout is only meaningful with ssl");
+    if (!opts.ssl && opts.ssl_shutdown_timeout)
+        throw std::invalid_argument("ssl_shutdown_timeout is only meaningful with ssl");
     std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);
-    co_return co_await start_stream(loop, std::move(protocol), std::move(sock), StreamKind::socket);
+    if (!opts.ssl) {
+        co_return co_await start_stream(loop, std::move(protocol), std::move(sock),
+                                        StreamKind::socket);
+    }
+    TlsOptions tls{.ssl_handshake_timeout = opts.ssl_handshake_timeout,
+                   .server_side = true,
+                   .ssl_shutdown_timeout = opts.ssl_shutdown_timeout};
+    co_return co_await start_tls_stream(loop, std::move(protocol), std::move(sock), *opts.ssl, tls);
 }
 
 Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,

@@ -26,6 +26,7 @@ class SubprocessTransport;
 class Server;
 struct ConnectionOptions;
 struct ServerOptions;
+struct AcceptedSocketOptions;
 struct DatagramOptions;
 struct SubprocessOptions;
 class SSLContext;

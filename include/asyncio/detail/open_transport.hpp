@@ -44,7 +44,8 @@ enum class PipeEnd { read, write };
 Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
                                       std::string host, int port, ConnectionOptions opts,
                                       Destination destination);
-Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
+Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock,
+                                    AcceptedSocketOptions opts);
 Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
                                 PipeEnd end);
 Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
@@ -104,11 +105,18 @@ Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::create_unix_connection
 }
 
 template <ProtocolFactory F>
+Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::connect_accepted_socket(
+    F factory, Socket sock, AcceptedSocketOptions opts) {
+    auto erased = detail::erase_protocol_factory(std::move(factory));
+    auto transport =
+        co_await detail::open_accepted(*this, std::move(erased), std::move(sock), std::move(opts));
+    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
+}
+
+template <ProtocolFactory F>
 Coro<std::pair<Transport*, protocol_of_t<F>*>> EventLoop::connect_accepted_socket(F factory,
                                                                                   Socket sock) {
-    auto erased = detail::erase_protocol_factory(std::move(factory));
-    auto transport = co_await detail::open_accepted(*this, std::move(erased), std::move(sock));
-    co_return detail::transport_pair<Transport, protocol_of_t<F>>(*this, std::move(transport));
+    return connect_accepted_socket(std::move(factory), std::move(sock), AcceptedSocketOptions{});
 }
 
 template <ProtocolFactory F>
