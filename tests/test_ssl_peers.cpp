@@ -133,3 +133,107 @@ TEST_CASE("openssl s_client against our server: it verifies us, and gets the ech
     };
     run_guarded(main());
 }
+
+namespace {
+
+/// Sends back what it receives.
+struct PlainEcho : asyncio::Protocol {
+    asyncio::Transport* transport = nullptr;
+    void connection_made(asyncio::BaseTransport& t) override {
+        transport = &dynamic_cast<asyncio::Transport&>(t);
+    }
+    void data_received(std::string_view data) override { transport->write(data); }
+};
+
+std::string megabyte() {
+    std::string data(1 << 20, '\0');
+    for (std::size_t i = 0; i < data.size(); ++i)
+        data[i] = static_cast<char>(i % 251);
+    return data;
+}
+
+}  // namespace
+
+TEST_CASE("Python's asyncio with ssl as the client of our TLS server, 1 MiB echoed") {
+    auto main = []() -> Coro<void> {
+        const TlsCerts& certs = TlsCerts::get();
+        auto& loop = asyncio::get_running_loop();
+        asyncio::SSLContext context(asyncio::Purpose::CLIENT_AUTH);
+        context.load_cert_chain(certs.server_cert(), certs.server_key());
+        asyncio::ServerOptions server_options{.ssl = context};
+        auto factory = [] { return std::make_shared<PlainEcho>(); };
+        asyncio::Server server =
+            co_await loop.create_server(factory, "127.0.0.1", 0, server_options);
+        const int port = server.sockets().front().port();
+        const std::string code = R"(
+import asyncio, ssl, sys
+async def main(port, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+    payload = bytes(i % 251 for i in range(1 << 20))
+    w.write(payload)
+    await w.drain()
+    got = await r.readexactly(len(payload))
+    print("ok" if got == payload else "mismatch", w.get_extra_info("ssl_object").version())
+    w.close()
+    await w.wait_closed()
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+)";
+        std::vector<std::string> args{"-c", code, std::to_string(port), certs.ca()};
+        asyncio::SubprocessOptions options{.stdout_ = PIPE};
+        asyncio::Process python =
+            co_await asyncio::create_subprocess_exec("python3", args, options);
+        auto [out, err] = co_await python.communicate();
+        CHECK(out == "ok TLSv1.3\n");
+        CHECK(python.returncode() == 0);
+        server.close();
+        co_await server.wait_closed();
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("our streams client against Python's asyncio TLS server, 1 MiB echoed") {
+    auto main = []() -> Coro<void> {
+        const TlsCerts& certs = TlsCerts::get();
+        const std::string code = R"(
+import asyncio, ssl, sys
+async def main(cert, key):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    done = asyncio.Event()
+    async def handle(r, w):
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+        w.close()
+        done.set()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await done.wait()
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+)";
+        std::vector<std::string> args{"-c", code, certs.server_cert(), certs.server_key()};
+        asyncio::SubprocessOptions options{.stdout_ = PIPE};
+        asyncio::Process python =
+            co_await asyncio::create_subprocess_exec("python3", args, options);
+        std::string port_line = co_await python.stdout_->readline();
+        REQUIRE_FALSE(port_line.empty());
+        const int port = std::stoi(port_line);
+
+        asyncio::SSLContext context;
+        context.load_verify_locations(certs.ca());
+        asyncio::OpenOptions open{.ssl = context, .server_hostname = "localhost"};
+        auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", port, open);
+        const std::string payload = megabyte();
+        writer.write(payload);
+        co_await writer.drain();
+        std::string echoed = co_await reader.readexactly(payload.size());
+        CHECK(echoed == payload);
+        writer.close();
+        co_await writer.wait_closed();
+        const int status = co_await python.wait();
+        CHECK(status == 0);
+    };
+    run_guarded(main());
+}
