@@ -121,9 +121,10 @@ TEST_CASE("start_tls on both ends: data both ways, then close_notify ends it cle
         REQUIRE(up.server.has_value());
         asyncio::Transport* client = std::move(up.client).get();
         asyncio::Transport* server = std::move(up.server).get();
-        auto cipher = std::any_cast<std::tuple<std::string, std::string, int>>(
+        auto cipher = std::any_cast<std::optional<std::tuple<std::string, std::string, int>>>(
             client->get_extra_info("cipher"));
-        CHECK(std::get<1>(cipher) == "TLSv1.3");
+        REQUIRE(cipher.has_value());
+        CHECK(std::get<1>(*cipher) == "TLSv1.3");
         CHECK_FALSE(client->can_write_eof());
 
         pair.server->want = 5;
@@ -360,6 +361,66 @@ TEST_CASE("streams: open_connection and start_server with ssl=, and STARTTLS wit
         co_await w2.wait_closed();
         plain_server.close();
         co_await plain_server.wait_closed();
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("extra info: ssl_object, peercert as getpeercert(), cipher, compression") {
+    auto main = []() -> Coro<void> {
+        Pair pair = co_await connected_pair();
+        asyncio::TlsOptions options{.server_hostname = "localhost"};
+        Upgraded up = co_await upgrade_both(pair, client_context(), server_context(), options);
+        REQUIRE(up.client.has_value());
+        REQUIRE(up.server.has_value());
+        asyncio::Transport* client = std::move(up.client).get();
+        asyncio::Transport* server = std::move(up.server).get();
+
+        auto peercert = std::any_cast<std::optional<asyncio::PeerCertificate>>(
+            client->get_extra_info("peercert"));
+        REQUIRE(peercert.has_value());
+        using Pairs = std::vector<std::pair<std::string, std::string>>;
+        CHECK(peercert->subject == Pairs{{"commonName", "localhost"}});
+        CHECK(peercert->issuer == Pairs{{"commonName", "asyncio test CA"}});
+        CHECK(peercert->version == 3);
+        CHECK_FALSE(peercert->serial_number.empty());
+        CHECK(peercert->not_after.ends_with(" GMT"));
+        CHECK(peercert->subject_alt_name == Pairs{{"DNS", "localhost"},
+                                                  {"IP Address", "127.0.0.1"},
+                                                  {"IP Address", "0:0:0:0:0:0:0:1"}});
+        // The client sent no certificate: the server's peercert is None.
+        CHECK_FALSE(std::any_cast<std::optional<asyncio::PeerCertificate>>(
+                        server->get_extra_info("peercert"))
+                        .has_value());
+
+        auto object = std::any_cast<asyncio::SSLObject>(client->get_extra_info("ssl_object"));
+        CHECK(object.version() == std::optional<std::string>("TLSv1.3"));
+        CHECK_FALSE(object.server_side());
+        CHECK(object.server_hostname() == std::optional<std::string>("localhost"));
+        REQUIRE(object.getpeercert_der().has_value());
+        CHECK(object.getpeercert_der()->size() > 100);
+        auto server_object =
+            std::any_cast<asyncio::SSLObject>(server->get_extra_info("ssl_object"));
+        CHECK(server_object.server_side());
+        CHECK(server_object.server_hostname() == std::optional<std::string>("localhost"));
+        CHECK_FALSE(std::any_cast<std::optional<std::string>>(client->get_extra_info("compression"))
+                        .has_value());
+        // What the TLS layer does not know comes from the connection below.
+        CHECK(client->get_extra_info("socket").has_value());
+
+        // A client that does not verify gets Python's empty dict: none here.
+        Pair unverified = co_await connected_pair();
+        asyncio::SSLContext trusting(asyncio::Purpose::SERVER_AUTH);
+        trusting.check_hostname = false;
+        trusting.verify_mode = asyncio::VerifyMode::CERT_NONE;
+        Upgraded up2 = co_await upgrade_both(unverified, trusting, server_context(), options);
+        REQUIRE(up2.client.has_value());
+        asyncio::Transport* unverified_client = std::move(up2.client).get();
+        CHECK_FALSE(std::any_cast<std::optional<asyncio::PeerCertificate>>(
+                        unverified_client->get_extra_info("peercert"))
+                        .has_value());
+        CHECK(std::any_cast<asyncio::SSLObject>(unverified_client->get_extra_info("ssl_object"))
+                  .getpeercert_der()
+                  .has_value());
     };
     run_guarded(main());
 }

@@ -21,9 +21,12 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+struct ssl_st;      // OpenSSL's SSL
 
 namespace asyncio {
 
@@ -174,6 +177,56 @@ class SSLContext {
 
   private:
     std::shared_ptr<detail::SSLContextState> state_;
+};
+
+/// SSLSocket.getpeercert()'s dict, as a struct: the fields Python fills in.
+/// Names are (attribute, value) pairs with OpenSSL's long names
+/// ("commonName"); Python nests them per RDN, one level this flattens.
+struct PeerCertificate {
+    using Name = std::vector<std::pair<std::string, std::string>>;
+    Name subject;
+    Name issuer;
+    int version = 0;            ///< 3 for X.509 v3
+    std::string serial_number;  ///< "serialNumber": upper-case hex
+    std::string not_before;     ///< "notBefore": "Dec  4 11:23:49 2026 GMT"
+    std::string not_after;      ///< "notAfter"
+    /// "subjectAltName": ("DNS", "localhost"), ("IP Address", "127.0.0.1"), ...
+    std::vector<std::pair<std::string, std::string>> subject_alt_name;
+};
+
+/// ssl.SSLObject: one end of a TLS session, as a TLS transport's
+/// get_extra_info("ssl_object") gives it. A handle that keeps OpenSSL's SSL
+/// alive (copies share it); read it while the connection is open.
+class SSLObject {
+  public:
+    /// Takes a reference to `ssl` (SSL_up_ref).
+    explicit SSLObject(ssl_st* ssl);
+    SSLObject(const SSLObject& other);
+    SSLObject& operator=(const SSLObject& other);
+    ~SSLObject();
+
+    /// "TLSv1.3", ...; none before the handshake.
+    std::optional<std::string> version() const;
+    /// (name, protocol version, secret bits); none before the handshake.
+    std::optional<std::tuple<std::string, std::string, int>> cipher() const;
+    /// The compression method's name; none (OpenSSL 3 builds have none).
+    std::optional<std::string> compression() const;
+    /// The protocol ALPN chose; none if none was.
+    std::optional<std::string> selected_alpn_protocol() const;
+    /// getpeercert(): the peer's certificate once verified; none if the
+    /// peer sent none (a client, usually) or it was not verified (CERT_NONE:
+    /// Python's empty dict).
+    std::optional<PeerCertificate> getpeercert() const;
+    /// getpeercert(binary_form=True): the DER bytes, verified or not.
+    std::optional<std::string> getpeercert_der() const;
+    /// The name the client asked for (SNI); none on a server without SNI.
+    std::optional<std::string> server_hostname() const;
+    bool server_side() const;
+    /// OpenSSL's SSL, for what this class does not cover.
+    ssl_st* native_handle() const noexcept { return ssl_; }
+
+  private:
+    ssl_st* ssl_;
 };
 
 /// Keyword arguments of loop.start_tls / StreamWriter::start_tls.

@@ -9,7 +9,6 @@
 
 #include <any>
 #include <string>
-#include <tuple>
 
 #include <fmt/format.h>
 
@@ -227,24 +226,15 @@ class SSLProtocol final : public Protocol, public Transport {
     }
     std::shared_ptr<BaseProtocol> get_protocol() const override { return app_; }
 
+    /// sslproto's extra info, plus "selected_alpn_protocol"; the rest is
+    /// the connection's below.
     std::any get_extra_info(std::string_view name) const override {
         if (name == "sslcontext") return context_;
-        if (name == "ssl_object") return ssl_;
-        if (name == "cipher") {
-            const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_);
-            if (cipher == nullptr) return {};
-            return std::tuple<std::string, std::string, int>(SSL_CIPHER_get_name(cipher),
-                                                             SSL_CIPHER_get_version(cipher),
-                                                             SSL_CIPHER_get_bits(cipher, nullptr));
-        }
-        if (name == "selected_alpn_protocol") {
-            const unsigned char* protocol = nullptr;
-            unsigned length = 0;
-            SSL_get0_alpn_selected(ssl_, &protocol, &length);
-            if (protocol == nullptr) return std::optional<std::string>();
-            return std::optional<std::string>(
-                std::string(reinterpret_cast<const char*>(protocol), length));
-        }
+        if (name == "ssl_object") return SSLObject(ssl_);
+        if (name == "peercert") return SSLObject(ssl_).getpeercert();
+        if (name == "cipher") return SSLObject(ssl_).cipher();
+        if (name == "compression") return SSLObject(ssl_).compression();
+        if (name == "selected_alpn_protocol") return SSLObject(ssl_).selected_alpn_protocol();
         return below_ != nullptr ? below_->get_extra_info(name) : std::any{};
     }
 
