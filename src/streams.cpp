@@ -569,15 +569,21 @@ namespace detail {
 // base_events.create_connection's checks: without ssl=, the TLS options are
 // errors, not silently ignored.
 void refuse_tls_options(const std::optional<std::string>& server_hostname,
-                        const std::optional<std::chrono::nanoseconds>& ssl_handshake_timeout) {
+                        const std::optional<std::chrono::nanoseconds>& ssl_handshake_timeout,
+                        const std::optional<std::chrono::nanoseconds>& ssl_shutdown_timeout) {
     if (server_hostname) throw std::invalid_argument("server_hostname is only meaningful with ssl");
     if (ssl_handshake_timeout)
         throw std::invalid_argument("ssl_handshake_timeout is only meaningful with ssl");
+    if (ssl_shutdown_timeout)
+        throw std::invalid_argument("ssl_shutdown_timeout is only meaningful with ssl");
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
                                                         OpenOptions opts, StreamAddress address) {
-    if (!opts.ssl) refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+    if (!opts.ssl) {
+        refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout,
+                           opts.ssl_shutdown_timeout);
+    }
     EventLoop& loop = get_running_loop();
     StreamReader reader(opts.limit);
     auto protocol = std::make_shared<StreamReaderProtocol>(reader);
@@ -586,6 +592,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int po
     copts.ssl = opts.ssl;
     copts.server_hostname = opts.server_hostname;
     copts.ssl_handshake_timeout = opts.ssl_handshake_timeout;
+    copts.ssl_shutdown_timeout = opts.ssl_shutdown_timeout;
     copts.local_addr = opts.local_addr;
     copts.happy_eyeballs_delay = opts.happy_eyeballs_delay;
     copts.interleave = opts.interleave;
@@ -616,15 +623,28 @@ Coro<std::pair<StreamReader, StreamWriter>> open_socket_stream(Socket sock, Open
         co_await loop.connect_accepted_socket(factory, std::move(sock));
     auto transport = std::dynamic_pointer_cast<Transport>(connected.first->shared_from_this());
     StreamWriter writer(library_key, std::move(transport), protocol, reader);
+    if (opts.ssl) {
+        // create_connection(sock=, ssl=): the client's handshake before the
+        // streams are handed out; a failed one closes the socket.
+        TlsOptions tls{.server_hostname = opts.server_hostname,
+                       .ssl_handshake_timeout = opts.ssl_handshake_timeout,
+                       .ssl_shutdown_timeout = opts.ssl_shutdown_timeout};
+        Outcome<void> upgraded = co_await try_await(writer.start_tls(*opts.ssl, tls));
+        if (!upgraded.has_value()) writer.transport().abort();
+        std::move(upgraded).get();
+    }
     co_return std::pair{std::move(reader), std::move(writer)};
 }
 }  // namespace detail
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts) {
     // Checked before the socket moves: refused options leave it to the caller.
-    if (opts.ssl)
-        throw std::invalid_argument("open_connection(sock=...) with ssl= is not supported yet");
-    detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout);
+    if (!opts.ssl) {
+        detail::refuse_tls_options(opts.server_hostname, opts.ssl_handshake_timeout,
+                                   opts.ssl_shutdown_timeout);
+    } else if (!opts.server_hostname) {
+        throw std::invalid_argument("You must set server_hostname when using ssl without a host");
+    }
     detail::check_limit(opts.limit);
     return detail::open_socket_stream(std::move(sock), std::move(opts));
 }
@@ -637,6 +657,7 @@ ServerOptions server_options(const StartOptions& opts) {
     ServerOptions sopts;
     sopts.ssl = opts.ssl;
     sopts.ssl_handshake_timeout = opts.ssl_handshake_timeout;
+    sopts.ssl_shutdown_timeout = opts.ssl_shutdown_timeout;
     sopts.family = opts.family;
     sopts.backlog = opts.backlog;
     sopts.reuse_address = opts.reuse_address;
@@ -655,7 +676,9 @@ auto protocol_factory(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> c
 
 /// The checks of start_server's options, made before anything is opened.
 void check_start_options(const StartOptions& opts) {
-    if (!opts.ssl) refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout);
+    if (!opts.ssl) {
+        refuse_tls_options(std::nullopt, opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout);
+    }
     check_limit(opts.limit);  // here, not at the first connection's StreamReader
 }
 

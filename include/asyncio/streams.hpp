@@ -39,7 +39,7 @@
 namespace asyncio {
 
 /// Keyword arguments of open_connection / open_unix_connection: ssl= (the
-/// TLS context; server_hostname and ssl_handshake_timeout only with it) and
+/// TLS context; server_hostname and the ssl_*_timeouts only with it) and
 /// create_connection's others.
 struct OpenOptions {
     std::optional<SSLContext> ssl{};
@@ -51,10 +51,11 @@ struct OpenOptions {
     int interleave = 0;
     int family = AF_UNSPEC;
     bool all_errors = false;
+    std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
 };
 
 /// Keyword arguments of start_server / start_unix_server: ssl= serves TLS
-/// with that context (ssl_handshake_timeout only with it).
+/// with that context (the ssl_*_timeouts only with it).
 struct StartOptions {
     std::optional<SSLContext> ssl{};
     std::size_t limit = 64 * 1024;
@@ -65,6 +66,7 @@ struct StartOptions {
     std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
     int family = AF_UNSPEC;
     bool keep_alive = false;
+    std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
 };
 
 namespace detail {
@@ -259,7 +261,8 @@ inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::nullopt_
 }
 
 /// asyncio.open_connection(sock=...): streams over a socket that is
-/// already connected, which they take over (std::invalid_argument for TLS
+/// already connected, which they take over; with ssl=, this end is the TLS
+/// client and server_hostname is required (std::invalid_argument for bad
 /// options is thrown before, leaving the socket to the caller).
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts = {});
 
