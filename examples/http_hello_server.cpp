@@ -2,7 +2,8 @@
 // headers alone to HEAD), with keep-alive and pipelining: the benchmarks'
 // HTTP workload. Not from the asyncio docs; this is the same server written
 // with asyncio in Python. The port comes from the command line (0: any free
-// port), and the server runs until Ctrl-C or SIGTERM.
+// port), and the server runs until Ctrl-C or SIGTERM. Given a certificate
+// chain and its key after the port, it serves HTTPS instead.
 //
 //   BODY = b"Hello, World!"
 //   KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\n"
@@ -46,20 +47,25 @@
 //           out.append(BODY)
 //       return keep_alive
 //
-//   async def main(port):
+//   async def main(port, certfile=None, keyfile=None):
+//       ssl_ctx = None
+//       if certfile:
+//           ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+//           ssl_ctx.load_cert_chain(certfile, keyfile)
 //       loop = asyncio.get_running_loop()
-//       server = await loop.create_server(HelloProtocol, "127.0.0.1", port)
+//       server = await loop.create_server(HelloProtocol, "127.0.0.1", port, ssl=ssl_ctx)
 //       print(f"Serving on {server.sockets[0].getsockname()}", flush=True)
 //       async with server:
 //           await server.serve_forever()
 //
-//   asyncio.run(main(int(sys.argv[1])))
+//   asyncio.run(main(int(sys.argv[1]), *sys.argv[2:4]))
 #include <asyncio.hpp>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -142,11 +148,18 @@ class HelloProtocol : public asyncio::Protocol {
     std::string buffer_, out_;  // reused: no allocation per request once warm
 };
 
-asyncio::Coro<> main_coro(int port) {
+asyncio::Coro<> main_coro(int port, std::optional<std::string> certfile,
+                          std::optional<std::string> keyfile) {
     asyncio::EventLoop& loop = asyncio::get_running_loop();
 
+    // ssl= is all HTTPS takes: the protocol sees the same bytes, decrypted.
+    asyncio::ServerOptions options;
+    if (certfile) {
+        options.ssl = asyncio::SSLContext::create_default_context(asyncio::Purpose::CLIENT_AUTH);
+        options.ssl->load_cert_chain(*certfile, keyfile);
+    }
     auto factory = [] { return std::make_shared<HelloProtocol>(); };
-    asyncio::Server server = co_await loop.create_server(factory, "127.0.0.1", port);
+    asyncio::Server server = co_await loop.create_server(factory, "127.0.0.1", port, options);
 
     fmt::print("Serving on {}\n", server.sockets().front());
     std::fflush(stdout);  // for a script that waits for this line
@@ -165,5 +178,14 @@ asyncio::Coro<> main_coro(int port) {
 }
 
 int main(int argc, char** argv) {
-    asyncio::run(main_coro(argc > 1 ? std::atoi(argv[1]) : 8080));
+    if (argc != 1 && argc != 2 && argc != 4) {
+        fmt::print(stderr, "usage: {} [PORT [CERTFILE KEYFILE]]\n", argv[0]);
+        return 2;
+    }
+    std::optional<std::string> certfile, keyfile;
+    if (argc == 4) {
+        certfile = argv[2];
+        keyfile = argv[3];
+    }
+    asyncio::run(main_coro(argc > 1 ? std::atoi(argv[1]) : 8080, certfile, keyfile));
 }

@@ -2,23 +2,44 @@
 # Runs a client against one of the example servers, for CTest:
 #
 #   with_server.sh SERVER CLIENT [ARG...]
+#   with_server.sh SERVER [SERVER_ARG...] -- CLIENT [ARG...]
 #
-# starts `SERVER 0` (any free port), reads its output up to the line
+# starts `SERVER 0 [SERVER_ARG...]` (any free port; the TLS servers take
+# their certificate and key after it), reads its output up to the line
 # "Serving on HOST:PORT", runs CLIENT with the ARGs (@PORT@ replaced by the
 # port), then stops the server with SIGTERM. Prints the client's output, a
 # "--- server" line and the server's output; fails unless the client and the
 # server both exit 0.
 set -u
 server=$1
-client=$2
-shift 2
+shift
+# Without "--" every word after SERVER is the client's, as before servers
+# took arguments; a client's own "--" then needs `SERVER -- CLIENT ...`.
+separated=
+for arg do
+  [ "$arg" = -- ] && separated=yes
+done
+[ -n "$separated" ] || set -- -- "$@"
 
 dir=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 mkfifo "$dir/out"
-"$server" 0 >"$dir/out" 2>"$dir/server.err" &
+# The server's words are those before the first "--": a subshell keeps them
+# alone, then becomes the server, so that $pid is the server's.
+(
+  server_args=yes
+  for arg do
+    shift
+    if [ "$arg" = -- ]; then server_args=; elif [ -n "$server_args" ]; then set -- "$@" "$arg"; fi
+  done
+  exec "$server" 0 "$@"
+) >"$dir/out" 2>"$dir/server.err" &
 pid=$!
+while [ "$1" != -- ]; do shift; done
+shift
+client=$1
+shift
 exec 3<"$dir/out"
 
 port=
