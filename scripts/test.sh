@@ -11,13 +11,15 @@
 #   6. the fuzzers (Clang 16 libFuzzer + ASan + UBSan), each for a bounded
 #      time over its seed corpus in fuzz/corpus;
 #   7. install, then build and run a separate project against the installed
-#      package with find_package(asyncio).
+#      package with find_package(asyncio);
+#   8. without TLS (ASYNCIO_WITH_SSL=OFF): the library and an example that
+#      names SSLContext still link, and ssl= says TLS is not available.
 # Build trees live in build/<preset> and are reused between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev catch2 liburing-dev libssl-dev \
-  clang-16 clang-format-16 libclang-rt-16-dev python3 curl
+  clang-16 clang-format-16 libclang-rt-16-dev python3 curl openssl
 
 echo "== format"
 scripts/check_format.sh
@@ -63,5 +65,15 @@ cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$PWD/build/install-root" >/dev/null
 cmake --build build/consumer
 build/consumer/consumer
+
+echo "== without TLS: ASYNCIO_WITH_SSL=OFF links, and ssl= is refused clearly"
+cmake -S . -B build/nossl -G Ninja -DCMAKE_BUILD_TYPE=Release -DASYNCIO_WITH_SSL=OFF \
+  -DASYNCIO_BUILD_TESTS=OFF -DASYNCIO_WERROR=ON >/dev/null
+cmake --build build/nossl --target example_get_http_headers
+if build/nossl/examples/get_http_headers https://localhost:1/ >build/nossl/https.log 2>&1 ||
+    ! grep -q "TLS is not available" build/nossl/https.log; then
+  cat build/nossl/https.log
+  exit 1
+fi
 
 echo "== all tests passed"
