@@ -26,6 +26,8 @@
 //
 // OpenSSL's random numbers come from a generator reset for each input, so
 // that the peer's records, and what the fuzzer learns about them, repeat.
+// The seeds follow FuzzedDataProvider's layout: the flags and the steps are
+// read from the end of the input backwards, injected bytes from the front.
 #define OPENSSL_SUPPRESS_DEPRECATED  // RAND_set_rand_method: the only way to make it repeatable
 #include <fuzzer/FuzzedDataProvider.h>
 #include <openssl/bio.h>
