@@ -6,13 +6,14 @@
 //
 // Input: the first byte picks the layer's side (server or client), TLS 1.2
 // or 1.3, whether the client verifies the certificate (and against which
-// name), and zero handshake / shutdown timeouts. The rest is a list of
-// steps, each one loop iteration apart: deliver some or all of what the
-// peer sent (records split at arbitrary points), corrupt or drop bytes of
-// it, inject raw bytes of the input (a fuzzed ClientHello, say), EOF or a
-// reset from below, flow control from below, the peer's writes and
-// close_notify, and the application's write, write_eof, pause_reading,
-// resume_reading, close and abort. The input ends with the connection lost.
+// name), zero handshake / shutdown timeouts, and whether the handshake runs
+// untouched first. The rest is a list of steps, each one loop iteration
+// apart: deliver some or all of what the peer sent (records split at
+// arbitrary points), corrupt or drop bytes of it, inject raw bytes of the
+// input (a fuzzed ClientHello, say), EOF or a reset from below, flow
+// control from below, the peer's writes and close_notify, and the
+// application's write, write_eof, pause_reading, resume_reading, close and
+// abort. The input ends with the connection lost.
 //
 // Invariants (abort() on violation): the application's protocol (the one
 // start_tls was given) gets no second connection_made, and connection_lost
@@ -535,7 +536,7 @@ enum Step {
     app_resume_reading,
     app_close,
     app_abort,
-    app_extra_info,
+    app_queries,
     spin,
     last_step = spin
 };
@@ -554,6 +555,7 @@ Coro<void> play(FuzzedDataProvider& in) {
     const bool wrong_name = (flags & 8) != 0;
     const bool no_handshake_time = (flags & 0x30) == 0x30;  // rarely: it ends everything
     const bool no_shutdown_time = (flags & 0x40) != 0;
+    const bool handshake_first = (flags & 0x80) != 0;
 
     World world(server_side, tls12);
     auto below = std::make_shared<FakeTransport>(world);
@@ -574,6 +576,15 @@ Coro<void> play(FuzzedDataProvider& in) {
     co_await asyncio::sleep(0);
 
     Peer& peer = world.peer;
+    if (handshake_first) {
+        // Most steps matter only on a live session, which takes several
+        // steps in a row to reach: half the inputs start there.
+        for (int i = 0; i < 16 && !world.start_done; ++i) {
+            below->feed(std::exchange(peer.wire, {}));
+            peer.receive(below->take_written());
+            co_await asyncio::sleep(0);
+        }
+    }
     while (in.remaining_bytes() > 0) {
         const bool usable = world.tls != nullptr && world.app.lost == 0;
         switch (static_cast<Step>(in.ConsumeIntegralInRange<int>(0, last_step))) {
@@ -649,7 +660,7 @@ Coro<void> play(FuzzedDataProvider& in) {
             case app_abort:
                 if (usable) app_call([&] { world.tls->abort(); });
                 break;
-            case app_extra_info:
+            case app_queries:
                 if (!usable) break;
                 for (const char* name :
                      {"cipher", "selected_alpn_protocol", "ssl_object", "sslcontext", "peername"}) {
@@ -657,6 +668,10 @@ Coro<void> play(FuzzedDataProvider& in) {
                 }
                 (void)world.tls->get_write_buffer_size();
                 (void)world.tls->is_reading();
+                app_call([&] {
+                    world.tls->set_write_buffer_limits(in.ConsumeIntegral<std::uint16_t>());
+                });
+                (void)world.tls->get_write_buffer_limits();
                 break;
             case spin:
                 for (int i = in.ConsumeIntegralInRange(0, 4); i > 0; --i)
