@@ -44,7 +44,7 @@ echo "== fuzz: build"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$jobs"
 mkdir -p build/fuzz/artifacts
-for target in fuzz_stream_reader fuzz_address; do
+for target in fuzz_stream_reader fuzz_address fuzz_tls_records; do
   echo "== fuzz: ${target}, ${fuzz_seconds} s"
   scratch=$(mktemp -d)
   log=build/fuzz/artifacts/${target}.log
