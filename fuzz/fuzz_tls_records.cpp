@@ -428,7 +428,8 @@ void FakeTransport::set_protocol(std::shared_ptr<asyncio::BaseProtocol> protocol
     // handshake is done.
     if (auto* layer = dynamic_cast<asyncio::Transport*>(protocol.get())) {
         std::any ssl = layer->get_extra_info("ssl_object");
-        if (SSL** session = std::any_cast<SSL*>(&ssl)) world_.layer_ssl = *session;
+        if (auto* session = std::any_cast<asyncio::SSLObject>(&ssl))
+            world_.layer_ssl = session->native_handle();
     }
     protocol_ = std::move(protocol);
 }
