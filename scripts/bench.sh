@@ -8,10 +8,12 @@
 #   scripts/bench.sh --suite tasks
 #
 # Network workloads (--suite net): the library's servers on each backend
-# against raw C epoll and io_uring servers, under echo_client and wrk. The
+# against raw C epoll and io_uring servers, under echo_client and wrk, and
+# TLS echo against plain echo and Python's asyncio with ssl=. The
 # other arguments go to benchmarks/net/run.py, e.g.
 #   scripts/bench.sh --suite net --quick
 #   scripts/bench.sh --suite net --workload echo --rounds 5
+#   scripts/bench.sh --suite net --workload tls --rounds 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,8 +38,9 @@ done
 deps=(cmake ninja-build g++ gcc pkgconf libfmt-dev libbenchmark-dev python3 util-linux)
 if [ "$suite" = net ]; then
   # liburing-dev for the io_uring peer, wrk for the HTTP workload (taskset,
-  # from util-linux, pins the servers and the load generators).
-  deps+=(liburing-dev wrk)
+  # from util-linux, pins the servers and the load generators); for the TLS
+  # one libssl-dev, the openssl command (its certificate) and uvloop.
+  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop)
 else
   deps+=(libboost1.81-dev python3-uvloop)
 fi

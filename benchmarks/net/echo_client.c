@@ -1,7 +1,7 @@
-/* echo_client: the load generator of the echo workload.
+/* echo_client: the load generator of the echo workloads, plain and TLS.
  *
  *   echo_client HOST PORT --connections N --size BYTES --duration SECONDS
- *               [--warmup SECONDS] [--marks]
+ *               [--warmup SECONDS] [--marks] [--tls]
  *
  * Opens N connections and keeps each one in a closed loop: send a message of
  * BYTES bytes, wait until all of them came back, send the next. Single
@@ -17,6 +17,13 @@
  *    "mean_us": ..., "max_us": ..., "connections": N, "size": BYTES}
  * A message counts when its round trip ends inside the measured window; its
  * latency runs from the first send of its bytes to the last byte received.
+ *
+ * --tls speaks TLS (OpenSSL's defaults for a client, the server's certificate
+ * not verified: the benchmark's is self-signed) over the same non-blocking
+ * sockets and the same loop: the handshakes are done, blocking, before the
+ * warm-up; then a message is one SSL_write and its echo as many SSL_reads as
+ * it takes. The JSON line names the cipher (null without --tls), so a run can
+ * check that every server negotiated the same one.
  *
  * --marks also prints "MEASURE_START" and "MEASURE_STOP" lines (flushed) at
  * the window's edges, before the JSON line: run.py samples the server's CPU
@@ -40,6 +47,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 /* Latency histogram: 1 us buckets below LINEAR_US, then for each power of two
  * above it LOG_SUB buckets (relative error under 1/LOG_SUB = 6%). */
 enum { LINEAR_US = 65536, LOG_SUB = 16, LOG_OCTAVES = 32 };
@@ -48,6 +58,7 @@ static uint64_t log_buckets[LOG_OCTAVES][LOG_SUB];
 
 struct connection {
     int fd;
+    SSL* ssl; /* NULL without --tls */
     unsigned index;
     uint64_t seq;          /* number of the message in flight */
     size_t sent, received; /* bytes of it sent and received so far */
@@ -60,6 +71,7 @@ static size_t message_size;
 static int epoll_fd;
 static bool recording;
 static uint64_t recorded, latency_sum_ns, latency_max_ns;
+static SSL_CTX* tls_context; /* NULL without --tls */
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -69,6 +81,72 @@ static uint64_t now_ns(void) {
 
 static void fail(const char* what) {
     perror(what);
+    exit(1);
+}
+
+static void fail_tls(const char* what) {
+    fprintf(stderr, "echo_client: %s failed\n", what);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+/* One send (or SSL_write) of up to len bytes: the bytes taken, 0 if the
+ * socket is full (wait for EPOLLOUT). */
+static size_t write_some(struct connection* c, const unsigned char* data, size_t len) {
+    if (c->ssl == NULL) {
+        for (;;) {
+            ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+            if (n >= 0) return (size_t)n;
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 0;
+            fprintf(stderr, "echo_client: connection %u: send: %s\n", c->index, strerror(errno));
+            exit(1);
+        }
+    }
+    size_t n = 0;
+    ERR_clear_error();
+    int rc = SSL_write_ex(c->ssl, data, len, &n);
+    if (rc == 1) return n;
+    int error = SSL_get_error(c->ssl, rc);
+    /* WANT_READ: TLS 1.3 has no renegotiation; a retry on the next event. */
+    if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) return 0;
+    fprintf(stderr, "echo_client: connection %u: SSL_write failed (error %d)\n", c->index, error);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+/* One recv (or SSL_read) of up to len bytes: the bytes read, 0 if there is
+ * nothing to read now; exits if the server closed or failed. */
+static size_t read_some(struct connection* c, unsigned char* buffer, size_t len) {
+    const char* why;
+    if (c->ssl == NULL) {
+        for (;;) {
+            ssize_t n = recv(c->fd, buffer, len, 0);
+            if (n > 0) return (size_t)n;
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return 0;
+            why = n == 0 ? "closed by the server" : strerror(errno);
+            break;
+        }
+    } else {
+        size_t n = 0;
+        ERR_clear_error();
+        int rc = SSL_read_ex(c->ssl, buffer, len, &n);
+        if (rc == 1) return n;
+        int error = SSL_get_error(c->ssl, rc);
+        if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return 0;
+        if (error == SSL_ERROR_ZERO_RETURN) {
+            why = "closed by the server (close_notify)";
+        } else if (error == SSL_ERROR_SYSCALL && errno != 0) {
+            why = strerror(errno);
+        } else {
+            fprintf(stderr, "echo_client: connection %u: SSL_read failed (error %d)\n", c->index,
+                    error);
+            ERR_print_errors_fp(stderr);
+            exit(1);
+        }
+    }
+    fprintf(stderr, "echo_client: connection %u: %s\n", c->index, why);
     exit(1);
 }
 
@@ -127,14 +205,9 @@ static void set_events(struct connection* c, bool want_write) {
  * for the rest. */
 static void send_some(struct connection* c) {
     while (c->sent < message_size) {
-        ssize_t n = send(c->fd, c->message + c->sent, message_size - c->sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
-            fprintf(stderr, "echo_client: connection %u: send: %s\n", c->index, strerror(errno));
-            exit(1);
-        }
-        c->sent += (size_t)n;
+        size_t n = write_some(c, c->message + c->sent, message_size - c->sent);
+        if (n == 0) break;
+        c->sent += n;
     }
     set_events(c, c->sent < message_size);
 }
@@ -147,17 +220,16 @@ static void start_message(struct connection* c) {
     send_some(c);
 }
 
-static void on_readable(struct connection* c, unsigned char* buffer) {
+enum read_result { READ_NOTHING, READ_PART, READ_COMPLETE };
+
+/* Reads what has come of the echo; READ_COMPLETE if that completed the
+ * message (and the next one started). */
+static enum read_result read_echo(struct connection* c, unsigned char* buffer) {
     /* Never more than the rest of this message: the server cannot have more
      * to send, and anything extra would be an error caught below anyway. */
-    ssize_t n = recv(c->fd, buffer, message_size - c->received, 0);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-        fprintf(stderr, "echo_client: connection %u: %s\n", c->index,
-                n == 0 ? "closed by the server" : strerror(errno));
-        exit(1);
-    }
-    for (ssize_t i = 0; i < n; ++i) {
+    size_t n = read_some(c, buffer, message_size - c->received);
+    if (n == 0) return READ_NOTHING;
+    for (size_t i = 0; i < n; ++i) {
         size_t at = c->received + (size_t)i;
         if (buffer[i] != pattern_byte(c->index, c->seq, at)) {
             fprintf(stderr,
@@ -167,8 +239,8 @@ static void on_readable(struct connection* c, unsigned char* buffer) {
             exit(1);
         }
     }
-    c->received += (size_t)n;
-    if (c->received < message_size) return;
+    c->received += n;
+    if (c->received < message_size) return READ_PART;
     if (c->sent < message_size) {
         fprintf(stderr, "echo_client: connection %u: echo arrived before the message was sent\n",
                 c->index);
@@ -177,6 +249,19 @@ static void on_readable(struct connection* c, unsigned char* buffer) {
     if (recording) record_latency(now_ns() - c->started_ns);
     ++c->seq;
     start_message(c);
+    return READ_COMPLETE;
+}
+
+static void on_readable(struct connection* c, unsigned char* buffer) {
+    if (c->ssl == NULL) {
+        read_echo(c, buffer);
+        return;
+    }
+    /* A TLS record may come in pieces, and SSL_read may leave part of one
+     * decrypted in the SSL: read until it wants more from the socket, which
+     * epoll then reports. */
+    while (read_echo(c, buffer) == READ_PART) {
+    }
 }
 
 static int connect_to(const struct addrinfo* addr) {
@@ -186,14 +271,22 @@ static int connect_to(const struct addrinfo* addr) {
     int one = 1;
     /* Each message must leave at once: Nagle would hold back the next one. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) fail("TCP_NODELAY");
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) fail("O_NONBLOCK");
     return fd;
+}
+
+/* The TLS session of a connection, its handshake done (blocking, before the
+ * socket is made non-blocking). */
+static SSL* start_tls(int fd) {
+    SSL* ssl = SSL_new(tls_context);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) fail_tls("SSL_new");
+    if (SSL_connect(ssl) != 1) fail_tls("the TLS handshake");
+    return ssl;
 }
 
 static void usage(const char* argv0) {
     fprintf(stderr,
             "usage: %s HOST PORT --connections N --size BYTES --duration SECONDS "
-            "[--warmup SECONDS] [--marks]\n",
+            "[--warmup SECONDS] [--marks] [--tls]\n",
             argv0);
     exit(2);
 }
@@ -216,11 +309,15 @@ int main(int argc, char** argv) {
     const char* port = argv[2];
     unsigned connections = 0;
     double duration = 0, warmup = 0;
-    bool marks = false;
+    bool marks = false, tls = false;
     for (int i = 3; i < argc; ++i) {
         const char* opt = argv[i];
         if (strcmp(opt, "--marks") == 0) {
             marks = true;
+            continue;
+        }
+        if (strcmp(opt, "--tls") == 0) {
+            tls = true;
             continue;
         }
         if (i + 1 >= argc) usage(argv[0]);
@@ -246,6 +343,15 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    if (tls) {
+        tls_context = SSL_CTX_new(TLS_client_method());
+        if (tls_context == NULL) fail_tls("SSL_CTX_new");
+        SSL_CTX_set_verify(tls_context, SSL_VERIFY_NONE, NULL);
+        /* As the plain client: what the socket takes now, the rest later. */
+        SSL_CTX_set_mode(tls_context,
+                         SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd < 0) fail("epoll_create1");
     struct connection* conns = calloc(connections, sizeof *conns);
@@ -254,6 +360,8 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < connections; ++i) {
         struct connection* c = &conns[i];
         c->fd = connect_to(addr);
+        if (tls) c->ssl = start_tls(c->fd);
+        if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) != 0) fail("O_NONBLOCK");
         c->index = i;
         c->message = malloc(message_size);
         if (c->message == NULL) fail("malloc");
@@ -299,18 +407,24 @@ int main(int argc, char** argv) {
     printf("{\"messages\": %" PRIu64
            ", \"seconds\": %.6f, \"msgs_per_s\": %.1f, \"p50_us\": %.1f, "
            "\"p99_us\": %.1f, \"mean_us\": %.1f, \"max_us\": %.1f, \"connections\": %u, "
-           "\"size\": %zu}\n",
+           "\"size\": %zu, \"cipher\": %s%s%s}\n",
            recorded, seconds, (double)recorded / seconds, latency_quantile(0.50),
            latency_quantile(0.99), recorded ? (double)latency_sum_ns / (double)recorded / 1e3 : 0.0,
-           (double)latency_max_ns / 1e3, connections, message_size);
+           (double)latency_max_ns / 1e3, connections, message_size, tls ? "\"" : "",
+           tls ? SSL_get_cipher_name(conns[0].ssl) : "null", tls ? "\"" : "");
     fflush(stdout);
 
     for (unsigned i = 0; i < connections; ++i) {
+        if (conns[i].ssl != NULL) {
+            SSL_shutdown(conns[i].ssl); /* our close_notify; not waiting for theirs */
+            SSL_free(conns[i].ssl);
+        }
         close(conns[i].fd);
         free(conns[i].message);
     }
     free(conns);
     free(buffer);
     close(epoll_fd);
+    SSL_CTX_free(tls_context);
     return 0;
 }

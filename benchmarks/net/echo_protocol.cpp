@@ -3,7 +3,9 @@
 // transport. Quiet on purpose, unlike examples/tcp_echo_server_protocol.cpp,
 // which prints every message and closes after one.
 //
-//   echo_protocol PORT      (0: any free port; ASYNCIO_BACKEND picks the backend)
+//   echo_protocol PORT [--tls CERTFILE KEYFILE]
+//       (0: any free port; ASYNCIO_BACKEND picks the backend; --tls serves TLS
+//       with create_server's ssl=, the echo then runs on the decrypted bytes)
 //
 // Prints "Serving on 127.0.0.1:PORT" once listening, exits 0 on SIGINT or
 // SIGTERM.
@@ -27,10 +29,12 @@ class EchoProtocol : public asyncio::Protocol {
     asyncio::Transport* transport_ = nullptr;
 };
 
-asyncio::Coro<> serve(int port) {
+asyncio::Coro<> serve(bench::ServerConfig config) {
     asyncio::EventLoop& loop = asyncio::get_running_loop();
     auto factory = [] { return std::make_shared<EchoProtocol>(); };
-    asyncio::Server server = co_await loop.create_server(factory, "127.0.0.1", port);
+    asyncio::ServerOptions options{.ssl = config.ssl};
+    asyncio::Server server =
+        co_await loop.create_server(factory, "127.0.0.1", config.port, options);
     co_await bench::serve_until_stopped(std::move(server));
 }
 

@@ -2,7 +2,9 @@
 // run.py): start_server, then per connection read what has arrived, write
 // it, drain. It costs what the stream layer adds over echo_protocol.cpp.
 //
-//   echo_streams PORT       (0: any free port; ASYNCIO_BACKEND picks the backend)
+//   echo_streams PORT [--tls CERTFILE KEYFILE]
+//       (0: any free port; ASYNCIO_BACKEND picks the backend; --tls serves TLS
+//       with start_server's ssl=)
 //
 // Prints "Serving on 127.0.0.1:PORT" once listening, exits 0 on SIGINT or
 // SIGTERM.
@@ -34,8 +36,10 @@ asyncio::Coro<> handle_echo(asyncio::StreamReader reader, asyncio::StreamWriter 
     }
 }
 
-asyncio::Coro<> serve(int port) {
-    asyncio::Server server = co_await asyncio::start_server(handle_echo, "127.0.0.1", port);
+asyncio::Coro<> serve(bench::ServerConfig config) {
+    asyncio::StartOptions options{.ssl = config.ssl};
+    asyncio::Server server =
+        co_await asyncio::start_server(handle_echo, "127.0.0.1", config.port, options);
     co_await bench::serve_until_stopped(std::move(server));
 }
 

@@ -5,12 +5,22 @@ Workloads (--workload):
   echo  echo_client: 50 connections, each in a closed loop of 64-byte
         messages (send one, wait for its echo, send the next);
   http  wrk -t1 -c50 --latency against a "Hello, World!" HTTP/1.1 server
-        (keep-alive, one request at a time per connection).
+        (keep-alive, one request at a time per connection);
+  tls   echo_client as for echo but with 1 KiB messages, against the
+        library's echo servers plain and with TLS (--tls), and Python's
+        asyncio (and uvloop's) TLS echo servers (benchmarks/peers/python/
+        echo_server.py), all with the same client (echo_client --tls for
+        the TLS ones), a certificate made with the openssl command in a
+        temporary directory; tls_record_cost measures OpenSSL's own cost
+        of a message on the server's side (memory BIOs, no sockets), once
+        per round, pinned as the servers are.
 
 Servers: the raw C peers raw_epoll and raw_uring (benchmarks/net/*.c), and
 the library's servers (echo_protocol, echo_streams, http_hello_server) on
-each backend of --backends, chosen with ASYNCIO_BACKEND. A server that does
-not start (a backend this build or machine lacks) is reported as skipped.
+each backend of --backends, chosen with ASYNCIO_BACKEND; for tls, the Python
+servers on each loop of --python-loops. A server that does not start (a
+backend this build or machine lacks, uvloop not importable) is reported as
+skipped.
 
 Method: every server of a workload is started once, pinned to one core
 (taskset -c 0), and waits idle while the others are measured; then, for
@@ -23,6 +33,13 @@ utime+stime is read from /proc/PID/stat: CPU time per message ranks servers
 even when the load generator, not the server, limits the throughput (wrk
 saturates its core on HTTP). Each figure is the median over rounds.
 
+For tls, the table also has, from per-round figures (median over rounds):
+TLS - plain, the extra CPU per message of a library server with TLS over
+the same server and backend without; and Python / this, the CPU per message
+of Python's server of the same API (streams or protocol) over this one's.
+The goals of the TLS layer: TLS - plain <= the record cost, and
+Python / this >= 3.
+
 Writes a Markdown table per workload to OUT_DIR/table.md (and prints it),
 and every number to OUT_DIR/results.json. Exits 1 if a server or a load
 generator failed (crashed, echoed wrong bytes, exited non-zero on SIGTERM);
@@ -32,6 +49,7 @@ python3 >= 3.8.
 Examples:
     benchmarks/net/run.py --quick
     benchmarks/net/run.py --workload echo --servers 'raw_*,echo_protocol@epoll'
+    benchmarks/net/run.py --workload tls --rounds 5
 """
 
 import argparse
@@ -53,25 +71,41 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("epoll", "io_uring", "poll")
+PYTHON_LOOPS = ("asyncio", "uvloop")
+PYTHON_ECHO = REPO / "benchmarks" / "peers" / "python" / "echo_server.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The tls workload's message size unless --size says otherwise.
+TLS_SIZE = 1024
 
-# (workload, server name) -> how to start it: the binary, its arguments
-# before the port, and whether ASYNCIO_BACKEND applies (a library server).
+# (workload, server name) -> how to start it: the binary (or the Python
+# API), its arguments before the port, the kind ("raw": one backend of its
+# own; "library": each of --backends, by ASYNCIO_BACKEND; "python": each of
+# --python-loops), and whether it serves TLS.
 SERVERS = {
     "echo": [
-        ("raw_epoll", "raw_epoll_server", ["echo"], False),
-        ("raw_uring", "raw_uring_server", ["echo"], False),
-        ("echo_protocol", "echo_protocol", [], True),
-        ("echo_streams", "echo_streams", [], True),
+        ("raw_epoll", "raw_epoll_server", ["echo"], "raw", False),
+        ("raw_uring", "raw_uring_server", ["echo"], "raw", False),
+        ("echo_protocol", "echo_protocol", [], "library", False),
+        ("echo_streams", "echo_streams", [], "library", False),
     ],
     "http": [
-        ("raw_epoll", "raw_epoll_server", ["http"], False),
-        ("raw_uring", "raw_uring_server", ["http"], False),
-        ("http_hello_server", "http_hello_server", [], True),
+        ("raw_epoll", "raw_epoll_server", ["http"], "raw", False),
+        ("raw_uring", "raw_uring_server", ["http"], "raw", False),
+        ("http_hello_server", "http_hello_server", [], "library", False),
+    ],
+    "tls": [
+        ("raw_epoll", "raw_epoll_server", ["echo"], "raw", False),
+        ("raw_epoll_tls", "raw_tls_server", [], "raw", True),
+        ("echo_protocol", "echo_protocol", [], "library", False),
+        ("echo_streams", "echo_streams", [], "library", False),
+        ("echo_protocol_tls", "echo_protocol", [], "library", True),
+        ("echo_streams_tls", "echo_streams", [], "library", True),
+        ("python_protocol_tls", "protocol", [], "python", True),
+        ("python_streams_tls", "streams", [], "python", True),
     ],
 }
 # The backend a raw peer uses, for the table's backend column.
-RAW_BACKEND = {"raw_epoll": "epoll", "raw_uring": "io_uring"}
+RAW_BACKEND = {"raw_epoll": "epoll", "raw_uring": "io_uring", "raw_epoll_tls": "epoll"}
 REFERENCES = ("raw_epoll", "raw_uring")
 # wrk's connections (-c), fixed: --connections is the echo workload's.
 HTTP_CONNECTIONS = 50
@@ -123,8 +157,9 @@ def signal_name(returncode):
 class Server:
     """One server process, started pinned, on a free port."""
 
-    def __init__(self, name, backend, cmd, env):
+    def __init__(self, name, backend, cmd, env, tls=False):
         self.name, self.backend, self.cmd, self.env = name, backend, cmd, env
+        self.tls = tls
         self.proc = None
         self.port = None
         self.stderr = tempfile.TemporaryFile(mode="w+b")
@@ -223,13 +258,13 @@ def run_echo(server, args, pin):
         "--connections",
         str(args.connections),
         "--size",
-        str(args.size),
+        str(args.workload_size),
         "--duration",
         str(args.duration),
         "--warmup",
         str(args.warmup),
         "--marks",
-    ]
+    ] + (["--tls"] if server.tls else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cpu_start = cpu_stop = None
     result = None
@@ -344,17 +379,122 @@ def run_http(server, args, pin):
     }
 
 
-RUNNERS = {"echo": run_echo, "http": run_http}
+RUNNERS = {"echo": run_echo, "http": run_http, "tls": run_echo}
+
+RECORD_COST = "tls_record_cost"
+
+
+def make_certificate(directory):
+    """A self-signed P-256 certificate and its key, made with the openssl
+    command: (certfile, keyfile), or None and why not."""
+    if not shutil.which("openssl"):
+        return None, "the openssl command was not found (Debian: openssl)"
+    cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+    cmd = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        return None, f"openssl req failed: {proc.stdout.strip()[-300:]}"
+    return (cert, key), None
+
+
+def measure_record_cost(rows, round_number, args):
+    """One run of tls_record_cost (OpenSSL's cost per echoed message on the
+    server's side, over memory BIOs), pinned as the servers are; a row of
+    the tls table, one entry per round."""
+    row = rows.setdefault(
+        RECORD_COST,
+        {"server": RECORD_COST, "backend": "OpenSSL", "status": "ok", "note": "", "rounds": []},
+    )
+    if row["status"] != "ok":
+        return
+    path = args.bin_dir / RECORD_COST
+    if args.tls_files is None or not os.access(path, os.X_OK):
+        why = args.tls_unavailable if args.tls_files is None else f"not built ({path} is missing)"
+        row.update(status="skipped", note=why)
+        return
+    cmd = args.server_pin + [str(path), str(args.tls_files[0]), str(args.tls_files[1])]
+    cmd += ["--size", str(args.workload_size), "--messages", "100000", "--rounds", "3"]
+    log(f"tls round {round_number}/{args.rounds}: {RECORD_COST}")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        row.update(status="failed", note=f"{RECORD_COST}: {proc.stderr.strip()[-500:]}")
+        return
+    result = json.loads(proc.stdout)
+    result["round"] = round_number
+    result["cpu_us_per_msg"] = result["server_ns_per_msg"] / 1e3
+    log(f"  {result['cipher']}: {result['cpu_us_per_msg']:.3f} us/msg on the server's side")
+    row["rounds"].append(result)
+
+
+def tls_comparisons(rows):
+    """The tls workload's per-round comparisons, median over rounds: for a
+    library server with TLS, its CPU per message over (tls_vs_plain) and
+    minus (tls_extra_us) the same server's and backend's without TLS, the
+    record cost in those rounds (record_us) and what is left of it
+    (margin_us = record - extra), and the same for raw_epoll_tls, the C
+    floor (raw_tls_server over raw_epoll_server); for every TLS server, its
+    CPU per message over raw_epoll_tls's (vs_raw_tls) and Python's (asyncio
+    and uvloop) of the same API over it (python_over_this,
+    uvloop_over_this; the raw server counts as a protocol)."""
+
+    def by_round(row):
+        if row is None or row["status"] != "ok":
+            return {}
+        return {r["round"]: r["cpu_us_per_msg"] for r in row["rounds"]}
+
+    def median_of(values):
+        return statistics.median(values) if values else None
+
+    record = by_round(rows.get(RECORD_COST))
+    raw_tls = by_round(rows.get("raw_epoll_tls@epoll"))
+    for row in rows.values():
+        if not row["server"].endswith("_tls") or row["status"] != "ok":
+            continue
+        mine = by_round(row)
+        api = "streams" if "streams" in row["server"] else "protocol"
+        ratios = [mine[r] / raw_tls[r] for r in mine if r in raw_tls and raw_tls[r]]
+        row["vs_raw_tls"] = median_of(ratios)
+        if not row["server"].startswith("python_"):
+            plain = by_round(rows.get(f"{row['server'][: -len('_tls')]}@{row['backend']}"))
+            both = [r for r in mine if r in plain]
+            row["tls_extra_us"] = median_of([mine[r] - plain[r] for r in both])
+            row["tls_vs_plain"] = median_of([mine[r] / plain[r] for r in both if plain[r]])
+            with_record = [r for r in both if r in record]
+            row["record_us"] = median_of([record[r] for r in with_record])
+            row["margin_us"] = median_of([record[r] - (mine[r] - plain[r]) for r in with_record])
+        for loop in PYTHON_LOOPS:
+            peer = by_round(rows.get(f"python_{api}_tls@{loop}"))
+            ratios = [peer[r] / mine[r] for r in mine if r in peer and mine[r]]
+            row[f"{'python' if loop == 'asyncio' else loop}_over_this"] = median_of(ratios)
+        ciphers = {r["client"].get("cipher") for r in row["rounds"]}
+        row["cipher"] = ", ".join(sorted(c for c in ciphers if c))
 
 
 def planned_servers(workload, args):
-    """(name, backend, command, env) of each server selected for a workload,
-    and (name, backend, reason) of those that cannot run at all."""
+    """(name, backend, command, env, tls) of each server selected for a
+    workload, and (name, backend, reason) of those that cannot run at all."""
     planned, unavailable = [], []
-    for name, binary, mode_args, is_library in SERVERS[workload]:
-        backends = args.backends if is_library else [RAW_BACKEND[name]]
+    for name, binary, mode_args, kind, tls in SERVERS[workload]:
+        backends = {"library": args.backends, "python": args.python_loops}.get(
+            kind, [RAW_BACKEND.get(name)]
+        )
         for backend in backends:
             if not selected(name, backend, args.servers):
+                continue
+            if tls and args.tls_files is None:
+                unavailable.append((name, backend, args.tls_unavailable))
+                continue
+            tls_args = ["--tls", str(args.tls_files[0]), str(args.tls_files[1])] if tls else []
+            env = dict(os.environ)
+            if kind == "python":
+                python = args.uvloop_python if backend == "uvloop" else args.python
+                cmd = [python, str(PYTHON_ECHO), "0"] + tls_args
+                cmd += ["--loop", backend, "--api", binary]
+                planned.append((name, backend, args.server_pin + cmd, env, tls))
                 continue
             path = args.bin_dir / binary
             if not os.access(path, os.X_OK):
@@ -363,11 +503,10 @@ def planned_servers(workload, args):
                     reason = "not built (liburing was not found at configure time)"
                 unavailable.append((name, backend, reason))
                 continue
-            env = dict(os.environ)
-            if is_library:
+            if kind == "library":
                 env["ASYNCIO_BACKEND"] = backend
-            cmd = args.server_pin + [str(path)] + mode_args + ["0"]
-            planned.append((name, backend, cmd, env))
+            cmd = args.server_pin + [str(path)] + mode_args + ["0"] + tls_args
+            planned.append((name, backend, cmd, env, tls))
     return planned, unavailable
 
 
@@ -392,7 +531,7 @@ def run_workload(workload, args):
             "rounds": [],
         }
     if workload == "http" and planned and not shutil.which("wrk"):
-        for name, backend, _, _ in planned:
+        for name, backend, _, _, _ in planned:
             rows[f"{name}@{backend}"] = {
                 "server": name,
                 "backend": backend,
@@ -404,8 +543,8 @@ def run_workload(workload, args):
 
     servers = []
     try:
-        for name, backend, cmd, env in planned:
-            server = Server(name, backend, cmd, env)
+        for name, backend, cmd, env, tls in planned:
+            server = Server(name, backend, cmd, env, tls)
             row = {"server": name, "backend": backend, "status": "ok", "note": "", "rounds": []}
             rows[server.label] = row
             try:
@@ -420,6 +559,8 @@ def run_workload(workload, args):
             servers.append(server)
 
         for r in range(args.rounds):
+            if workload == "tls":
+                measure_record_cost(rows, r + 1, args)
             for server in servers:
                 row = rows[server.label]
                 if row["status"] != "ok":
@@ -455,10 +596,13 @@ def run_workload(workload, args):
     for row in rows.values():
         if row["status"] == "ok" and row["rounds"]:
             for key in ("msgs_per_s", "p99_us", "cpu_us_per_msg"):
-                row[key] = statistics.median(r[key] for r in row["rounds"])
+                if key in row["rounds"][0]:  # the record cost has CPU only
+                    row[key] = statistics.median(r[key] for r in row["rounds"])
             errors = sum(r.get("socket_errors", 0) for r in row["rounds"])
             if errors:
                 row["note"] = f"wrk reported {errors} socket errors"
+    if workload == "tls":
+        tls_comparisons(rows)
     # Ratios to the raw peers are taken within each round, then the median
     # of those: the machine's speed drifts between rounds (other work on
     # the shared host comes and goes) far more than within one, so a ratio
@@ -489,14 +633,81 @@ def fmt_ratio(v):
 
 
 def server_order(workload, row):
-    names = [s[0] for s in SERVERS[workload]]
-    backend = BACKENDS.index(row["backend"]) if row["backend"] in BACKENDS else len(BACKENDS)
+    names = [s[0] for s in SERVERS[workload]] + [RECORD_COST]
+    order = BACKENDS + PYTHON_LOOPS
+    backend = order.index(row["backend"]) if row["backend"] in order else len(order)
     return names.index(row["server"]), backend
 
 
+def tls_markdown(rows, args):
+    """The tls workload's table, and whether each library TLS server meets
+    the goals."""
+    size = args.workload_size
+    lines = [
+        f"### tls: echo_client, {args.connections} connections, {size}-byte messages, "
+        "plain and TLS",
+        "",
+        "| server | backend | msgs/s | p99 µs | server CPU µs/msg | TLS − plain µs/msg "
+        "| TLS / plain | vs raw TLS | Python ÷ this | uvloop ÷ this |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes, goals, ciphers = [], [], set()
+    record = rows.get(RECORD_COST)
+    for row in sorted(rows.values(), key=lambda r: server_order("tls", r)):
+        ok = row["status"] == "ok" and row["rounds"]
+        if row["server"] == RECORD_COST and ok:
+            first = row["rounds"][0]
+            cells = ["–", "–", fmt_num(row["cpu_us_per_msg"], 2)] + ["–"] * 5
+            ciphers.add(first["cipher"])
+            label = f"{RECORD_COST} ({first['version']}, {first['cipher']})"
+            lines.append(f"| {label} | – | " + " | ".join(cells) + " |")
+            continue
+        if ok:
+            cells = [
+                fmt_num(row["msgs_per_s"]),
+                fmt_num(row["p99_us"]),
+                fmt_num(row["cpu_us_per_msg"], 2),
+                fmt_num(row.get("tls_extra_us"), 2),
+                fmt_ratio(row.get("tls_vs_plain")),
+                fmt_ratio(row.get("vs_raw_tls")),
+                fmt_ratio(row.get("python_over_this")),
+                fmt_ratio(row.get("uvloop_over_this")),
+            ]
+            if row.get("cipher"):
+                ciphers.update(row["cipher"].split(", "))
+        else:
+            cells = [row["status"]] + ["–"] * 7
+        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
+        if row["note"]:
+            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
+        if ok and not row["server"].startswith("python_") and row["server"].endswith("_tls"):
+            extra, margin = row.get("tls_extra_us"), row.get("margin_us")
+            python = row.get("python_over_this")
+            g1 = "n/a"
+            if extra is not None and margin is not None:
+                g1 = (
+                    f"{'met' if margin >= 0 else 'MISSED'} (TLS − plain {extra:.2f} µs vs "
+                    f"record {row['record_us']:.2f} µs: margin {margin:+.2f} µs)"
+                )
+            g2 = "n/a"
+            if python is not None:
+                g2 = f"{'met' if python >= 3 else 'MISSED'} ({python:.2f}x)"
+            goals.append(f"- {row['server']}@{row['backend']}: TLS cost {g1}; Python ÷ this ≥ 3: {g2}")
+    if len(ciphers) > 1:
+        notes.append(f"- WARNING: not one cipher throughout: {', '.join(sorted(ciphers))}")
+    if record is None or record["status"] != "ok":
+        notes.append("- the record cost was not measured: the TLS cost goal is not checked")
+    out = lines + [""]
+    if goals:
+        out += ["Goals (TLS − plain ≤ OpenSSL's record cost; Python ÷ ours ≥ 3):", ""] + goals + [""]
+    return "\n".join(out + notes)
+
+
 def markdown(workload, rows, args):
+    if workload == "tls":
+        return tls_markdown(rows, args)
     title = {
-        "echo": f"echo: echo_client, {args.connections} connections, {args.size}-byte messages",
+        "echo": f"echo: echo_client, {args.connections} connections, {args.workload_size}-byte messages",
         "http": f"http: wrk -t1 -c{HTTP_CONNECTIONS}, GET / -> 13-byte body, keep-alive",
     }[workload]
     lines = [
@@ -529,7 +740,7 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Ratios: this server's CPU per message / the raw peer's (above 1.00x: costs more).",
     )
-    p.add_argument("--workload", choices=("echo", "http", "all"), default="all")
+    p.add_argument("--workload", choices=("echo", "http", "tls", "all"), default="all")
     p.add_argument(
         "--servers",
         default="",
@@ -551,7 +762,20 @@ def parse_args(argv):
         help="smoke run (CI): 1 round of 2 s after 1 s of warm-up, unless given explicitly",
     )
     p.add_argument("--connections", type=int, default=50, help="echo connections [50]")
-    p.add_argument("--size", type=int, default=64, help="echo message bytes [64]")
+    p.add_argument(
+        "--size", type=int, help=f"echo message bytes [64; tls: {TLS_SIZE}]"
+    )
+    p.add_argument(
+        "--python-loops",
+        default=",".join(PYTHON_LOOPS),
+        help=f"the tls workload's Python servers' loops [{','.join(PYTHON_LOOPS)}]",
+    )
+    p.add_argument("--python", default="python3", help="interpreter for asyncio [python3]")
+    p.add_argument(
+        "--uvloop-python",
+        default="/usr/bin/python3",
+        help="interpreter for uvloop (Debian's python3-uvloop) [/usr/bin/python3]",
+    )
     p.add_argument(
         "--build-dir",
         type=Path,
@@ -573,14 +797,18 @@ def parse_args(argv):
             setattr(args, key, value)
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
         p.error("--rounds must be positive, --duration positive, --warmup not negative")
-    if args.connections < 1 or args.size < 1:
+    if args.connections < 1 or (args.size is not None and args.size < 1):
         p.error("--connections and --size must be positive")
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(args.backends) - set(BACKENDS))
     if unknown:
         p.error(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    args.workloads = ["echo", "http"] if args.workload == "all" else [args.workload]
+    args.python_loops = [x.strip() for x in args.python_loops.split(",") if x.strip()]
+    unknown = sorted(set(args.python_loops) - set(PYTHON_LOOPS))
+    if unknown:
+        p.error(f"unknown Python loop(s) {', '.join(unknown)}; known: {', '.join(PYTHON_LOOPS)}")
+    args.workloads = ["echo", "http", "tls"] if args.workload == "all" else [args.workload]
     # wrk takes whole seconds.
     args.duration_whole = max(1, round(args.duration))
     args.warmup_whole = max(1, round(args.warmup)) if args.warmup > 0 else 0
@@ -601,9 +829,14 @@ def main(argv=None):
 
     started = datetime.datetime.now(datetime.timezone.utc)
     results, tables = {}, []
-    for workload in args.workloads:
-        results[workload] = run_workload(workload, args)
-        tables.append(markdown(workload, results[workload], args))
+    with tempfile.TemporaryDirectory(prefix="asyncio-net-bench-") as tmp:
+        args.tls_files, args.tls_unavailable = None, None
+        if "tls" in args.workloads:
+            args.tls_files, args.tls_unavailable = make_certificate(tmp)
+        for workload in args.workloads:
+            args.workload_size = args.size or (TLS_SIZE if workload == "tls" else 64)
+            results[workload] = run_workload(workload, args)
+            tables.append(markdown(workload, results[workload], args))
 
     http_note = (
         f"; http: a {args.warmup_whole} s wrk warm-up run, then a measured run"
@@ -618,6 +851,17 @@ def main(argv=None):
         "divided by the messages (requests) completed in it; vs = this server's CPU/msg over "
         "the raw peer's in the same round, median over rounds (above 1.00x: costs more)."
     )
+    if "tls" in args.workloads:
+        method += (
+            " tls: echo_client (--tls for the TLS servers) as for echo, after the same warm-up; "
+            "Python servers: asyncio on "
+            f"{args.python}, uvloop on {args.uvloop_python}; tls_record_cost: OpenSSL's CPU per "
+            "message on the server's side (BIO_write + SSL_read + SSL_write + BIO_read over "
+            "memory BIOs), run before each round on the servers' CPU; TLS − plain, TLS / plain "
+            "(a library server with TLS and the same server and backend without) and Python ÷ "
+            "this (Python's server of the same API over this one) are taken within each round, "
+            "median over rounds."
+        )
     text = "\n\n".join(tables) + "\n\n" + method + "\n"
     print(text)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -636,7 +880,11 @@ def main(argv=None):
             "wrk_duration_s": args.duration_whole,
             "wrk_warmup_s": args.warmup_whole,
             "echo_connections": args.connections,
-            "echo_size": args.size,
+            "echo_size": args.size or 64,
+            "tls_size": args.size or TLS_SIZE,
+            "python": args.python,
+            "uvloop_python": args.uvloop_python,
+            "python_loops": args.python_loops,
             "http_connections": HTTP_CONNECTIONS,
             "backends": args.backends,
             "servers": args.servers,
