@@ -5,7 +5,9 @@
 
 #include <asyncio/ssl.hpp>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "support.hpp"
 #include "tls_certs.hpp"
@@ -217,6 +219,73 @@ TEST_CASE("flow control through the layer: a peer that stops reading pauses the 
         CHECK(pair.server->data.find_first_not_of('f') == std::string::npos);
         CHECK(client->get_write_buffer_size() == 0);
         INFO("writes before the pause: " << writes);
+    };
+    run_guarded(main());
+}
+
+namespace {
+
+/// A BufferedProtocol with a small buffer: many get_buffer calls per record.
+struct BufferedPeer : asyncio::BufferedProtocol {
+    std::vector<std::byte> buffer = std::vector<std::byte>(100);
+    std::string data;
+    std::size_t want = 0;
+    int eofs = 0;
+    asyncio::Future<> got = asyncio::get_running_loop().create_future();
+    asyncio::Future<> lost = asyncio::get_running_loop().create_future();
+    std::shared_ptr<asyncio::BaseTransport> transport;
+
+    void connection_made(asyncio::BaseTransport& t) override { transport = t.shared_from_this(); }
+    std::span<std::byte> get_buffer(std::size_t) override { return buffer; }
+    void buffer_updated(std::size_t n) override {
+        data.append(reinterpret_cast<const char*>(buffer.data()), n);
+        if (data.size() >= want && !got.done()) got.set_result();
+    }
+    bool eof_received() override {
+        ++eofs;
+        return false;
+    }
+    void connection_lost(std::exception_ptr) override { lost.set_result(); }
+};
+
+}  // namespace
+
+TEST_CASE("a BufferedProtocol over TLS gets every byte through its buffers, then EOF") {
+    auto main = []() -> Coro<void> {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+        auto& loop = asyncio::get_running_loop();
+        auto client = std::make_shared<Peer>();
+        auto server = std::make_shared<BufferedPeer>();
+        auto client_factory = [&client] { return client; };
+        auto server_factory = [&server] { return server; };
+        co_await loop.connect_accepted_socket(client_factory, asyncio::Socket::from_fd(fds[0]));
+        co_await loop.connect_accepted_socket(server_factory, asyncio::Socket::from_fd(fds[1]));
+
+        asyncio::TlsOptions client_options{.server_hostname = "localhost"};
+        asyncio::TlsOptions server_options{.server_side = true};
+        asyncio::SSLContext client_ctx = client_context();
+        asyncio::SSLContext server_ctx = server_context();
+        auto& client_plain = dynamic_cast<asyncio::Transport&>(*client->transport);
+        auto& server_plain = dynamic_cast<asyncio::Transport&>(*server->transport);
+        auto client_side =
+            loop.create_task(loop.start_tls(client_plain, *client, client_ctx, client_options));
+        auto server_side =
+            loop.create_task(loop.start_tls(server_plain, *server, server_ctx, server_options));
+        asyncio::Transport* tls_client = co_await client_side;
+        co_await server_side;
+
+        std::string big(300 * 1024, 'x');
+        for (std::size_t i = 0; i < big.size(); ++i)
+            big[i] = static_cast<char>('a' + i % 26);
+        server->want = big.size();
+        tls_client->write(big);
+        co_await server->got;
+        CHECK(server->data == big);
+
+        tls_client->close();
+        co_await server->lost;
+        CHECK(server->eofs == 1);
     };
     run_guarded(main());
 }

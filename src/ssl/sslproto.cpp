@@ -7,7 +7,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <any>
+#include <cstring>
+#include <span>
 #include <string>
 
 #include <fmt/format.h>
@@ -67,6 +70,7 @@ class SSLProtocol final : public Protocol, public Transport {
           call_connection_made_(connection_made == ConnectionMade::call),
           handshake_timeout_(options.ssl_handshake_timeout.value_or(std::chrono::seconds(60))),
           shutdown_timeout_(options.ssl_shutdown_timeout.value_or(std::chrono::seconds(30))) {
+        set_app_kind();
         ssl_ = SSL_new(context_.native_handle());
         if (ssl_ == nullptr) throw ssl_error_from_queue("SSL_new");
         BIO* incoming = BIO_new(BIO_s_mem());
@@ -155,7 +159,9 @@ class SSLProtocol final : public Protocol, public Transport {
             error = std::make_exception_ptr(SSLEOFError());
         // Let go of the application's protocol after its last call, as a
         // transport does: it may hold this transport (a cycle otherwise).
-        if (std::shared_ptr<BaseProtocol> app = std::move(app_)) app->connection_lost(error);
+        std::shared_ptr<BaseProtocol> app = std::move(app_);
+        set_app_kind();
+        if (app) app->connection_lost(error);
     }
 
     void pause_writing() override {
@@ -176,7 +182,7 @@ class SSLProtocol final : public Protocol, public Transport {
             std::size_t written = 0;
             clear_ssl_errors();
             if (SSL_write_ex(ssl_, data.data(), data.size(), &written) != 1) {
-                abort_with(ssl_error_from_queue("write"));
+                abort_with(std::make_exception_ptr(ssl_error_from_queue("write")));
                 return;
             }
             data.remove_prefix(written);
@@ -232,6 +238,7 @@ class SSLProtocol final : public Protocol, public Transport {
     bool is_closing() const override { return state_ != State::wrapped; }
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
         app_ = std::move(protocol);
+        set_app_kind();
     }
     std::shared_ptr<BaseProtocol> get_protocol() const override { return app_; }
 
@@ -341,7 +348,10 @@ class SSLProtocol final : public Protocol, public Transport {
             std::size_t got = 0;
             clear_ssl_errors();
             if (SSL_read_ex(ssl_, buffer, sizeof buffer, &got) == 1) {
-                held_.append(buffer, got);
+                receive(std::string_view(buffer, got));
+                // The application closed or aborted inside data_received
+                // (or the connection failed): what is left is dropped.
+                if (state_ != State::wrapped || below_->is_closing()) return;
                 // Nothing buffered in the SSL and no record bytes left: the
                 // next SSL_read could only say WANT_READ, at the cost of a
                 // full call; what comes next (close_notify included) comes
@@ -356,7 +366,7 @@ class SSLProtocol final : public Protocol, public Transport {
                 break;
             }
             flush_outgoing();
-            abort_with(ssl_error_from_queue("read"));
+            abort_with(std::make_exception_ptr(ssl_error_from_queue("read")));
             return;
         }
         flush_outgoing();  // TLS 1.3 may answer (a key update)
@@ -367,15 +377,64 @@ class SSLProtocol final : public Protocol, public Transport {
         deliver();
     }
 
-    /// Hands the decrypted data to the application while it reads, then the
+    /// What kind of stream protocol the application is (sslproto's
+    /// _app_protocol_is_buffer): looked up once, not per record.
+    void set_app_kind() {
+        stream_ = dynamic_cast<Protocol*>(app_.get());
+        buffered_ = stream_ != nullptr ? nullptr : dynamic_cast<BufferedProtocol*>(app_.get());
+    }
+
+    /// Decrypted data: straight to the application while it reads and
+    /// nothing is held before it (no copy, no allocation), else held.
+    void receive(std::string_view data) {
+        if (held_.empty() && !app_paused_ && (stream_ != nullptr || buffered_ != nullptr)) {
+            hand_over(data);
+            return;
+        }
+        held_.append(data);
+    }
+
+    /// data_received, or a BufferedProtocol's get_buffer/buffer_updated
+    /// for as many buffers as it takes; what a BufferedProtocol did not
+    /// take before pausing (or closing) is held, in order.
+    void hand_over(std::string_view data) {
+        if (stream_ != nullptr) {
+            stream_->data_received(data);
+            return;
+        }
+        while (!data.empty() && buffered_ != nullptr) {
+            std::span<std::byte> buffer = buffered_->get_buffer(data.size());
+            if (buffer.empty()) {
+                abort_with(
+                    std::make_exception_ptr(RuntimeError("get_buffer() returned an empty buffer")));
+                return;
+            }
+            const std::size_t n = std::min(buffer.size(), data.size());
+            std::memcpy(buffer.data(), data.data(), n);
+            data.remove_prefix(n);
+            buffered_->buffer_updated(n);
+            if (app_paused_ || state_ != State::wrapped) break;
+        }
+        if (!data.empty() && state_ == State::wrapped) held_.insert(0, data);
+    }
+
+    /// The peer's close_notify, to either kind of protocol.
+    void app_eof_received() {
+        if (stream_ != nullptr) {
+            stream_->eof_received();
+        } else if (buffered_ != nullptr) {
+            buffered_->eof_received();
+        }
+    }
+
+    /// Hands the held data to the application while it reads, then the
     /// peer's close_notify as eof_received.
     void deliver() {
-        auto* stream = dynamic_cast<Protocol*>(app_.get());
-        if (stream == nullptr || app_paused_) return;
-        while (!held_.empty() && !app_paused_) {
+        if ((stream_ == nullptr && buffered_ == nullptr) || app_paused_) return;
+        while (!held_.empty() && !app_paused_ && state_ == State::wrapped) {
             std::string chunk = std::move(held_);
             held_.clear();
-            stream->data_received(chunk);
+            hand_over(chunk);
         }
         if (below_paused_ && held_.size() <= kHeldLimit && below_ != nullptr) {
             below_paused_ = false;
@@ -385,29 +444,39 @@ class SSLProtocol final : public Protocol, public Transport {
             eof_delivered_ = true;
             // TLS has no half-close: whatever the application answers, the
             // session ends; reply with our close_notify.
-            stream->eof_received();
+            app_eof_received();
             close();
         }
     }
 
+    /// Hands what OpenSSL wrote to the connection below. One look at the
+    /// BIO's size, and reads of exactly that: a record or two is one call.
+    /// (BIO_reset to drop the data without reading it would clear the whole
+    /// buffer, a memset of its capacity.)
     void flush_outgoing() {
         char buffer[kReadChunk];
-        while (BIO_ctrl_pending(outgoing_) > 0 && below_ != nullptr) {
-            const int got = BIO_read(outgoing_, buffer, sizeof buffer);
+        std::size_t pending = BIO_ctrl_pending(outgoing_);
+        while (pending > 0 && below_ != nullptr) {
+            const int got =
+                BIO_read(outgoing_, buffer, static_cast<int>(std::min(pending, sizeof buffer)));
             if (got <= 0) break;
+            pending -= static_cast<std::size_t>(got);
             below_->write(std::string_view(buffer, static_cast<std::size_t>(got)));
         }
     }
 
     /// A TLS error on an established session: the connection is aborted
     /// and the application's connection_lost gets the error (_fatal_error).
-    void abort_with(const SSLError& error) {
-        pending_error_ = std::make_exception_ptr(error);
+    void abort_with(std::exception_ptr error) {
+        pending_error_ = std::move(error);
         state_ = State::wrapped;  // so that connection_lost reports it
         if (below_) below_->abort();
     }
 
     std::shared_ptr<BaseProtocol> app_;
+    // app_ as one of the stream protocols (set_app_kind), or both null.
+    Protocol* stream_ = nullptr;
+    BufferedProtocol* buffered_ = nullptr;
     SSLContext context_;
     bool server_side_;
     std::optional<Future<>> ready_;  // none for a server's connections
