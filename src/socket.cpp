@@ -191,7 +191,14 @@ std::string Address::host() const {
             const std::size_t offset = offsetof(::sockaddr_un, sun_path);
             if (length_ <= offset) return {};  // unnamed
             std::size_t n = length_ - offset;
-            if (un->sun_path[0] == '\0') return "@" + std::string(un->sun_path + 1, n - 1);
+            if (un->sun_path[0] == '\0') {
+                // An abstract name, shown with '@' as Python does. Not "@" +
+                // std::string: GCC 12 -O3 warns there with -Wrestrict
+                // (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=105329).
+                std::string name(un->sun_path, n);
+                name[0] = '@';
+                return name;
+            }
             return std::string(un->sun_path, ::strnlen(un->sun_path, n));
         }
         default:
