@@ -8,7 +8,8 @@
 #   scripts/bench.sh --suite tasks
 #
 # Network workloads (--suite net): the library's servers on each backend
-# against raw C epoll and io_uring servers, under echo_client and wrk, and
+# against raw C epoll and io_uring servers and the Boost.Asio, libuv and
+# Python (asyncio, uvloop) peers, under echo_client and wrk, and
 # TLS echo against plain echo and Python's asyncio with ssl=. The
 # other arguments go to benchmarks/net/run.py, e.g.
 #   scripts/bench.sh --suite net --quick
@@ -39,8 +40,10 @@ deps=(cmake ninja-build g++ gcc pkgconf libfmt-dev libbenchmark-dev python3 util
 if [ "$suite" = net ]; then
   # liburing-dev for the io_uring peer, wrk for the HTTP workload (taskset,
   # from util-linux, pins the servers and the load generators); for the TLS
-  # one libssl-dev, the openssl command (its certificate) and uvloop.
-  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop)
+  # one libssl-dev, the openssl command (its certificate) and uvloop (a
+  # Python peer of every workload); Boost.Asio 1.81 and libuv, the other
+  # peers of echo and HTTP.
+  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop libboost1.81-dev libuv1-dev)
 else
   deps+=(libboost1.81-dev python3-uvloop)
 fi

@@ -15,12 +15,14 @@ Workloads (--workload):
         of a message on the server's side (memory BIOs, no sockets), once
         per round, pinned as the servers are.
 
-Servers: the raw C peers raw_epoll and raw_uring (benchmarks/net/*.c), and
-the library's servers (echo_protocol, echo_streams, http_hello_server) on
-each backend of --backends, chosen with ASYNCIO_BACKEND; for tls, the Python
-servers on each loop of --python-loops. A server that does not start (a
-backend this build or machine lacks, uvloop not importable) is reported as
-skipped.
+Servers: the raw C peers raw_epoll and raw_uring (benchmarks/net/*.c); the
+library's servers (echo_protocol, echo_streams, http_hello_server) on each
+backend of --backends, chosen with ASYNCIO_BACKEND; and the peers in
+benchmarks/peers/: for echo and http, asio (Boost.Asio 1.81, C++20
+coroutines) and libuv, and for every workload Python's (echo and tls:
+protocol and streams; http: a protocol) on each loop of --python-loops. A
+server that does not start (a backend this build or machine lacks, a peer
+not built, uvloop not importable) is reported as skipped.
 
 Method: every server of a workload is started once, pinned to one core
 (taskset -c 0), and waits idle while the others are measured; then, for
@@ -73,6 +75,9 @@ REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("epoll", "io_uring", "poll")
 PYTHON_LOOPS = ("asyncio", "uvloop")
 PYTHON_ECHO = REPO / "benchmarks" / "peers" / "python" / "echo_server.py"
+# The Python peer's script per workload (PYTHON_ECHO unless listed); each
+# takes PORT [--tls CERT KEY] --loop LOOP --api API.
+PYTHON_SCRIPTS = {"http": REPO / "benchmarks" / "peers" / "python" / "http_server.py"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The tls workload's message size unless --size says otherwise.
 TLS_SIZE = 1024
@@ -87,11 +92,18 @@ SERVERS = {
         ("raw_uring", "raw_uring_server", ["echo"], "raw", False),
         ("echo_protocol", "echo_protocol", [], "library", False),
         ("echo_streams", "echo_streams", [], "library", False),
+        ("asio", "asio_server", ["echo"], "raw", False),
+        ("libuv", "libuv_server", ["echo"], "raw", False),
+        ("python_protocol", "protocol", [], "python", False),
+        ("python_streams", "streams", [], "python", False),
     ],
     "http": [
         ("raw_epoll", "raw_epoll_server", ["http"], "raw", False),
         ("raw_uring", "raw_uring_server", ["http"], "raw", False),
         ("http_hello_server", "http_hello_server", [], "library", False),
+        ("asio", "asio_server", ["http"], "raw", False),
+        ("libuv", "libuv_server", ["http"], "raw", False),
+        ("python_http", "protocol", [], "python", False),
     ],
     "tls": [
         ("raw_epoll", "raw_epoll_server", ["echo"], "raw", False),
@@ -104,8 +116,22 @@ SERVERS = {
         ("python_streams_tls", "streams", [], "python", True),
     ],
 }
-# The backend a raw peer uses, for the table's backend column.
-RAW_BACKEND = {"raw_epoll": "epoll", "raw_uring": "io_uring", "raw_epoll_tls": "epoll"}
+# The backend a raw peer uses, for the table's backend column (Asio 1.26
+# and libuv 1.44 wait on epoll on Linux).
+RAW_BACKEND = {
+    "raw_epoll": "epoll",
+    "raw_uring": "io_uring",
+    "raw_epoll_tls": "epoll",
+    "asio": "epoll",
+    "libuv": "epoll",
+}
+# Why a peer's binary may be missing: the configure step skips it without
+# its library.
+NOT_BUILT = {
+    "raw_uring": "liburing was not found at configure time",
+    "asio": "Boost 1.81 was not found at configure time (Debian: libboost1.81-dev)",
+    "libuv": "libuv was not found at configure time (Debian: libuv1-dev)",
+}
 REFERENCES = ("raw_epoll", "raw_uring")
 # wrk's connections (-c), fixed: --connections is the echo workload's.
 HTTP_CONNECTIONS = 50
@@ -492,15 +518,13 @@ def planned_servers(workload, args):
             env = dict(os.environ)
             if kind == "python":
                 python = args.uvloop_python if backend == "uvloop" else args.python
-                cmd = [python, str(PYTHON_ECHO), "0"] + tls_args
+                cmd = [python, str(PYTHON_SCRIPTS.get(workload, PYTHON_ECHO)), "0"] + tls_args
                 cmd += ["--loop", backend, "--api", binary]
                 planned.append((name, backend, args.server_pin + cmd, env, tls))
                 continue
             path = args.bin_dir / binary
             if not os.access(path, os.X_OK):
-                reason = f"not built ({path} is missing)"
-                if name == "raw_uring":
-                    reason = "not built (liburing was not found at configure time)"
+                reason = f"not built ({NOT_BUILT.get(name, f'{path} is missing')})"
                 unavailable.append((name, backend, reason))
                 continue
             if kind == "library":
@@ -768,7 +792,7 @@ def parse_args(argv):
     p.add_argument(
         "--python-loops",
         default=",".join(PYTHON_LOOPS),
-        help=f"the tls workload's Python servers' loops [{','.join(PYTHON_LOOPS)}]",
+        help=f"the Python servers' loops [{','.join(PYTHON_LOOPS)}]",
     )
     p.add_argument("--python", default="python3", help="interpreter for asyncio [python3]")
     p.add_argument(
