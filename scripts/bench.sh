@@ -9,11 +9,13 @@
 #
 # Network workloads (--suite net): the library's servers on each backend
 # against raw C epoll and io_uring servers, under echo_client and wrk, and
-# TLS echo against plain echo and Python's asyncio with ssl=. The
-# other arguments go to benchmarks/net/run.py, e.g.
+# TLS echo against plain echo and Python's asyncio with ssl=, and a Redis
+# server against redis-server under redis-benchmark. The other arguments go
+# to benchmarks/net/run.py, e.g.
 #   scripts/bench.sh --suite net --quick
 #   scripts/bench.sh --suite net --workload echo --rounds 5
 #   scripts/bench.sh --suite net --workload tls --rounds 5
+#   scripts/bench.sh --suite net --workload resp --backends epoll,io_uring
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +41,9 @@ deps=(cmake ninja-build g++ gcc pkgconf libfmt-dev libbenchmark-dev python3 util
 if [ "$suite" = net ]; then
   # liburing-dev for the io_uring peer, wrk for the HTTP workload (taskset,
   # from util-linux, pins the servers and the load generators); for the TLS
-  # one libssl-dev, the openssl command (its certificate) and uvloop.
-  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop)
+  # one libssl-dev, the openssl command (its certificate) and uvloop; for
+  # the RESP one redis-server (the peer) and redis-tools (redis-benchmark).
+  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop redis-server redis-tools)
 else
   deps+=(libboost1.81-dev python3-uvloop)
 fi
