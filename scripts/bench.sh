@@ -9,12 +9,14 @@
 #
 # Network workloads (--suite net): the library's servers on each backend
 # against raw C epoll and io_uring servers and the Boost.Asio, libuv and
-# Python (asyncio, uvloop) peers, under echo_client and wrk, and
-# TLS echo against plain echo and Python's asyncio with ssl=. The
-# other arguments go to benchmarks/net/run.py, e.g.
+# Python (asyncio, uvloop) peers, under echo_client and wrk, TLS echo
+# against plain echo and Python's asyncio with ssl=, and a Redis server
+# against redis-server under redis-benchmark. The other arguments go to
+# benchmarks/net/run.py, e.g.
 #   scripts/bench.sh --suite net --quick
 #   scripts/bench.sh --suite net --workload echo --rounds 5
 #   scripts/bench.sh --suite net --workload tls --rounds 5
+#   scripts/bench.sh --suite net --workload resp --backends epoll,io_uring
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,8 +44,10 @@ if [ "$suite" = net ]; then
   # from util-linux, pins the servers and the load generators); for the TLS
   # one libssl-dev, the openssl command (its certificate) and uvloop (a
   # Python peer of every workload); Boost.Asio 1.81 and libuv, the other
-  # peers of echo and HTTP.
-  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop libboost1.81-dev libuv1-dev)
+  # peers of echo and HTTP; for the RESP one redis-server (the peer) and
+  # redis-tools (redis-benchmark).
+  deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop libboost1.81-dev libuv1-dev
+    redis-server redis-tools)
 else
   deps+=(libboost1.81-dev python3-uvloop)
 fi

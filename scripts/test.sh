@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh cmake ninja-build g++ pkgconf libfmt-dev catch2 liburing-dev libssl-dev \
-  clang-16 clang-format-16 libclang-rt-16-dev python3 curl openssl
+  clang-16 clang-format-16 libclang-rt-16-dev python3 curl openssl redis-server redis-tools
 
 echo "== format"
 scripts/check_format.sh

@@ -13,7 +13,13 @@ Workloads (--workload):
         the TLS ones), a certificate made with the openssl command in a
         temporary directory; tls_record_cost measures OpenSSL's own cost
         of a message on the server's side (memory BIOs, no sockets), once
-        per round, pinned as the servers are.
+        per round, pinned as the servers are;
+  resp  redis-benchmark -t ping,set,get -P 16 -c 50 (--pipeline sets -P)
+        against Debian's redis-server (--save '' --appendonly no) and the
+        library's Redis server written with streams (examples/
+        redis_server.cpp) and with the Protocol API (resp_protocol); the
+        table adds each one's CPU per request over redis-server's and the
+        streams server's over the Protocol API one's.
 
 Servers: the raw C peers raw_epoll and raw_uring (benchmarks/net/*.c); the
 library's servers (echo_protocol, echo_streams, http_hello_server) on each
@@ -52,11 +58,14 @@ Examples:
     benchmarks/net/run.py --quick
     benchmarks/net/run.py --workload echo --servers 'raw_*,echo_protocol@epoll'
     benchmarks/net/run.py --workload tls --rounds 5
+    benchmarks/net/run.py --workload resp --backends epoll,io_uring --pipeline 1
 """
 
 import argparse
+import csv
 import datetime
 import fnmatch
+import io
 import json
 import os
 import platform
@@ -64,6 +73,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -115,6 +125,13 @@ SERVERS = {
         ("python_protocol_tls", "protocol", [], "python", True),
         ("python_streams_tls", "streams", [], "python", True),
     ],
+    # "redis": an installed program (Debian's redis-server), given a free
+    # port (--port) and ready when it says so.
+    "resp": [
+        ("redis-server", "redis-server", ["--save", "", "--appendonly", "no"], "redis", False),
+        ("redis_server", "redis_server", [], "library", False),
+        ("resp_protocol", "resp_protocol", [], "library", False),
+    ],
 }
 # The backend a raw peer uses, for the table's backend column (Asio 1.26
 # and libuv 1.44 wait on epoll on Linux).
@@ -124,6 +141,7 @@ RAW_BACKEND = {
     "raw_epoll_tls": "epoll",
     "asio": "epoll",
     "libuv": "epoll",
+    "redis-server": "epoll",  # its event loop (ae) is on epoll on Linux
 }
 # Why a peer's binary may be missing: the configure step skips it without
 # its library.
@@ -135,6 +153,15 @@ NOT_BUILT = {
 REFERENCES = ("raw_epoll", "raw_uring")
 # wrk's connections (-c), fixed: --connections is the echo workload's.
 HTTP_CONNECTIONS = 50
+# redis-benchmark's clients (-c) and tests (-t) for the resp workload.
+RESP_CLIENTS = 50
+RESP_TESTS = "ping,set,get"
+# Requests per test (-n) per second of --duration (--warmup), unless
+# --resp-requests says: about what redis-server answers per second here
+# with and without pipelining, so that a run lasts about --duration.
+RESP_RATE = {"pipelined": 100_000, "single": 20_000}
+# What redis-server prints once it listens.
+REDIS_READY = r"Ready to accept connections"
 
 
 class BenchError(Exception):
@@ -188,6 +215,10 @@ class Server:
         self.tls = tls
         self.proc = None
         self.port = None
+        # (port, regex) for a server that cannot print "Serving on HOST:PORT"
+        # (redis-server): it is given the port and is ready once a line of
+        # its output matches the regex.
+        self.ready = None
         self.stderr = tempfile.TemporaryFile(mode="w+b")
 
     @property
@@ -199,8 +230,9 @@ class Server:
         return self.stderr.read().decode(errors="replace").strip()
 
     def start(self, timeout):
-        """Starts the server and waits for "Serving on HOST:PORT". Returns
-        None, or why it did not start (it exited first)."""
+        """Starts the server and waits for "Serving on HOST:PORT" (or the
+        line of self.ready). Returns None, or why it did not start (it
+        exited first)."""
         log(f"starting {self.label}: {' '.join(self.cmd)}")
         self.proc = subprocess.Popen(
             self.cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=self.env
@@ -208,24 +240,37 @@ class Server:
         out = b""
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
-        while b"\n" not in out:
+
+        def started():
+            if self.ready is None:
+                return b"\n" in out
+            lines = out.decode(errors="replace").split("\n")[:-1]
+            return any(re.search(self.ready[1], line) for line in lines)
+
+        while not started():
             left = deadline - time.monotonic()
             if left <= 0:
                 self.kill()
-                raise BenchError(f"{self.label}: no 'Serving on' line within {timeout} s")
+                what = "'Serving on'" if self.ready is None else repr(self.ready[1])
+                raise BenchError(f"{self.label}: no {what} line within {timeout} s")
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
             chunk = os.read(fd, 4096)
             if not chunk:  # exited (or closed stdout) before listening
                 self.proc.wait()
-                lines = [line for line in self.stderr_text().splitlines() if line.strip()]
+                text = self.stderr_text() or out.decode(errors="replace")  # redis logs to stdout
+                lines = [line for line in text.splitlines() if line.strip()]
                 reason = lines[-1].strip() if lines else "no message"
                 # "what():  ..." (an uncaught exception) or "/path/prog: ...".
                 reason = re.sub(r"^what\(\):\s*", "", reason)
                 reason = re.sub(r"^/\S*: ", "", reason)
                 return f"{reason} (exited with {signal_name(self.proc.returncode)})"
             out += chunk
+        if self.ready is not None:
+            self.port = self.ready[0]
+            log(f"{self.label} is serving on port {self.port} (pid {self.proc.pid})")
+            return None
         line = out.split(b"\n", 1)[0].decode(errors="replace")
         m = re.match(r"Serving on (\S+):(\d+)$", line.strip())
         if not m:
@@ -405,7 +450,79 @@ def run_http(server, args, pin):
     }
 
 
-RUNNERS = {"echo": run_echo, "http": run_http, "tls": run_echo}
+def redis_benchmark(server, requests, args, pin):
+    """One run of redis-benchmark -t ping,set,get --csv: its CSV rows (one
+    per test: PING_INLINE, PING_MBULK, SET, GET), as dicts of floats."""
+    cmd = pin + [
+        "redis-benchmark",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(server.port),
+        "-t",
+        RESP_TESTS,
+        "-P",
+        str(args.pipeline),
+        "-c",
+        str(RESP_CLIENTS),
+        "-n",
+        str(requests),
+        "--csv",
+    ]
+    timeout = 120 + requests / 1000
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"redis-benchmark against {server.label} did not end in {timeout:.0f} s")
+    err = proc.stderr.strip()
+    if proc.returncode != 0:
+        server.check_alive()
+        raise BenchError(f"redis-benchmark against {server.label} failed: {err or 'no message'}")
+    # It goes on without the server's CONFIG, but a server that cannot
+    # answer CONFIG GET does not speak Redis as it should.
+    if err:
+        raise BenchError(f"redis-benchmark against {server.label}: {err[-500:]}")
+    tests = []
+    for row in csv.DictReader(io.StringIO(proc.stdout)):
+        tests.append({k: (v if k == "test" else float(v)) for k, v in row.items()})
+    if not tests:
+        raise BenchError(
+            f"redis-benchmark against {server.label}: unexpected output {proc.stdout[-500:]!r}"
+        )
+    return tests
+
+
+def run_resp(server, args, pin):
+    """A warm-up run of redis-benchmark, then a measured one.
+
+    As with wrk, the server's CPU time is read just before the measured run
+    starts and just after it exits: the window also holds redis-benchmark's
+    start-up, its CONFIG GET, and the 50 connects and closes of each of its
+    four tests, against millions of requests. The requests are -n times the
+    tests; their time is the sum of each test's -n / its requests/s, so
+    requests/s leaves out the connects and the start-up."""
+    if args.resp_warmup_requests:
+        redis_benchmark(server, args.resp_warmup_requests, args, pin)
+    cpu_start = server.cpu_seconds()
+    tests = redis_benchmark(server, args.resp_requests, args, pin)
+    cpu_stop = server.cpu_seconds()
+    server.check_alive()
+    requests = args.resp_requests * len(tests)
+    seconds = sum(args.resp_requests / t["rps"] for t in tests)
+    return {
+        "messages": requests,
+        "seconds": seconds,
+        "msgs_per_s": requests / seconds,
+        "p50_us": max(t["p50_latency_ms"] for t in tests) * 1e3,
+        "p99_us": max(t["p99_latency_ms"] for t in tests) * 1e3,
+        "server_cpu_s": cpu_stop - cpu_start,
+        "tests": tests,
+    }
+
+
+RUNNERS = {"echo": run_echo, "http": run_http, "tls": run_echo, "resp": run_resp}
 
 RECORD_COST = "tls_record_cost"
 
@@ -500,6 +617,30 @@ def tls_comparisons(rows):
         row["cipher"] = ", ".join(sorted(c for c in ciphers if c))
 
 
+def resp_comparisons(rows):
+    """The resp workload's per-round ratios, median over rounds: each
+    server's CPU per request over redis-server's (vs_redis), and the streams
+    server's over the Protocol API server's on the same backend
+    (streams_over_protocol)."""
+
+    def by_round(row):
+        if row is None or row["status"] != "ok":
+            return {}
+        return {r["round"]: r["cpu_us_per_msg"] for r in row["rounds"]}
+
+    redis = by_round(rows.get("redis-server@epoll"))
+    for row in rows.values():
+        mine = by_round(row)
+        ratios = [mine[r] / redis[r] for r in mine if redis.get(r)]
+        row["vs_redis"] = statistics.median(ratios) if ratios else None
+        row["vs_redis_rounds"] = ratios
+        if row["server"] == "redis_server":
+            protocol = by_round(rows.get(f"resp_protocol@{row['backend']}"))
+            ratios = [mine[r] / protocol[r] for r in mine if protocol.get(r)]
+            row["streams_over_protocol"] = statistics.median(ratios) if ratios else None
+            row["streams_over_protocol_rounds"] = ratios
+
+
 def planned_servers(workload, args):
     """(name, backend, command, env, tls) of each server selected for a
     workload, and (name, backend, reason) of those that cannot run at all."""
@@ -516,6 +657,16 @@ def planned_servers(workload, args):
                 continue
             tls_args = ["--tls", str(args.tls_files[0]), str(args.tls_files[1])] if tls else []
             env = dict(os.environ)
+            if kind == "redis":
+                path = shutil.which(binary)
+                if path is None:
+                    unavailable.append((name, backend, f"{binary} not found (Debian: {binary})"))
+                    continue
+                port = free_port()
+                args.ready[f"{name}@{backend}"] = (port, REDIS_READY)
+                cmd = args.server_pin + [path, "--port", str(port)] + mode_args
+                planned.append((name, backend, cmd, env, tls))
+                continue
             if kind == "python":
                 python = args.uvloop_python if backend == "uvloop" else args.python
                 cmd = [python, str(PYTHON_SCRIPTS.get(workload, PYTHON_ECHO)), "0"] + tls_args
@@ -532,6 +683,14 @@ def planned_servers(workload, args):
             cmd = args.server_pin + [str(path)] + mode_args + ["0"] + tls_args
             planned.append((name, backend, cmd, env, tls))
     return planned, unavailable
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server
+    that cannot be given port 0 (redis-server: 0 turns TCP off)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def selected(name, backend, patterns):
@@ -564,11 +723,22 @@ def run_workload(workload, args):
                 "rounds": [],
             }
         return rows
+    if workload == "resp" and planned and not shutil.which("redis-benchmark"):
+        for name, backend, _, _, _ in planned:
+            rows[f"{name}@{backend}"] = {
+                "server": name,
+                "backend": backend,
+                "status": "skipped",
+                "note": "redis-benchmark not found (scripts/deps.sh redis-tools)",
+                "rounds": [],
+            }
+        return rows
 
     servers = []
     try:
         for name, backend, cmd, env, tls in planned:
             server = Server(name, backend, cmd, env, tls)
+            server.ready = args.ready.get(server.label)
             row = {"server": name, "backend": backend, "status": "ok", "note": "", "rounds": []}
             rows[server.label] = row
             try:
@@ -627,6 +797,8 @@ def run_workload(workload, args):
                 row["note"] = f"wrk reported {errors} socket errors"
     if workload == "tls":
         tls_comparisons(rows)
+    if workload == "resp":
+        resp_comparisons(rows)
     # Ratios to the raw peers are taken within each round, then the median
     # of those: the machine's speed drifts between rounds (other work on
     # the shared host comes and goes) far more than within one, so a ratio
@@ -727,9 +899,40 @@ def tls_markdown(rows, args):
     return "\n".join(out + notes)
 
 
+def resp_markdown(rows, args):
+    """The resp workload's table."""
+    lines = [
+        f"### resp: redis-benchmark -t {RESP_TESTS} -P {args.pipeline} -c {RESP_CLIENTS} "
+        f"-n {args.resp_requests:,}",
+        "",
+        "| server | backend | requests/s | p99 µs | server CPU µs/request | vs redis-server "
+        "| streams ÷ protocol |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for row in sorted(rows.values(), key=lambda r: server_order("resp", r)):
+        if row["status"] == "ok" and row["rounds"]:
+            streams = row["server"] == "redis_server"
+            cells = [
+                fmt_num(row["msgs_per_s"]),
+                fmt_num(row["p99_us"]),
+                fmt_num(row["cpu_us_per_msg"], 2),
+                fmt_ratio(row.get("vs_redis")),
+                fmt_ratio(row.get("streams_over_protocol")) if streams else "–",
+            ]
+        else:
+            cells = [row["status"]] + ["–"] * 4
+        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
+        if row["note"]:
+            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
+    return "\n".join(lines + [""] + notes)
+
+
 def markdown(workload, rows, args):
     if workload == "tls":
         return tls_markdown(rows, args)
+    if workload == "resp":
+        return resp_markdown(rows, args)
     title = {
         "echo": f"echo: echo_client, {args.connections} connections, {args.workload_size}-byte messages",
         "http": f"http: wrk -t1 -c{HTTP_CONNECTIONS}, GET / -> 13-byte body, keep-alive",
@@ -764,7 +967,7 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Ratios: this server's CPU per message / the raw peer's (above 1.00x: costs more).",
     )
-    p.add_argument("--workload", choices=("echo", "http", "tls", "all"), default="all")
+    p.add_argument("--workload", choices=("echo", "http", "tls", "resp", "all"), default="all")
     p.add_argument(
         "--servers",
         default="",
@@ -793,6 +996,16 @@ def parse_args(argv):
         "--python-loops",
         default=",".join(PYTHON_LOOPS),
         help=f"the Python servers' loops [{','.join(PYTHON_LOOPS)}]",
+    )
+    p.add_argument(
+        "--pipeline", type=int, default=16, help="resp: redis-benchmark's -P [16]; 1: no pipelining"
+    )
+    p.add_argument(
+        "--resp-requests",
+        type=int,
+        help="resp: redis-benchmark's -n, requests per test (PING_INLINE, PING_MBULK, SET, GET) "
+        f"[--duration x {RESP_RATE['pipelined']:,} with -P above 1, x {RESP_RATE['single']:,} "
+        "with -P 1; the warm-up run: --warmup x the same]",
     )
     p.add_argument("--python", default="python3", help="interpreter for asyncio [python3]")
     p.add_argument(
@@ -823,6 +1036,15 @@ def parse_args(argv):
         p.error("--rounds must be positive, --duration positive, --warmup not negative")
     if args.connections < 1 or (args.size is not None and args.size < 1):
         p.error("--connections and --size must be positive")
+    if args.pipeline < 1 or (args.resp_requests is not None and args.resp_requests < 1):
+        p.error("--pipeline and --resp-requests must be positive")
+    rate = RESP_RATE["pipelined" if args.pipeline > 1 else "single"]
+    if args.resp_requests is None:
+        args.resp_requests = max(1000, round(args.duration * rate))
+    args.resp_warmup_requests = round(args.warmup * rate)
+    # (port, readiness regex) of the servers given a port (redis-server),
+    # by NAME@BACKEND: planned_servers fills it.
+    args.ready = {}
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(args.backends) - set(BACKENDS))
     if unknown:
@@ -832,7 +1054,7 @@ def parse_args(argv):
     unknown = sorted(set(args.python_loops) - set(PYTHON_LOOPS))
     if unknown:
         p.error(f"unknown Python loop(s) {', '.join(unknown)}; known: {', '.join(PYTHON_LOOPS)}")
-    args.workloads = ["echo", "http", "tls"] if args.workload == "all" else [args.workload]
+    args.workloads = ["echo", "http", "tls", "resp"] if args.workload == "all" else [args.workload]
     # wrk takes whole seconds.
     args.duration_whole = max(1, round(args.duration))
     args.warmup_whole = max(1, round(args.warmup)) if args.warmup > 0 else 0
@@ -886,6 +1108,17 @@ def main(argv=None):
             "this (Python's server of the same API over this one) are taken within each round, "
             "median over rounds."
         )
+    if "resp" in args.workloads:
+        method += (
+            f" resp: redis-benchmark -t {RESP_TESTS} -P {args.pipeline} -c {RESP_CLIENTS} --csv, "
+            f"a warm-up run of -n {args.resp_warmup_requests:,}, then a measured run of -n "
+            f"{args.resp_requests:,} per test (4 tests: PING_INLINE, PING_MBULK, SET, GET), the "
+            "server's CPU read just before it starts and just after it exits; requests/s = all "
+            "requests over the sum of the tests' times; p99 = the highest of the tests'; "
+            "redis-server is Debian's, with --save '' --appendonly no; vs redis-server and "
+            "streams ÷ protocol (redis_server over resp_protocol on the same backend) are "
+            "CPU/request ratios taken within each round, median over rounds."
+        )
     text = "\n\n".join(tables) + "\n\n" + method + "\n"
     print(text)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -910,6 +1143,10 @@ def main(argv=None):
             "uvloop_python": args.uvloop_python,
             "python_loops": args.python_loops,
             "http_connections": HTTP_CONNECTIONS,
+            "resp_pipeline": args.pipeline,
+            "resp_clients": RESP_CLIENTS,
+            "resp_requests_per_test": args.resp_requests,
+            "resp_warmup_requests_per_test": args.resp_warmup_requests,
             "backends": args.backends,
             "servers": args.servers,
             "server_pinning": server_pin_note,
