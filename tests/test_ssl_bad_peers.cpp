@@ -20,23 +20,13 @@
 #include "tls_certs.hpp"
 
 using asyncio::Coro;
+using asyncio_test::client_context;
 using asyncio_test::run_guarded;
+using asyncio_test::server_context;
 using asyncio_test::TlsCerts;
 using namespace std::chrono_literals;
 
 namespace {
-
-asyncio::SSLContext client_context() {
-    asyncio::SSLContext context(asyncio::Purpose::SERVER_AUTH);
-    context.load_verify_locations(TlsCerts::get().ca());
-    return context;
-}
-
-asyncio::SSLContext server_context() {
-    asyncio::SSLContext context(asyncio::Purpose::CLIENT_AUTH);
-    context.load_cert_chain(TlsCerts::get().server_cert(), TlsCerts::get().server_key());
-    return context;
-}
 
 /// The server's side of each connection: echoes, and records how it ended.
 struct EchoRecorder : asyncio::Protocol {

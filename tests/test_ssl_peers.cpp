@@ -11,7 +11,9 @@
 
 using asyncio::Coro;
 using asyncio::PIPE;
+using asyncio_test::client_context;
 using asyncio_test::run_guarded;
+using asyncio_test::server_context;
 using asyncio_test::TlsCerts;
 
 namespace {
@@ -71,8 +73,7 @@ TEST_CASE("our client against openssl s_server: data both ways, ALPN, then close
         auto& loop = asyncio::get_running_loop();
         auto client = std::make_shared<Client>();
         auto factory = [&client] { return client; };
-        asyncio::SSLContext context;
-        context.load_verify_locations(certs.ca());
+        asyncio::SSLContext context = client_context();
         context.set_alpn_protocols({"http/1.1"});
         asyncio::ConnectionOptions connect{.ssl = context, .server_hostname = "localhost"};
         auto [transport, protocol] =
@@ -104,9 +105,7 @@ TEST_CASE("openssl s_client against our server: it verifies us, and gets the ech
     auto main = []() -> Coro<void> {
         const TlsCerts& certs = TlsCerts::get();
         auto& loop = asyncio::get_running_loop();
-        asyncio::SSLContext context(asyncio::Purpose::CLIENT_AUTH);
-        context.load_cert_chain(certs.server_cert(), certs.server_key());
-        asyncio::ServerOptions server_options{.ssl = context};
+        asyncio::ServerOptions server_options{.ssl = server_context()};
         auto factory = [] { return std::make_shared<Echo>(); };
         asyncio::Server server =
             co_await loop.create_server(factory, "127.0.0.1", 0, server_options);
@@ -158,9 +157,7 @@ TEST_CASE("Python's asyncio with ssl as the client of our TLS server, 1 MiB echo
     auto main = []() -> Coro<void> {
         const TlsCerts& certs = TlsCerts::get();
         auto& loop = asyncio::get_running_loop();
-        asyncio::SSLContext context(asyncio::Purpose::CLIENT_AUTH);
-        context.load_cert_chain(certs.server_cert(), certs.server_key());
-        asyncio::ServerOptions server_options{.ssl = context};
+        asyncio::ServerOptions server_options{.ssl = server_context()};
         auto factory = [] { return std::make_shared<PlainEcho>(); };
         asyncio::Server server =
             co_await loop.create_server(factory, "127.0.0.1", 0, server_options);
@@ -221,9 +218,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
         REQUIRE_FALSE(port_line.empty());
         const int port = std::stoi(port_line);
 
-        asyncio::SSLContext context;
-        context.load_verify_locations(certs.ca());
-        asyncio::OpenOptions open{.ssl = context, .server_hostname = "localhost"};
+        asyncio::OpenOptions open{.ssl = client_context(), .server_hostname = "localhost"};
         auto [reader, writer] = co_await asyncio::open_connection("127.0.0.1", port, open);
         const std::string payload = megabyte();
         writer.write(payload);

@@ -13,8 +13,10 @@
 #include "tls_certs.hpp"
 
 using asyncio::Coro;
+using asyncio_test::client_context;
 using asyncio_test::run_guarded;
-using asyncio_test::TlsCerts;
+using asyncio_test::server_context;
+using asyncio_test::ServerCert;
 using namespace std::chrono_literals;
 
 namespace {
@@ -67,23 +69,6 @@ Coro<Pair> connected_pair() {
     co_await loop.connect_accepted_socket(client_factory, asyncio::Socket::from_fd(fds[0]));
     co_await loop.connect_accepted_socket(server_factory, asyncio::Socket::from_fd(fds[1]));
     co_return pair;
-}
-
-asyncio::SSLContext client_context() {
-    asyncio::SSLContext context(asyncio::Purpose::SERVER_AUTH);
-    context.load_verify_locations(TlsCerts::get().ca());
-    return context;
-}
-
-asyncio::SSLContext server_context(bool self_signed = false) {
-    const TlsCerts& certs = TlsCerts::get();
-    asyncio::SSLContext context(asyncio::Purpose::CLIENT_AUTH);
-    if (self_signed) {
-        context.load_cert_chain(certs.self_signed_cert(), certs.self_signed_key());
-    } else {
-        context.load_cert_chain(certs.server_cert(), certs.server_key());
-    }
-    return context;
 }
 
 /// Upgrades both ends at once; each result is the TLS transport or the error.
@@ -161,7 +146,8 @@ TEST_CASE("an untrusted certificate fails the client's handshake with SSLCertVer
     auto main = []() -> Coro<void> {
         Pair pair = co_await connected_pair();
         asyncio::TlsOptions options{.server_hostname = "localhost"};
-        Upgraded up = co_await upgrade_both(pair, client_context(), server_context(true), options);
+        Upgraded up = co_await upgrade_both(pair, client_context(),
+                                            server_context(ServerCert::self_signed), options);
         CHECK(holds<asyncio::SSLCertVerificationError>(up.client));
         CHECK_FALSE(up.server.has_value());
     };

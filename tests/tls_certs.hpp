@@ -1,11 +1,13 @@
 // Certificates for the TLS tests, made once per test binary with the openssl
 // command in a fresh temporary directory: a CA, a server certificate it
 // signed (localhost, 127.0.0.1, ::1), a self-signed one, a key that belongs
-// to neither, and the server key encrypted with the password "secret".
+// to neither, and the server key encrypted with the password "secret"; and
+// the client and server contexts the tests use.
 #pragma once
 
 #include <unistd.h>
 
+#include <asyncio/ssl.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -67,5 +69,27 @@ class TlsCerts {
 
     std::string dir_;
 };
+
+/// Which certificate a test server presents.
+enum class ServerCert { signed_by_ca, self_signed };
+
+/// A client's context that trusts the test CA (and checks the hostname).
+inline asyncio::SSLContext client_context() {
+    asyncio::SSLContext context(asyncio::Purpose::SERVER_AUTH);
+    context.load_verify_locations(TlsCerts::get().ca());
+    return context;
+}
+
+/// A server's context with the CA-signed certificate or the self-signed one.
+inline asyncio::SSLContext server_context(ServerCert cert = ServerCert::signed_by_ca) {
+    const TlsCerts& certs = TlsCerts::get();
+    asyncio::SSLContext context(asyncio::Purpose::CLIENT_AUTH);
+    if (cert == ServerCert::self_signed) {
+        context.load_cert_chain(certs.self_signed_cert(), certs.self_signed_key());
+    } else {
+        context.load_cert_chain(certs.server_cert(), certs.server_key());
+    }
+    return context;
+}
 
 }  // namespace asyncio_test
