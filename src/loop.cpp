@@ -368,6 +368,7 @@ void EventLoop::run_until_done(detail::LibraryKey, detail::FutureBase& future) {
 }
 
 void EventLoop::run_once() {
+    drain_before_poll();  // queued outside an iteration
     prune_timers();
     std::int64_t timeout = -1;
     if (!ready_.empty() || stopping_) {
@@ -412,6 +413,14 @@ void EventLoop::run_once() {
     // now wait for the next iteration.
     for (std::size_t n = ready_.size(); n != 0; --n)
         run_ready(ready_.pop());
+    drain_before_poll();
+}
+
+void EventLoop::drain_before_poll() noexcept {
+    while (!before_poll_.empty()) {
+        detail::ReadyNode& node = before_poll_.pop();
+        node.fn(node, detail::ReadyNode::Action::run);
+    }
 }
 
 void EventLoop::run_ready(detail::ReadyNode& node) noexcept {
@@ -525,7 +534,7 @@ void EventLoop::drop_everything() noexcept {
     while (!writers_.empty())
         remove_watch(writers_.begin()->first, Watching::writes);
     const auto drop_ready = [this] {
-        while (!ready_.empty()) {
+        for (ready_.splice(before_poll_); !ready_.empty(); ready_.splice(before_poll_)) {
             detail::ReadyNode& node = ready_.pop();
             node.fn(node, detail::ReadyNode::Action::drop);
         }

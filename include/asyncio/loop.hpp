@@ -513,6 +513,13 @@ class EventLoop : public detail::LoopCore {
     /// Library use: the transport `owner` owns `fd` until it unregisters.
     void register_fd_owner(detail::LibraryKey, int fd, detail::FdOwner& owner);
     void unregister_fd_owner(detail::LibraryKey, int fd, const detail::FdOwner& owner) noexcept;
+    /// Library use: runs `node` once this iteration's callbacks have run,
+    /// before the loop polls again (what is queued meanwhile runs too). A
+    /// transport's writes of one iteration leave in one system call this
+    /// way, as uvloop's do. Dropped unrun when the loop closes.
+    void run_before_poll(detail::LibraryKey, detail::ReadyNode& node) noexcept {
+        before_poll_.push(node);
+    }
 
   private:
     struct TimerEntry {
@@ -564,6 +571,7 @@ class EventLoop : public detail::LoopCore {
 
     void run_once();
     void run_ready(detail::ReadyNode& node) noexcept;
+    void drain_before_poll() noexcept;
     void prune_timers() noexcept;
     void drain_threadsafe() noexcept;
     void push_threadsafe(detail::HandleState& state);
@@ -585,6 +593,7 @@ class EventLoop : public detail::LoopCore {
     void close_signals() noexcept;
 
     std::unique_ptr<IoBackend> backend_;
+    detail::ReadyQueue before_poll_;
     std::string backend_note_;  // why the default backend was not the best, for debug mode
     bool backend_logged_ = false;
     std::vector<TimerEntry> timers_;
