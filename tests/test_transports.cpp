@@ -4,9 +4,13 @@
 // write_eof, close flushing, abort, writes after close, connection errors,
 // BufferedProtocol, get_extra_info, set_protocol, failing callbacks), run on
 // real socketpairs and loopback connections instead of mocked sockets.
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <any>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -1256,4 +1260,217 @@ TEST_CASE("pause_reading and resume_reading inside data_received keep the data i
         CHECK(protocol->received == sent);
     };
     run_guarded(main());
+}
+
+// -- write coalescing ---------------------------------------------------------------------
+// Writes made during one loop iteration leave together before the loop
+// polls again (uvloop's behaviour; CPython sends each at once). What a
+// Python program can observe stays the same, except that
+// get_write_buffer_size() counts the bytes until they leave.
+
+namespace {
+
+/// Segments carrying data that `sock` has sent so far (TCP_INFO).
+std::uint32_t data_segments_out(int fd) {
+    ::tcp_info info{};
+    ::socklen_t len = sizeof info;
+    REQUIRE(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0);
+    return info.tcpi_data_segs_out;
+}
+
+/// A transport over TCP loopback, with a Recorder; the raw peer in `peer`.
+Coro<std::shared_ptr<Recorder>> make_tcp_transport(Socket& peer) {
+    auto [mine, theirs] = co_await tcp_pair();
+    peer = std::move(theirs);
+    auto protocol = std::make_shared<Recorder>();
+    auto factory = [protocol] { return protocol; };
+    co_await asyncio::get_running_loop().connect_accepted_socket(factory, std::move(mine));
+    co_return protocol;
+}
+
+}  // namespace
+
+TEST_CASE("the writes of one iteration leave in one segment when the iteration ends") {
+    auto main = []() -> Coro<void> {
+        Socket peer;
+        auto proto = co_await make_tcp_transport(peer);
+        Transport& t = *proto->transport;
+        const int fd = std::any_cast<int>(t.get_extra_info("socket"));
+        const std::uint32_t before = data_segments_out(fd);
+        std::string sent;
+        for (int i = 0; i < 16; ++i) {
+            const std::string message = "*1\r\n$4\r\nPING " + std::to_string(i) + "\r\n";
+            t.write(message);
+            sent += message;
+        }
+        CHECK(t.get_write_buffer_size() == sent.size());  // nothing has left yet
+        const std::string got = co_await recv_bytes(peer, sent.size());
+        CHECK(got == sent);
+        CHECK(data_segments_out(fd) - before == 1);
+        t.close();
+        co_await proto->wait_lost();
+        CHECK(proto->error == nullptr);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("small and large writes in one iteration arrive in order") {
+    auto main = []() -> Coro<void> {
+        Socket peer;
+        auto proto = co_await make_transport(peer);
+        Transport& t = *proto->transport;
+        // A large write first (sent from the caller's memory where the
+        // backend allows), then small ones behind it, then large ones
+        // behind those.
+        const std::vector<std::string> writes{
+            pattern(200 * 1024, 1), "a", pattern(10, 2), pattern(100 * 1024, 3), "b",
+            pattern(300 * 1024, 4), "c"};
+        std::string sent;
+        for (const std::string& w : writes) {
+            t.write(w);
+            sent += w;
+        }
+        t.close();
+        const std::string got = co_await recv_to_eof(peer);
+        CHECK(got.size() == sent.size());
+        CHECK(got == sent);
+        co_await proto->wait_lost();
+        CHECK(proto->error == nullptr);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("a burst the kernel takes at once pauses the protocol only on completion backends") {
+    auto main = []() -> Coro<void> {
+        auto [mine, theirs] = socket_pair();
+        Socket peer = std::move(theirs);
+        mine.setsockopt(SOL_SOCKET, SO_SNDBUF, 1 << 20);
+        auto proto = std::make_shared<Recorder>();
+        auto factory = [proto] { return proto; };
+        auto& loop = asyncio::get_running_loop();
+        co_await loop.connect_accepted_socket(factory, std::move(mine));
+        Transport& t = *proto->transport;
+        CHECK(t.get_write_buffer_limits().second == 64 * 1024);
+        std::string sent;
+        for (unsigned i = 0; i < 3; ++i) {
+            const std::string block = pattern(40 * 1024, i);
+            t.write(block);
+            sent += block;
+        }
+        if (loop.backend().completes_inline()) {
+            // Crossing the high-water mark sent the first two blocks at
+            // once, and the kernel took them: CPython's selector transport
+            // would not have paused either.
+            CHECK(proto->paused == 0);
+            CHECK(t.get_write_buffer_size() == 40 * 1024);
+        } else {
+            // The proactor's rule: bytes in flight count until the kernel
+            // reports them sent.
+            CHECK(proto->paused == 1);
+            CHECK(t.get_write_buffer_size() == sent.size());
+        }
+        const std::string got = co_await recv_bytes(peer, sent.size());
+        CHECK(got == sent);
+        if (proto->paused == 1) co_await proto->wait_resumed();
+        CHECK(proto->resumed == proto->paused);
+        t.abort();
+        co_await proto->wait_lost();
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("write_eof and close after writes of the same iteration send them first") {
+    auto main = []() -> Coro<void> {
+        Socket peer;
+        auto proto = co_await make_transport(peer);
+        Transport& t = *proto->transport;
+        t.write("one ");
+        t.write("two");
+        t.write_eof();
+        CHECK(t.get_write_buffer_size() == 7);
+        const std::string got = co_await recv_to_eof(peer);
+        CHECK(got == "one two");
+        CHECK_FALSE(proto->lost);
+
+        Socket peer2;
+        auto proto2 = co_await make_transport(peer2);
+        proto2->transport->write("three ");
+        proto2->transport->write("four");
+        proto2->transport->close();
+        CHECK_FALSE(proto2->lost);
+        const std::string got2 = co_await recv_to_eof(peer2);
+        CHECK(got2 == "three four");
+        co_await proto2->wait_lost();
+        CHECK(proto2->error == nullptr);
+        CHECK(proto2->buffered_at_lost == 0);
+        t.close();
+        co_await proto->wait_lost();
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("abort discards the writes of the same iteration") {
+    auto main = []() -> Coro<void> {
+        Socket peer;
+        auto proto = co_await make_transport(peer);
+        Transport& t = *proto->transport;
+        t.write("never sent");
+        t.abort();
+        CHECK(t.get_write_buffer_size() == 0);
+        co_await proto->wait_lost();
+        CHECK(proto->error == nullptr);
+        const std::string got = co_await recv_to_eof(peer);
+        CHECK(got.empty());
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("a failed coalesced send reaches connection_lost with its error") {
+    auto main = []() -> Coro<void> {
+        Socket peer;
+        auto proto = co_await make_transport(peer);
+        peer.close();  // before the loop sees EOF: the send fails first
+        proto->transport->write("to nobody");
+        co_await proto->wait_lost();
+        REQUIRE(proto->error != nullptr);
+        int code = 0;
+        try {
+            std::rethrow_exception(proto->error);
+        } catch (const std::system_error& e) {
+            code = e.code().value();
+        }
+        CHECK((code == EPIPE || code == ECONNRESET));
+        CHECK(proto->buffered_at_lost == 0);
+    };
+    run_guarded(main());
+}
+
+TEST_CASE("writes have left when run_until_complete returns, and outside it at once") {
+    auto loop = asyncio::new_event_loop();
+    Socket peer;
+    auto proto = loop->run_until_complete(make_transport(peer));
+    auto write_and_return = [](Transport& t) -> Coro<void> {
+        t.write("before ");
+        t.write("stop");
+        co_return;
+    };
+    loop->run_until_complete(write_and_return(*proto->transport));
+    char buffer[64];
+    const ::ssize_t n = ::recv(peer.fileno(), buffer, sizeof buffer, MSG_DONTWAIT);
+    REQUIRE(n > 0);
+    CHECK(std::string_view(buffer, static_cast<std::size_t>(n)) == "before stop");
+    // Not running, nothing would flush it: it is sent at once where the
+    // backend sends at once, else when the loop runs.
+    proto->transport->write("outside");
+    if (loop->backend().completes_inline()) {
+        const ::ssize_t m = ::recv(peer.fileno(), buffer, sizeof buffer, MSG_DONTWAIT);
+        REQUIRE(m > 0);
+        CHECK(std::string_view(buffer, static_cast<std::size_t>(m)) == "outside");
+    } else {
+        const std::string got = loop->run_until_complete(recv_bytes(peer, 7));
+        CHECK(got == "outside");
+    }
+    proto->transport->abort();
+    loop->run_until_complete(proto->wait_lost());
+    loop->close();
 }

@@ -196,7 +196,9 @@ void TransportBase<Interface>::loop_closing() noexcept {
 
 template <class Interface>
 void TransportBase<Interface>::maybe_release() noexcept {
-    if (phase_ != TransportPhase::finished || read_op_.pending || write_op_.pending) return;
+    if (phase_ != TransportPhase::finished || read_op_.pending || write_op_.pending ||
+        flush_queued_)
+        return;
     // A provided buffer, an armed multishot: attached, though nothing is in flight.
     for (Op* op : {&read_op_, &write_op_}) {
         if (op->attached()) backend().abandon(*op);

@@ -124,7 +124,8 @@ class TransportBase : public Interface, public LoopResource, public FdOwner {
     Op read_op_;
     Op write_op_;
 
-    std::size_t buffered_ = 0;  // as get_write_buffer_size() counts it
+    std::size_t buffered_ = 0;   // as get_write_buffer_size() counts it
+    bool flush_queued_ = false;  // the loop holds this transport in its before-poll queue
     std::size_t low_ = 16 * 1024, high_ = 64 * 1024;
     bool protocol_paused_ = false;  // pause_writing() called, resume_writing() not yet
 

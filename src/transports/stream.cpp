@@ -245,7 +245,8 @@ void StreamTransport::write(std::string_view data) {
     if (eof_) throw RuntimeError("Cannot call write() after write_eof()");
     if (sendfile_busy_) throw RuntimeError("unable to write; sendfile is in progress");
     if (data.empty() || drop_write_after_lost()) return;
-    if (!write_op_.pending && buffered_ == 0 && backend().completes_inline()) {
+    if (data.size() >= kDirectWrite && !write_op_.pending && buffered_ == 0 &&
+        backend().completes_inline()) {
         // Try to send straight from the caller's buffer; copy only the rest.
         write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
         write_op_.fd = sock_.fileno();
@@ -266,16 +267,63 @@ void StreamTransport::write(std::string_view data) {
             backend().abandon(write_op_);  // it points at the caller's data: retry from our buffer
         }
     }
-    chunks_.emplace_back(data);
-    buffered_ += data.size();
-    submit_write();
+    append(data);
+    if (!write_op_.pending) {
+        // Past the high-water mark, send now: the protocol is paused only
+        // if the kernel refuses (CPython's write sends at once). Outside a
+        // running loop nothing would flush before the next run. Closing
+        // ends in connection_lost, which only the loop may call.
+        if ((buffered_ >= high_ || !loop_->is_running()) && !is_closing()) flush();
+        if (buffered_ > 0 && !write_op_.pending) queue_flush();
+    }
     maybe_pause_protocol();
+}
+
+void StreamTransport::append(std::string_view data) {
+    if (chunks_.empty() || back_in_flight_) {
+        std::string& chunk = chunks_.emplace_back(std::move(spare_));
+        spare_ = std::string();
+        chunk.clear();
+        back_in_flight_ = false;
+    }
+    chunks_.back().append(data);
+    buffered_ += data.size();
+}
+
+void StreamTransport::queue_flush() noexcept {
+    if (flush_queued_) return;
+    flush_queued_ = true;
+    loop_->run_before_poll(library_key, flush_node_);
+}
+
+void StreamTransport::on_flush(ReadyNode& node, ReadyNode::Action action) noexcept {
+    StreamTransport& self = *node_cast<FlushNode>(node).owner;
+    self.flush_queued_ = false;
+    if (action == ReadyNode::Action::run) self.flush();
+    self.maybe_release();
+}
+
+void StreamTransport::flush() noexcept {
+    if (lost() || write_op_.pending || buffered_ == 0) return;
+    prepare_write();
+    write_op_.pending = true;
+    // Handled here, not scheduled: a completion in the ready queue would
+    // make the next poll return at once, one more system call per iteration.
+    if (!backend().submit(write_op_)) return;
+    write_op_.pending = false;
+    handle_write(write_op_.result);
 }
 
 void StreamTransport::submit_write() noexcept {
     if (write_op_.pending || buffered_ == 0) return;
+    prepare_write();
+    submit(write_op_);
+}
+
+void StreamTransport::prepare_write() noexcept {
     write_op_.fd = sock_.fileno();
     write_op_.wait_first = false;
+    back_in_flight_ = true;
     if (kind_ == StreamKind::socket && chunks_.size() > 1) {
         int n = 0;
         std::size_t offset = front_offset_;
@@ -297,7 +345,6 @@ void StreamTransport::submit_write() noexcept {
         write_op_.buf = front.data() + front_offset_;
         write_op_.len = front.size() - front_offset_;
     }
-    submit(write_op_);
 }
 
 void StreamTransport::on_write(ReadyNode& node, ReadyNode::Action action) noexcept {
@@ -341,6 +388,9 @@ void StreamTransport::consume(std::size_t n) noexcept {
             return;
         }
         n -= left;
+        if (chunks_.front().capacity() <= kMaxSpare &&
+            chunks_.front().capacity() > spare_.capacity())
+            spare_ = std::move(chunks_.front());
         chunks_.pop_front();
         front_offset_ = 0;
     }

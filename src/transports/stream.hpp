@@ -1,7 +1,9 @@
 // The stream transport (selector_events._SelectorSocketTransport and
 // unix_events' pipe transports), written on the backend's operations: one
 // read and at most one write operation in flight, each an IoOp embedded
-// here whose completion comes back through the ready queue.
+// here whose completion comes back through the ready queue. Writes made
+// during one loop iteration are buffered and leave together, in one
+// system call, before the loop polls again (as uvloop's do).
 #pragma once
 
 #include <sys/uio.h>
@@ -70,14 +72,30 @@ class StreamTransport final : public TransportBase<Transport> {
         held     ///< paused, and a read completed meanwhile: delivered on resume
     };
 
+    /// The node a transport with buffered writes waits in, in the loop's
+    /// before-poll queue.
+    struct FlushNode : ReadyNode {
+        explicit FlushNode(StreamTransport& owner) noexcept : ReadyNode(&on_flush), owner(&owner) {}
+        StreamTransport* owner;
+    };
+
     static void on_read(ReadyNode& node, ReadyNode::Action action) noexcept;
     static void on_write(ReadyNode& node, ReadyNode::Action action) noexcept;
+    static void on_flush(ReadyNode& node, ReadyNode::Action action) noexcept;
 
     void submit_read() noexcept;
     void handle_read(std::int64_t result) noexcept;
     void deliver(std::size_t n) noexcept;
     void feed_buffered(std::string_view data) noexcept;
     void handle_eof() noexcept;
+    /// Copies `data` to the end of the write buffer.
+    void append(std::string_view data);
+    /// Sends what is buffered; an answer the backend has at once is handled
+    /// here, without a trip through the ready queue.
+    void flush() noexcept;
+    void queue_flush() noexcept;
+    /// Points the write op at the buffered data.
+    void prepare_write() noexcept;
     void submit_write() noexcept;
     void handle_write(std::int64_t result) noexcept;
     void consume(std::size_t n) noexcept;
@@ -118,9 +136,22 @@ class StreamTransport final : public TransportBase<Transport> {
     // until then.
     std::shared_ptr<BaseProtocol> lender_;
 
+    // A write this large, made with nothing buffered, is sent from the
+    // caller's memory at once where the backend allows: copying it costs
+    // more than the system call it could share.
+    static constexpr std::size_t kDirectWrite = 64 * 1024;
+
+    FlushNode flush_node_{*this};
     std::deque<std::string> chunks_;
     std::deque<std::string> abandoned_chunks_;  // what abort() dropped while a write read it
     std::size_t front_offset_ = 0;              // bytes of chunks_.front() already sent
+    // The write op points into chunks_.back(): growing it could move the
+    // bytes under the kernel (or under a readiness backend's retry).
+    bool back_in_flight_ = false;
+    // A sent chunk's storage, kept for the next one: no allocation per
+    // iteration. Only a small one is kept, for idle connections' sake.
+    std::string spare_;
+    static constexpr std::size_t kMaxSpare = 16 * 1024;
     static constexpr int kMaxIov = 64;
     ::iovec iov_[kMaxIov];
     ::msghdr msg_{};
