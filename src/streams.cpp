@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <stdexcept>
+#include <string_view>
 
 #include "asyncio/tasks.hpp"
 
@@ -26,16 +28,23 @@ struct ReaderState {
     std::size_t size() const noexcept { return buffer.size() - start; }
     std::string_view view() const noexcept { return std::string_view(buffer).substr(start); }
     std::string take(std::size_t n) {
-        std::string out = buffer.substr(start, n);
+        std::string out(buffer.data() + start, n);
         start += n;
         if (start == buffer.size()) {
             buffer.clear();
             start = 0;
-        } else if (start > buffer.size() / 2) {
-            buffer.erase(0, start);  // compact once half is consumed: amortised O(1)
-            start = 0;
         }
         return out;
+    }
+    /// Appends what arrived. The consumed front is dropped here, once per
+    /// arrival and only when it is at least half the buffer (amortised
+    /// O(1) per byte), not on every read that consumes.
+    void append(std::string_view data) {
+        if (start > 0 && start >= buffer.size() / 2) {
+            buffer.erase(0, start);
+            start = 0;
+        }
+        buffer.append(data);
     }
     void clear() noexcept {
         buffer.clear();
@@ -141,7 +150,7 @@ void StreamReader::feed_data(std::string_view data) {
     detail::ReaderState& s = *state_;
     if (s.eof) throw RuntimeError("feed_data after feed_eof");
     if (data.empty()) return;
-    s.buffer.append(data);
+    s.append(data);
     s.wakeup();
     if (s.transport && !s.paused && s.size() > 2 * s.limit) {
         if (auto* reading = dynamic_cast<ReadTransport*>(s.transport.get())) {
@@ -222,41 +231,68 @@ Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
 }
 
 namespace detail {
+
+/// readuntil's search of the buffered data, one pass per arrival of data.
+/// `separators` are sorted shortest first, and outlive the search.
+class SeparatorSearch {
+  public:
+    enum class Result { found, need_more, too_long };
+
+    explicit SeparatorSearch(std::span<const std::string_view> separators) noexcept
+        : separators_(separators),
+          min_seplen_(separators.front().size()),
+          max_seplen_(separators.back().size()) {}
+
+    /// `found`: the match ends at match_end(); `too_long`: it starts past the
+    /// limit, at consumed(). Throws LimitOverrunError when no separator is
+    /// buffered and the data already exceeds the limit.
+    Result next(const ReaderState& s) {
+        const std::string_view buffer = s.view();
+        if (buffer.size() - offset_ < min_seplen_) return Result::need_more;
+        bool found = false;
+        for (const std::string_view sep : separators_) {
+            const std::size_t at = buffer.find(sep, offset_);
+            if (at == std::string_view::npos) continue;
+            if (!found || at + sep.size() < match_end_) {
+                found = true;
+                match_start_ = at;
+                match_end_ = at + sep.size();
+            }
+        }
+        if (found) return match_start_ > s.limit ? Result::too_long : Result::found;
+        offset_ = buffer.size() + 1 > max_seplen_ ? buffer.size() + 1 - max_seplen_ : 0;
+        if (offset_ > s.limit)
+            throw LimitOverrunError("Separator is not found, and chunk exceed the limit", offset_);
+        return Result::need_more;
+    }
+    std::size_t match_end() const noexcept { return match_end_; }
+    std::size_t consumed() const noexcept { return match_start_; }
+    static constexpr const char* too_long_message =
+        "Separator is found, but chunk is longer than limit";
+
+  private:
+    std::span<const std::string_view> separators_;
+    std::size_t min_seplen_, max_seplen_;
+    std::size_t offset_ = 0;
+    std::size_t match_start_ = 0, match_end_ = 0;
+};
+
 Coro<std::string> readuntil_state(std::shared_ptr<ReaderState> s,
                                   std::vector<std::string> separators) {
     std::sort(separators.begin(), separators.end(),
               [](const std::string& a, const std::string& b) { return a.size() < b.size(); });
     if (separators.empty())
         throw std::invalid_argument("Separator should contain at least one element");
-    const std::size_t min_seplen = separators.front().size();
-    const std::size_t max_seplen = separators.back().size();
-    if (min_seplen == 0)
+    if (separators.front().empty())
         throw std::invalid_argument("Separator should be at least one-byte string");
     if (s->exception) std::rethrow_exception(s->exception);
-
-    std::size_t offset = 0;
-    std::size_t match_start = 0, match_end = 0;
-    bool found = false;
+    const std::vector<std::string_view> views(separators.begin(), separators.end());
+    SeparatorSearch search(views);
     for (;;) {
-        const std::size_t buflen = s->size();
-        if (buflen - offset >= min_seplen) {
-            const std::string_view buffer = s->view();
-            for (const std::string& sep : separators) {
-                const std::size_t at = buffer.find(sep, offset);
-                if (at == std::string_view::npos) continue;
-                if (!found || at + sep.size() < match_end) {
-                    found = true;
-                    match_start = at;
-                    match_end = at + sep.size();
-                }
-            }
-            if (found) break;
-            offset = buflen + 1 > max_seplen ? buflen + 1 - max_seplen : 0;
-            if (offset > s->limit) {
-                throw LimitOverrunError("Separator is not found, and chunk exceed the limit",
-                                        offset);
-            }
-        }
+        const SeparatorSearch::Result result = search.next(*s);
+        if (result == SeparatorSearch::Result::too_long)
+            throw LimitOverrunError(SeparatorSearch::too_long_message, search.consumed());
+        if (result == SeparatorSearch::Result::found) break;
         if (s->eof) {
             std::string partial(s->view());
             s->clear();
@@ -264,10 +300,7 @@ Coro<std::string> readuntil_state(std::shared_ptr<ReaderState> s,
         }
         co_await s->wait_for_data("readuntil");
     }
-    if (match_start > s->limit) {
-        throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
-    }
-    std::string chunk = s->take(match_end);
+    std::string chunk = s->take(search.match_end());
     s->maybe_resume_transport();
     co_return chunk;
 }
@@ -278,32 +311,50 @@ Coro<std::string> StreamReader::readuntil_any(std::vector<std::string> separator
 }
 
 namespace detail {
+// readuntil("\n") with Python's readline endings, in one coroutine: a
+// pipelined server calls this for every line it reads, mostly with the
+// line already buffered.
 Coro<std::string> readline_state(std::shared_ptr<ReaderState> s) {
-    std::string line;
+    static constexpr std::string_view newline[] = {"\n"};
+    if (s->exception) std::rethrow_exception(s->exception);
+    SeparatorSearch search(newline);
     std::optional<std::size_t> overrun;
     std::string overrun_message;
     try {
-        std::vector<std::string> newline{"\n"};
-        line = co_await readuntil_state(s, std::move(newline));
-    } catch (IncompleteReadError& e) {
-        co_return std::move(e.partial);
+        for (;;) {
+            const SeparatorSearch::Result result = search.next(*s);
+            if (result == SeparatorSearch::Result::found) {
+                std::string line = s->take(search.match_end());
+                s->maybe_resume_transport();
+                co_return line;
+            }
+            if (result == SeparatorSearch::Result::too_long) {
+                overrun = search.consumed();
+                overrun_message = SeparatorSearch::too_long_message;
+                break;
+            }
+            if (s->eof) {
+                // The partial line, as IncompleteReadError.partial would carry it.
+                std::string partial(s->view());
+                s->clear();
+                co_return partial;
+            }
+            co_await s->wait_for_data("readuntil");
+        }
     } catch (const LimitOverrunError& e) {
         overrun = e.consumed;
         overrun_message = e.what();
     }
-    if (overrun) {
-        // Skip the over-long line (or all that was buffered) and report it
-        // as Python's ValueError.
-        const std::string_view buffer = s->view();
-        if (buffer.substr(*overrun, 1) == "\n") {
-            s->take(*overrun + 1);
-        } else {
-            s->clear();
-        }
-        s->maybe_resume_transport();
-        throw std::invalid_argument(overrun_message);
+    // Skip the over-long line (or all that was buffered) and report it as
+    // Python's ValueError.
+    const std::string_view buffer = s->view();
+    if (buffer.substr(*overrun, 1) == "\n") {
+        s->take(*overrun + 1);
+    } else {
+        s->clear();
     }
-    co_return line;
+    s->maybe_resume_transport();
+    throw std::invalid_argument(overrun_message);
 }
 }  // namespace detail
 
@@ -487,7 +538,8 @@ Coro<void> drain_state(std::shared_ptr<WriterState> s) {
         // the error of a closed connection.
         co_await sleep(0);
     }
-    co_await s->protocol->drain_helper();
+    // Most drains find nothing to wait for: no second coroutine then.
+    if (s->protocol->drain_would_wait()) co_await s->protocol->drain_helper();
 }
 
 // Awaits `upgrade` from inside a coroutine, so that one that throws before

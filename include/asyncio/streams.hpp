@@ -191,6 +191,9 @@ class StreamReaderProtocol final : public Protocol,
     void resume_writing() override;
 
     Coro<void> drain_helper();
+    /// Whether drain_helper() waits or throws: writing is paused, or the
+    /// connection is lost.
+    bool drain_would_wait() const noexcept { return paused_ || connection_lost_; }
     Future<> closed() const { return closed_; }
     /// Whether this end was accepted by a stream server.
     bool server_side() const noexcept { return server_side_; }
