@@ -267,7 +267,8 @@ void StreamTransport::write(std::string_view data) {
             backend().abandon(write_op_);  // it points at the caller's data: retry from our buffer
         }
     }
-    append(data);
+    pending_.append(data);
+    buffered_ += data.size();
     if (!write_op_.pending) {
         // Past the high-water mark, send now: the protocol is paused only
         // if the kernel refuses (CPython's write sends at once). Outside a
@@ -277,17 +278,6 @@ void StreamTransport::write(std::string_view data) {
         if (buffered_ > 0 && !write_op_.pending) queue_flush();
     }
     maybe_pause_protocol();
-}
-
-void StreamTransport::append(std::string_view data) {
-    if (chunks_.empty() || back_in_flight_) {
-        std::string& chunk = chunks_.emplace_back(std::move(spare_));
-        spare_ = std::string();
-        chunk.clear();
-        back_in_flight_ = false;
-    }
-    chunks_.back().append(data);
-    buffered_ += data.size();
 }
 
 void StreamTransport::queue_flush() noexcept {
@@ -305,17 +295,62 @@ void StreamTransport::on_flush(ReadyNode& node, ReadyNode::Action action) noexce
 
 void StreamTransport::flush() noexcept {
     if (lost() || write_op_.pending || buffered_ == 0) return;
-    prepare_write();
-    write_op_.pending = true;
+    if (chunks_.empty() && backend().completes_inline()) {
+        // The common case: one send straight from pending_, which is kept,
+        // capacity and all, for the next iteration.
+        write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
+        write_op_.fd = sock_.fileno();
+        write_op_.buf = pending_.data();
+        write_op_.len = pending_.size();
+        write_op_.wait_first = false;
+        std::size_t sent = 0;
+        if (backend().submit(write_op_)) {
+            const std::int64_t r = write_op_.result;
+            if (r < 0 && r != -EAGAIN) {
+                fatal_error(result_error(r, kind_ == StreamKind::socket ? "send" : "write"),
+                            "Fatal write error on socket transport");
+                return;
+            }
+            sent = r > 0 ? static_cast<std::size_t>(r) : 0;
+        } else {
+            backend().abandon(write_op_);  // it points into pending_, which moves below
+        }
+        buffered_ -= sent;
+        if (sent == pending_.size()) {
+            pending_.clear();
+            after_write();
+            return;
+        }
+        // The kernel refused the rest: it waits for room, without another
+        // attempt now.
+        seal_pending();
+        front_offset_ = sent;
+        prepare_write();
+        write_op_.wait_first = true;
+        submit(write_op_);
+        return;
+    }
     // Handled here, not scheduled: a completion in the ready queue would
     // make the next poll return at once, one more system call per iteration.
+    seal_pending();
+    prepare_write();
+    write_op_.pending = true;
     if (!backend().submit(write_op_)) return;
     write_op_.pending = false;
     handle_write(write_op_.result);
 }
 
+void StreamTransport::seal_pending() {
+    if (pending_.empty()) return;
+    chunks_.push_back(std::move(pending_));
+    pending_ = std::move(spare_);
+    pending_.clear();
+    spare_ = std::string();
+}
+
 void StreamTransport::submit_write() noexcept {
     if (write_op_.pending || buffered_ == 0) return;
+    seal_pending();
     prepare_write();
     submit(write_op_);
 }
@@ -323,7 +358,6 @@ void StreamTransport::submit_write() noexcept {
 void StreamTransport::prepare_write() noexcept {
     write_op_.fd = sock_.fileno();
     write_op_.wait_first = false;
-    back_in_flight_ = true;
     if (kind_ == StreamKind::socket && chunks_.size() > 1) {
         int n = 0;
         std::size_t offset = front_offset_;
@@ -366,6 +400,10 @@ void StreamTransport::handle_write(std::int64_t result) noexcept {
         return;
     }
     consume(static_cast<std::size_t>(result));
+    after_write();
+}
+
+void StreamTransport::after_write() noexcept {
     maybe_resume_protocol();  // may write more
     if (buffered_ > 0) {
         submit_write();
@@ -424,6 +462,7 @@ void StreamTransport::drop_write_buffer(bool in_flight) noexcept {
     if (in_flight) abandoned_chunks_ = std::move(chunks_);
     chunks_.clear();
     front_offset_ = 0;
+    pending_.clear();
 }
 
 void StreamTransport::connection_lost_done() noexcept {

@@ -88,16 +88,19 @@ class StreamTransport final : public TransportBase<Transport> {
     void deliver(std::size_t n) noexcept;
     void feed_buffered(std::string_view data) noexcept;
     void handle_eof() noexcept;
-    /// Copies `data` to the end of the write buffer.
-    void append(std::string_view data);
     /// Sends what is buffered; an answer the backend has at once is handled
     /// here, without a trip through the ready queue.
     void flush() noexcept;
     void queue_flush() noexcept;
-    /// Points the write op at the buffered data.
+    /// Moves pending_ behind chunks_, for the write op to send.
+    void seal_pending();
+    /// Points the write op at chunks_.
     void prepare_write() noexcept;
     void submit_write() noexcept;
     void handle_write(std::int64_t result) noexcept;
+    /// After bytes left: resume the protocol, send the rest, or finish
+    /// what waited for an empty buffer (drain, close, write_eof).
+    void after_write() noexcept;
     void consume(std::size_t n) noexcept;
     void shutdown_write() noexcept;
     /// sendfile's sending: native, else (if `fallback`) by chunks; `native`
@@ -142,13 +145,15 @@ class StreamTransport final : public TransportBase<Transport> {
     static constexpr std::size_t kDirectWrite = 64 * 1024;
 
     FlushNode flush_node_{*this};
+    // The writes of this iteration, in order after chunks_. Never in
+    // flight: the write op sends from chunks_, or from here only within
+    // flush() where the backend answers at once.
+    std::string pending_;
+    // Handed to the write op: what it sends, and what waits behind it.
     std::deque<std::string> chunks_;
     std::deque<std::string> abandoned_chunks_;  // what abort() dropped while a write read it
     std::size_t front_offset_ = 0;              // bytes of chunks_.front() already sent
-    // The write op points into chunks_.back(): growing it could move the
-    // bytes under the kernel (or under a readiness backend's retry).
-    bool back_in_flight_ = false;
-    // A sent chunk's storage, kept for the next one: no allocation per
+    // A sent chunk's storage, kept for the next pending_: no allocation per
     // iteration. Only a small one is kept, for idle connections' sake.
     std::string spare_;
     static constexpr std::size_t kMaxSpare = 16 * 1024;
