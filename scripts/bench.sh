@@ -46,15 +46,20 @@ if [ "$suite" = net ]; then
   # Python peer of every workload); Boost.Asio 1.81 and libuv, the other
   # peers of echo and HTTP; for the RESP one redis-server (the peer) and
   # redis-tools (redis-benchmark).
+  # gnuplot-nox draws the charts.
   deps+=(liburing-dev wrk libssl-dev openssl python3-uvloop libboost1.81-dev libuv1-dev
-    redis-server redis-tools)
+    redis-server redis-tools gnuplot-nox)
 else
   deps+=(libboost1.81-dev python3-uvloop)
 fi
 scripts/deps.sh "${deps[@]}"
 
 cmake --preset bench >/dev/null
-cmake --build --preset bench -j "$(nproc)"
+if [ "$suite" = net ]; then
+  cmake --build --preset bench -j "$(nproc)" --target net_suite
+else
+  cmake --build --preset bench -j "$(nproc)"
+fi
 
 if [ "$suite" = net ]; then
   exec python3 benchmarks/net/run.py "${rest[@]+"${rest[@]}"}"

@@ -219,6 +219,7 @@ class Server:
         # (redis-server): it is given the port and is ready once a line of
         # its output matches the regex.
         self.ready = None
+        self.peak_rss = None  # KiB, read when it is stopped
         self.stderr = tempfile.TemporaryFile(mode="w+b")
 
     @property
@@ -291,10 +292,22 @@ class Server:
         self.check_alive()
         return process_cpu_seconds(self.proc.pid)
 
+    def peak_rss_kib(self):
+        """VmHWM: the most resident memory the server had at once, in KiB."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return None
+
     def stop(self):
         """SIGTERM, as a user's Ctrl-C; the server must exit 0."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.peak_rss = self.peak_rss_kib()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
@@ -785,6 +798,7 @@ def run_workload(workload, args):
                 if row["status"] == "ok":
                     row.update(status="failed", note=str(e))
             finally:
+                row["peak_rss_kib"] = server.peak_rss
                 server.kill()
 
     for row in rows.values():
@@ -828,6 +842,12 @@ def fmt_ratio(v):
     return "n/a" if v is None else f"{v:.2f}x"
 
 
+def fmt_rss(row):
+    """Peak RSS in MiB, or a dash when the server was not measured."""
+    kib = row.get("peak_rss_kib")
+    return "–" if kib is None else f"{kib / 1024:,.1f}"
+
+
 def server_order(workload, row):
     names = [s[0] for s in SERVERS[workload]] + [RECORD_COST]
     order = BACKENDS + PYTHON_LOOPS
@@ -844,8 +864,8 @@ def tls_markdown(rows, args):
         "plain and TLS",
         "",
         "| server | backend | msgs/s | p99 µs | server CPU µs/msg | TLS − plain µs/msg "
-        "| TLS / plain | vs raw TLS | Python ÷ this | uvloop ÷ this |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| TLS / plain | vs raw TLS | Python ÷ this | uvloop ÷ this | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes, goals, ciphers = [], [], set()
     record = rows.get(RECORD_COST)
@@ -853,7 +873,7 @@ def tls_markdown(rows, args):
         ok = row["status"] == "ok" and row["rounds"]
         if row["server"] == RECORD_COST and ok:
             first = row["rounds"][0]
-            cells = ["–", "–", fmt_num(row["cpu_us_per_msg"], 2)] + ["–"] * 5
+            cells = ["–", "–", fmt_num(row["cpu_us_per_msg"], 2)] + ["–"] * 6
             ciphers.add(first["cipher"])
             label = f"{RECORD_COST} ({first['version']}, {first['cipher']})"
             lines.append(f"| {label} | – | " + " | ".join(cells) + " |")
@@ -868,11 +888,12 @@ def tls_markdown(rows, args):
                 fmt_ratio(row.get("vs_raw_tls")),
                 fmt_ratio(row.get("python_over_this")),
                 fmt_ratio(row.get("uvloop_over_this")),
+                fmt_rss(row),
             ]
             if row.get("cipher"):
                 ciphers.update(row["cipher"].split(", "))
         else:
-            cells = [row["status"]] + ["–"] * 7
+            cells = [row["status"]] + ["–"] * 8
         lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
         if row["note"]:
             notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
@@ -906,8 +927,8 @@ def resp_markdown(rows, args):
         f"-n {args.resp_requests:,}",
         "",
         "| server | backend | requests/s | p99 µs | server CPU µs/request | vs redis-server "
-        "| streams ÷ protocol |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| streams ÷ protocol | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for row in sorted(rows.values(), key=lambda r: server_order("resp", r)):
@@ -919,9 +940,10 @@ def resp_markdown(rows, args):
                 fmt_num(row["cpu_us_per_msg"], 2),
                 fmt_ratio(row.get("vs_redis")),
                 fmt_ratio(row.get("streams_over_protocol")) if streams else "–",
+                fmt_rss(row),
             ]
         else:
-            cells = [row["status"]] + ["–"] * 4
+            cells = [row["status"]] + ["–"] * 5
         lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
         if row["note"]:
             notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
@@ -940,8 +962,9 @@ def markdown(workload, rows, args):
     lines = [
         f"### {title}",
         "",
-        "| server | backend | msgs/s | p99 µs | server CPU µs/msg | vs raw_epoll | vs raw_uring |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| server | backend | msgs/s | p99 µs | server CPU µs/msg | vs raw_epoll | vs raw_uring "
+        "| peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for row in sorted(rows.values(), key=lambda r: server_order(workload, r)):
@@ -952,13 +975,69 @@ def markdown(workload, rows, args):
                 fmt_num(row["cpu_us_per_msg"], 2),
                 fmt_ratio(row["vs_raw_epoll"]),
                 fmt_ratio(row["vs_raw_uring"]),
+                fmt_rss(row),
             ]
         else:
-            cells = [row["status"]] + ["–"] * 4
+            cells = [row["status"]] + ["–"] * 5
         lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
         if row["note"]:
             notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
     return "\n".join(lines + [""] + notes)
+
+
+CHART_TITLES = {
+    "echo": "echo: server CPU per message",
+    "http": "HTTP under wrk: server CPU per request",
+    "tls": "TLS echo: server CPU per message",
+    "resp": "RESP under redis-benchmark: server CPU per request",
+}
+
+
+def write_charts(results, out_dir):
+    """One PNG per workload (OUT_DIR/WORKLOAD.png): each measured server's
+    CPU per operation, drawn by gnuplot. Returns the files written."""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        log("gnuplot not found (scripts/deps.sh gnuplot-nox): no charts")
+        return []
+    written = []
+    for workload, rows in results.items():
+        measured = [
+            row
+            for row in sorted(rows.values(), key=lambda r: server_order(workload, r))
+            if row["status"] == "ok" and row.get("cpu_us_per_msg") is not None
+        ]
+        if not measured:
+            continue
+        data = out_dir / f"{workload}.dat"
+        with data.open("w") as f:
+            for row in measured:
+                f.write(f"\"{row['server']}@{row['backend']}\" {row['cpu_us_per_msg']:.4f}\n")
+        png = out_dir / f"{workload}.png"
+        width = max(800, 60 * len(measured) + 200)
+        script = "\n".join(
+            [
+                f"set terminal pngcairo noenhanced size {width},560 font ',10'",
+                f"set output '{png}'",
+                f"set title '{CHART_TITLES[workload]} (lower is better)'",
+                "set ylabel 'µs (utime + stime) per operation'",
+                "set style data histograms",
+                "set style fill solid 0.8 border -1",
+                "set boxwidth 0.8",
+                "set xtics rotate by -45 scale 0 nomirror",
+                "set grid ytics",
+                "set yrange [0:*]",
+                "set bmargin 12",
+                "unset key",
+                f"plot '{data}' using 2:xtic(1) lc rgb '#4477aa'",
+            ]
+        )
+        done = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+        if done.returncode != 0:
+            raise BenchError(f"gnuplot failed on {data}: {done.stderr.strip()}")
+        data.unlink()
+        written.append(png)
+    return written
 
 
 def parse_args(argv):
@@ -1158,6 +1237,8 @@ def main(argv=None):
     }
     (args.out_dir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     log(f"wrote {args.out_dir / 'table.md'} and {args.out_dir / 'results.json'}")
+    for png in write_charts(results, args.out_dir):
+        log(f"wrote {png}")
     failed = [
         f"{row['server']}@{row['backend']}"
         for rows in results.values()
