@@ -13,7 +13,11 @@
 #   7. install, then build and run a separate project against the installed
 #      package with find_package(asyncio);
 #   8. without TLS (ASYNCIO_WITH_SSL=OFF): the library and an example that
-#      names SSLContext still link, and ssl= says TLS is not available.
+#      names SSLContext still link, and ssl= says TLS is not available;
+#   9. the network benchmark suite's smoke run (scripts/bench.sh --suite
+#      net --quick): every server of every workload starts, serves its load
+#      generator correctly for 2 s and exits cleanly; the table and charts
+#      are written to build/bench/net. Its numbers are not checked.
 # Build trees live in build/<preset> and are reused between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,5 +79,8 @@ if build/nossl/examples/get_http_headers https://localhost:1/ >build/nossl/https
   cat build/nossl/https.log
   exit 1
 fi
+
+echo "== benchmarks: the net suite, smoke run"
+scripts/bench.sh --suite net --quick
 
 echo "== all tests passed"
