@@ -985,6 +985,99 @@ def markdown(workload, rows, args):
     return "\n".join(lines + [""] + notes)
 
 
+TASK_COUNTS = (1000, 10000, 100000, 1000000)
+TASK_COUNTS_QUICK = (1000, 10000, 100000)
+
+
+def run_tasks(args):
+    """The tasks workload: task_scaling once per round, pinned to the
+    servers' CPU; per task count, the medians over rounds."""
+    binary = args.bin_dir / "task_scaling"
+    counts = TASK_COUNTS_QUICK if args.quick else TASK_COUNTS
+    per_count = {n: [] for n in counts}
+    for r in range(args.rounds):
+        log(f"tasks round {r + 1}/{args.rounds}: task_scaling {' '.join(map(str, counts))}")
+        done = subprocess.run(
+            args.server_pin + [str(binary)] + [str(n) for n in counts],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise BenchError(
+                f"task_scaling exited with {signal_name(done.returncode)}: {done.stderr.strip()}"
+            )
+        for line in done.stdout.splitlines():
+            result = json.loads(line)
+            per_count[result["tasks"]].append(result)
+    rows = []
+    for n in counts:
+        got = per_count[n]
+        if len(got) != args.rounds:
+            raise BenchError(f"task_scaling printed no line for {n} tasks")
+        row = {"tasks": n, "rounds": got}
+        for key in ("spawn_ns", "finish_ns", "cold_spawn_ns", "heap_bytes", "rss_bytes"):
+            row[key] = statistics.median(x[key] for x in got)
+        rows.append(row)
+    base = rows[0]["spawn_ns"]
+    for row in rows:
+        row["spawn_rise"] = row["spawn_ns"] / base if base > 0 else None
+    return rows
+
+
+def tasks_markdown(rows):
+    first, last = rows[0], rows[-1]
+    lines = [
+        "### tasks: N tasks alive at once, each waiting on one Event",
+        "",
+        "| tasks alive | spawn ns/task | finish ns/task | cold spawn ns/task "
+        f"| heap B/pending task | RSS B/pending task | spawn vs {first['tasks']:,} |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['tasks']:,} | {fmt_num(row['spawn_ns'], 1)} | {fmt_num(row['finish_ns'], 1)} "
+            f"| {fmt_num(row['cold_spawn_ns'], 1)} | {fmt_num(row['heap_bytes'])} | {fmt_num(row['rss_bytes'])} "
+            f"| {fmt_ratio(row['spawn_rise'])} |"
+        )
+    rise = last["spawn_rise"]
+    heap = last["heap_bytes"]
+    lines += [
+        "",
+        f"Goals: spawn cost from {first['tasks']:,} to {last['tasks']:,} tasks rises at most 3x: "
+        + ("n/a" if rise is None else f"{'met' if rise <= 3 else 'MISSED'} ({rise:.2f}x)")
+        + f"; at most 256 heap bytes per pending task: "
+        + f"{'met' if heap <= 256 else 'MISSED'} ({heap:,.0f} B at {last['tasks']:,}).",
+    ]
+    return "\n".join(lines)
+
+
+def tasks_chart(rows, out_dir, gnuplot):
+    data = out_dir / "tasks.dat"
+    with data.open("w") as f:
+        for row in rows:
+            f.write(f"{row['tasks']} {row['spawn_ns']:.2f} {row['finish_ns']:.2f}\n")
+    png = out_dir / "tasks.png"
+    script = "\n".join(
+        [
+            "set terminal pngcairo noenhanced size 800,500 font ',10'",
+            f"set output '{png}'",
+            "set title 'Tasks alive at once: cost per task (lower is better)'",
+            "set xlabel 'tasks alive'",
+            "set ylabel 'ns per task'",
+            "set logscale xy",
+            "set grid",
+            "set key top left",
+            f"plot '{data}' using 1:2 with linespoints title 'create_task', "
+            f"'' using 1:3 with linespoints title 'wake and finish'",
+        ]
+    )
+    done = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise BenchError(f"gnuplot failed on {data}: {done.stderr.strip()}")
+    data.unlink()
+    return png
+
+
 CHART_TITLES = {
     "echo": "echo: server CPU per message",
     "http": "HTTP under wrk: server CPU per request",
@@ -1002,6 +1095,9 @@ def write_charts(results, out_dir):
         return []
     written = []
     for workload, rows in results.items():
+        if workload == "tasks":
+            written.append(tasks_chart(rows, out_dir, gnuplot))
+            continue
         measured = [
             row
             for row in sorted(rows.values(), key=lambda r: server_order(workload, r))
@@ -1046,7 +1142,9 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Ratios: this server's CPU per message / the raw peer's (above 1.00x: costs more).",
     )
-    p.add_argument("--workload", choices=("echo", "http", "tls", "resp", "all"), default="all")
+    p.add_argument(
+        "--workload", choices=("echo", "http", "tls", "resp", "tasks", "all"), default="all"
+    )
     p.add_argument(
         "--servers",
         default="",
@@ -1133,7 +1231,9 @@ def parse_args(argv):
     unknown = sorted(set(args.python_loops) - set(PYTHON_LOOPS))
     if unknown:
         p.error(f"unknown Python loop(s) {', '.join(unknown)}; known: {', '.join(PYTHON_LOOPS)}")
-    args.workloads = ["echo", "http", "tls", "resp"] if args.workload == "all" else [args.workload]
+    args.workloads = (
+        ["echo", "http", "tls", "resp", "tasks"] if args.workload == "all" else [args.workload]
+    )
     # wrk takes whole seconds.
     args.duration_whole = max(1, round(args.duration))
     args.warmup_whole = max(1, round(args.warmup)) if args.warmup > 0 else 0
@@ -1153,12 +1253,20 @@ def main(argv=None):
         log("warning: server and load generator are pinned to the same CPU")
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    results, tables = {}, []
+    results, tables, failed_programs = {}, [], []
     with tempfile.TemporaryDirectory(prefix="asyncio-net-bench-") as tmp:
         args.tls_files, args.tls_unavailable = None, None
         if "tls" in args.workloads:
             args.tls_files, args.tls_unavailable = make_certificate(tmp)
         for workload in args.workloads:
+            if workload == "tasks":
+                try:
+                    results["tasks"] = run_tasks(args)
+                    tables.append(tasks_markdown(results["tasks"]))
+                except BenchError as e:
+                    log(f"error: {e}")
+                    failed_programs.append("task_scaling")
+                continue
             args.workload_size = args.size or (TLS_SIZE if workload == "tls" else 64)
             results[workload] = run_workload(workload, args)
             tables.append(markdown(workload, results[workload], args))
@@ -1186,6 +1294,14 @@ def main(argv=None):
             "(a library server with TLS and the same server and backend without) and Python ÷ "
             "this (Python's server of the same API over this one) are taken within each round, "
             "median over rounds."
+        )
+    if "tasks" in args.workloads:
+        method += (
+            " tasks: task_scaling (pinned as the servers) creates N tasks that each await one "
+            "Event, lets them all start, sets the Event and awaits them, on a fresh loop twice "
+            "per N; spawn and finish ns per task are from the second (warm) run, whose blocks "
+            "the first freed; cold spawn, heap (mallinfo2) and RSS (VmRSS) bytes per pending "
+            "task from the first; medians over rounds."
         )
     if "resp" in args.workloads:
         method += (
@@ -1239,9 +1355,10 @@ def main(argv=None):
     log(f"wrote {args.out_dir / 'table.md'} and {args.out_dir / 'results.json'}")
     for png in write_charts(results, args.out_dir):
         log(f"wrote {png}")
-    failed = [
+    failed = failed_programs + [
         f"{row['server']}@{row['backend']}"
-        for rows in results.values()
+        for workload, rows in results.items()
+        if workload != "tasks"
         for row in rows.values()
         if row["status"] == "failed"
     ]
