@@ -70,6 +70,7 @@ import json
 import os
 import platform
 import re
+import resource
 import select
 import shutil
 import signal
@@ -125,6 +126,8 @@ SERVERS = {
         ("python_protocol_tls", "protocol", [], "python", True),
         ("python_streams_tls", "streams", [], "python", True),
     ],
+    # The idle workload holds connections open to the echo servers.
+    "idle": [],
     # "redis": an installed program (Debian's redis-server), given a free
     # port (--port) and ready when it says so.
     "resp": [
@@ -133,6 +136,7 @@ SERVERS = {
         ("resp_protocol", "resp_protocol", [], "library", False),
     ],
 }
+SERVERS["idle"] = [s for s in SERVERS["echo"] if s[0] != "raw_uring"]
 # The backend a raw peer uses, for the table's backend column (Asio 1.26
 # and libuv 1.44 wait on epoll on Linux).
 RAW_BACKEND = {
@@ -535,7 +539,68 @@ def run_resp(server, args, pin):
     }
 
 
-RUNNERS = {"echo": run_echo, "http": run_http, "tls": run_echo, "resp": run_resp}
+def process_memory_kib(pid):
+    """(VmRSS, VmSize) of a process, in KiB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmSize"):
+                values[key] = int(rest.split()[0])
+    return values["VmRSS"], values["VmSize"]
+
+
+def run_idle(server, args, pin):
+    """Opens --idle-connections connections, echoes one message on each so
+    that the server has accepted and served it, and reads the server's
+    memory before and after: what each idle connection holds."""
+    n = args.idle_connections
+    message = b"x" * 64
+    rss0, vsz0 = process_memory_kib(server.proc.pid)
+    cpu0 = server.cpu_seconds()
+    started = time.monotonic()
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                part = sock.recv(len(message) - len(got))
+                if not part:
+                    raise BenchError(f"{server.label} closed an idle connection")
+                got += part
+            if got != message:
+                raise BenchError(f"{server.label} echoed wrong bytes")
+            socks.append(sock)
+        time.sleep(0.5)  # let the server finish what the last echo started
+        server.check_alive()
+        rss1, vsz1 = process_memory_kib(server.proc.pid)
+        cpu1 = server.cpu_seconds()
+    except OSError as e:
+        raise BenchError(f"idle connections to {server.label}: {e}") from e
+    finally:
+        for sock in socks:
+            sock.close()
+    seconds = time.monotonic() - started
+    return {
+        "messages": n,
+        "seconds": seconds,
+        "msgs_per_s": n / seconds,
+        "p99_us": None,
+        "server_cpu_s": cpu1 - cpu0,
+        "rss_per_conn_b": (rss1 - rss0) * 1024 / n,
+        "vsz_per_conn_b": (vsz1 - vsz0) * 1024 / n,
+    }
+
+
+RUNNERS = {
+    "echo": run_echo,
+    "http": run_http,
+    "tls": run_echo,
+    "resp": run_resp,
+    "idle": run_idle,
+}
 
 RECORD_COST = "tls_record_cost"
 
@@ -783,10 +848,16 @@ def run_workload(workload, args):
                 result["round"] = r + 1
                 result["cpu_us_per_msg"] = result["server_cpu_s"] * 1e6 / result["messages"]
                 result["cpu_ticks"] = round(result["server_cpu_s"] * CLK_TCK)
-                log(
-                    f"  {result['msgs_per_s']:,.0f} msgs/s, p99 {result['p99_us']:,.0f} us, "
-                    f"server CPU {result['cpu_us_per_msg']:.2f} us/msg"
-                )
+                if workload == "idle":
+                    log(
+                        f"  {result['rss_per_conn_b'] / 1024:,.2f} KiB resident, "
+                        f"{result['vsz_per_conn_b'] / 1024:,.2f} KiB address space per connection"
+                    )
+                else:
+                    log(
+                        f"  {result['msgs_per_s']:,.0f} msgs/s, p99 {result['p99_us']:,.0f} us, "
+                        f"server CPU {result['cpu_us_per_msg']:.2f} us/msg"
+                    )
                 row["rounds"].append(result)
     finally:
         for server in servers:
@@ -803,8 +874,8 @@ def run_workload(workload, args):
 
     for row in rows.values():
         if row["status"] == "ok" and row["rounds"]:
-            for key in ("msgs_per_s", "p99_us", "cpu_us_per_msg"):
-                if key in row["rounds"][0]:  # the record cost has CPU only
+            for key in ("msgs_per_s", "p99_us", "cpu_us_per_msg", "rss_per_conn_b", "vsz_per_conn_b"):
+                if row["rounds"][0].get(key) is not None:  # the record cost has CPU only
                     row[key] = statistics.median(r[key] for r in row["rounds"])
             errors = sum(r.get("socket_errors", 0) for r in row["rounds"])
             if errors:
@@ -950,7 +1021,34 @@ def resp_markdown(rows, args):
     return "\n".join(lines + [""] + notes)
 
 
+def idle_markdown(rows, args):
+    """The idle workload's table, against the goals."""
+    lines = [
+        f"### idle: {args.idle_connections:,} connections held open after one 64-byte echo each",
+        "",
+        "| server | backend | KiB resident / connection | KiB address space / connection "
+        "| goals (≤ 2 KiB resident, ≤ 16 KiB address space) |",
+        "|---|---|---:|---:|---|",
+    ]
+    notes = []
+    for row in sorted(rows.values(), key=lambda r: server_order("idle", r)):
+        if row["status"] == "ok" and row["rounds"]:
+            rss, vsz = row["rss_per_conn_b"] / 1024, row["vsz_per_conn_b"] / 1024
+            goal = "–"  # the goals are this library's
+            if any(s[0] == row["server"] and s[3] == "library" for s in SERVERS["idle"]):
+                goal = "met" if rss <= 2 and vsz <= 16 else "MISSED"
+            cells = [f"{rss:,.2f}", f"{vsz:,.2f}", goal]
+        else:
+            cells = [row["status"], "–", "–"]
+        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
+        if row["note"]:
+            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
+    return "\n".join(lines + [""] + notes)
+
+
 def markdown(workload, rows, args):
+    if workload == "idle":
+        return idle_markdown(rows, args)
     if workload == "tls":
         return tls_markdown(rows, args)
     if workload == "resp":
@@ -1078,7 +1176,10 @@ def tasks_chart(rows, out_dir, gnuplot):
     return png
 
 
+# What a workload's chart shows: the row's key, its scale, the axis label.
+CHART_METRIC = {"idle": ("rss_per_conn_b", 1 / 1024, "KiB resident per idle connection")}
 CHART_TITLES = {
+    "idle": "Idle connections: memory each holds",
     "echo": "echo: server CPU per message",
     "http": "HTTP under wrk: server CPU per request",
     "tls": "TLS echo: server CPU per message",
@@ -1098,17 +1199,20 @@ def write_charts(results, out_dir):
         if workload == "tasks":
             written.append(tasks_chart(rows, out_dir, gnuplot))
             continue
+        metric, scale, ylabel = CHART_METRIC.get(
+            workload, ("cpu_us_per_msg", 1, "µs (utime + stime) per operation")
+        )
         measured = [
             row
             for row in sorted(rows.values(), key=lambda r: server_order(workload, r))
-            if row["status"] == "ok" and row.get("cpu_us_per_msg") is not None
+            if row["status"] == "ok" and row.get(metric) is not None
         ]
         if not measured:
             continue
         data = out_dir / f"{workload}.dat"
         with data.open("w") as f:
             for row in measured:
-                f.write(f"\"{row['server']}@{row['backend']}\" {row['cpu_us_per_msg']:.4f}\n")
+                f.write(f"\"{row['server']}@{row['backend']}\" {row[metric] * scale:.4f}\n")
         png = out_dir / f"{workload}.png"
         width = max(800, 60 * len(measured) + 200)
         script = "\n".join(
@@ -1116,7 +1220,7 @@ def write_charts(results, out_dir):
                 f"set terminal pngcairo noenhanced size {width},560 font ',10'",
                 f"set output '{png}'",
                 f"set title '{CHART_TITLES[workload]} (lower is better)'",
-                "set ylabel 'µs (utime + stime) per operation'",
+                f"set ylabel '{ylabel}'",
                 "set style data histograms",
                 "set style fill solid 0.8 border -1",
                 "set boxwidth 0.8",
@@ -1143,7 +1247,14 @@ def parse_args(argv):
         epilog="Ratios: this server's CPU per message / the raw peer's (above 1.00x: costs more).",
     )
     p.add_argument(
-        "--workload", choices=("echo", "http", "tls", "resp", "tasks", "all"), default="all"
+        "--workload",
+        choices=("echo", "http", "tls", "resp", "tasks", "idle", "all"),
+        default="all",
+    )
+    p.add_argument(
+        "--idle-connections",
+        type=int,
+        help="idle: connections held open [10,000; --quick: 200]",
     )
     p.add_argument(
         "--servers",
@@ -1209,6 +1320,10 @@ def parse_args(argv):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.idle_connections is None:
+        args.idle_connections = 200 if args.quick else 10000
+    if args.idle_connections < 1:
+        p.error("--idle-connections must be positive")
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0:
         p.error("--rounds must be positive, --duration positive, --warmup not negative")
     if args.connections < 1 or (args.size is not None and args.size < 1):
@@ -1232,7 +1347,9 @@ def parse_args(argv):
     if unknown:
         p.error(f"unknown Python loop(s) {', '.join(unknown)}; known: {', '.join(PYTHON_LOOPS)}")
     args.workloads = (
-        ["echo", "http", "tls", "resp", "tasks"] if args.workload == "all" else [args.workload]
+        ["echo", "http", "tls", "resp", "tasks", "idle"]
+        if args.workload == "all"
+        else [args.workload]
     )
     # wrk takes whole seconds.
     args.duration_whole = max(1, round(args.duration))
@@ -1242,8 +1359,26 @@ def parse_args(argv):
     return args
 
 
+def raise_open_files_limit(needed):
+    """Raises this process's descriptor limit (the servers inherit it) to
+    the hard limit: the idle workload holds thousands of connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise BenchError(
+            f"--idle-connections needs about {needed:,} descriptors, the hard limit is {hard:,}"
+        )
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if "idle" in args.workloads:
+        try:
+            raise_open_files_limit(args.idle_connections + 256)
+        except BenchError as e:
+            log(f"error: {e}")
+            return 2
     if not os.access(args.bin_dir / "echo_client", os.X_OK):
         log(f"{args.bin_dir / 'echo_client'} is missing: build the bench preset first")
         return 2
@@ -1294,6 +1429,13 @@ def main(argv=None):
             "(a library server with TLS and the same server and backend without) and Python ÷ "
             "this (Python's server of the same API over this one) are taken within each round, "
             "median over rounds."
+        )
+    if "idle" in args.workloads:
+        method += (
+            f" idle: run.py opens {args.idle_connections:,} connections to each echo server, one "
+            "after the other, echoes 64 bytes on each and keeps it open; the server's VmRSS and "
+            "VmSize (/proc/PID/status) before and after, over the connections, are the memory "
+            "one idle connection holds (rounds after the first reuse what the first freed)."
         )
     if "tasks" in args.workloads:
         method += (
