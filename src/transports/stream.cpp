@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <system_error>
 #include <tuple>
 
@@ -358,7 +359,10 @@ void StreamTransport::submit_write() noexcept {
 void StreamTransport::prepare_write() noexcept {
     write_op_.fd = sock_.fileno();
     write_op_.wait_first = false;
-    if (kind_ == StreamKind::socket && chunks_.size() > 1) {
+    // Without memory for the iovecs, the chunks go one send at a time.
+    if (kind_ == StreamKind::socket && chunks_.size() > 1 && !iov_)
+        iov_.reset(new (std::nothrow)::iovec[kMaxIov]);
+    if (kind_ == StreamKind::socket && chunks_.size() > 1 && iov_) {
         int n = 0;
         std::size_t offset = front_offset_;
         for (auto it = chunks_.begin(); it != chunks_.end() && n < kMaxIov; ++it, ++n) {
@@ -367,7 +371,7 @@ void StreamTransport::prepare_write() noexcept {
             offset = 0;
         }
         msg_ = {};
-        msg_.msg_iov = iov_;
+        msg_.msg_iov = iov_.get();
         msg_.msg_iovlen = static_cast<std::size_t>(n);
         write_op_.kind = IoOp::Kind::sendmsg;
         write_op_.msg = &msg_;
@@ -419,19 +423,20 @@ void StreamTransport::after_write() noexcept {
 
 void StreamTransport::consume(std::size_t n) noexcept {
     buffered_ -= n;
-    while (n > 0) {
-        const std::size_t left = chunks_.front().size() - front_offset_;
+    std::size_t sent_chunks = 0;
+    for (; n > 0; ++sent_chunks) {
+        std::string& chunk = chunks_[sent_chunks];
+        const std::size_t left = chunk.size() - front_offset_;
         if (n < left) {
             front_offset_ += n;
-            return;
+            break;
         }
         n -= left;
-        if (chunks_.front().capacity() <= kMaxSpare &&
-            chunks_.front().capacity() > spare_.capacity())
-            spare_ = std::move(chunks_.front());
-        chunks_.pop_front();
         front_offset_ = 0;
+        if (chunk.capacity() <= kMaxSpare && chunk.capacity() > spare_.capacity())
+            spare_ = std::move(chunk);
     }
+    chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(sent_chunks));
 }
 
 void StreamTransport::write_eof() {
