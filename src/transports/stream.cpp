@@ -248,25 +248,11 @@ void StreamTransport::write(std::string_view data) {
     if (data.empty() || drop_write_after_lost()) return;
     if (data.size() >= kDirectWrite && !write_op_.pending && buffered_ == 0 &&
         backend().completes_inline()) {
-        // Try to send straight from the caller's buffer; copy only the rest.
-        write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
-        write_op_.fd = sock_.fileno();
-        write_op_.buf = const_cast<char*>(data.data());
-        write_op_.len = data.size();
-        write_op_.wait_first = false;
-        if (backend().submit(write_op_)) {
-            const std::int64_t r = write_op_.result;
-            if (r >= 0) {
-                data.remove_prefix(static_cast<std::size_t>(r));
-                if (data.empty()) return;
-            } else if (r != -EAGAIN) {
-                fatal_error(result_error(r, kind_ == StreamKind::socket ? "send" : "write"),
-                            "Fatal write error on socket transport");
-                return;
-            }
-        } else {
-            backend().abandon(write_op_);  // it points at the caller's data: retry from our buffer
-        }
+        // Straight from the caller's buffer; only the rest is copied.
+        const std::optional<std::size_t> sent = send_at_once(data);
+        if (!sent) return;
+        data.remove_prefix(*sent);
+        if (data.empty()) return;
     }
     pending_.append(data);
     buffered_ += data.size();
@@ -299,23 +285,9 @@ void StreamTransport::flush() noexcept {
     if (chunks_.empty() && backend().completes_inline()) {
         // The common case: one send straight from pending_, which is kept,
         // capacity and all, for the next iteration.
-        write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
-        write_op_.fd = sock_.fileno();
-        write_op_.buf = pending_.data();
-        write_op_.len = pending_.size();
-        write_op_.wait_first = false;
-        std::size_t sent = 0;
-        if (backend().submit(write_op_)) {
-            const std::int64_t r = write_op_.result;
-            if (r < 0 && r != -EAGAIN) {
-                fatal_error(result_error(r, kind_ == StreamKind::socket ? "send" : "write"),
-                            "Fatal write error on socket transport");
-                return;
-            }
-            sent = r > 0 ? static_cast<std::size_t>(r) : 0;
-        } else {
-            backend().abandon(write_op_);  // it points into pending_, which moves below
-        }
+        const std::optional<std::size_t> taken = send_at_once(pending_);
+        if (!taken) return;
+        const std::size_t sent = *taken;
         buffered_ -= sent;
         if (sent == pending_.size()) {
             pending_.clear();
@@ -339,6 +311,30 @@ void StreamTransport::flush() noexcept {
     if (!backend().submit(write_op_)) return;
     write_op_.pending = false;
     handle_write(write_op_.result);
+}
+
+std::optional<std::size_t> StreamTransport::send_at_once(std::string_view data) noexcept {
+    write_op_.kind = kind_ == StreamKind::socket ? IoOp::Kind::send : IoOp::Kind::write;
+    write_op_.fd = sock_.fileno();
+    write_op_.buf = const_cast<char*>(data.data());
+    write_op_.len = data.size();
+    write_op_.wait_first = false;
+    if (!backend().submit(write_op_)) {
+        // Queued to wait for room, pointing at `data`: the caller keeps the
+        // bytes elsewhere and waits with an op of its own.
+        backend().abandon(write_op_);
+        return 0;
+    }
+    const std::int64_t r = write_op_.result;
+    if (r >= 0) return static_cast<std::size_t>(r);
+    if (r == -EAGAIN) return 0;
+    write_failed(r);
+    return std::nullopt;
+}
+
+void StreamTransport::write_failed(std::int64_t result) noexcept {
+    fatal_error(result_error(result, kind_ == StreamKind::socket ? "send" : "write"),
+                "Fatal write error on socket transport");
 }
 
 void StreamTransport::seal_pending() {
@@ -399,8 +395,7 @@ void StreamTransport::handle_write(std::int64_t result) noexcept {
         return;
     }
     if (result < 0) {
-        fatal_error(result_error(result, kind_ == StreamKind::socket ? "send" : "write"),
-                    "Fatal write error on socket transport");
+        write_failed(result);
         return;
     }
     consume(static_cast<std::size_t>(result));

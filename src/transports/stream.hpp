@@ -92,6 +92,11 @@ class StreamTransport final : public TransportBase<Transport> {
     /// here, without a trip through the ready queue.
     void flush() noexcept;
     void queue_flush() noexcept;
+    /// One send of `data` where the backend answers at once: the bytes the
+    /// kernel took (0: none, it is full), or nothing after a fatal error
+    /// (the transport is aborted).
+    std::optional<std::size_t> send_at_once(std::string_view data) noexcept;
+    void write_failed(std::int64_t result) noexcept;
     /// Moves pending_ behind chunks_, for the write op to send.
     void seal_pending();
     /// Points the write op at chunks_.
