@@ -991,6 +991,22 @@ def tls_markdown(rows, args):
     return "\n".join(out + notes)
 
 
+def table_rows(workload, rows, width, cells_of):
+    """Each server's row of a table: cells_of(row) for a measured server,
+    else its status and dashes (`width` cells in all); and the notes of
+    the servers that have one."""
+    lines, notes = [], []
+    for row in sorted(rows.values(), key=lambda r: server_order(workload, r)):
+        if row["status"] == "ok" and row["rounds"]:
+            cells = cells_of(row)
+        else:
+            cells = [row["status"]] + ["–"] * (width - 1)
+        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
+        if row["note"]:
+            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
+    return lines, notes
+
+
 def resp_markdown(rows, args):
     """The resp workload's table."""
     lines = [
@@ -1001,24 +1017,19 @@ def resp_markdown(rows, args):
         "| streams ÷ protocol | peak RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    notes = []
-    for row in sorted(rows.values(), key=lambda r: server_order("resp", r)):
-        if row["status"] == "ok" and row["rounds"]:
-            streams = row["server"] == "redis_server"
-            cells = [
-                fmt_num(row["msgs_per_s"]),
-                fmt_num(row["p99_us"]),
-                fmt_num(row["cpu_us_per_msg"], 2),
-                fmt_ratio(row.get("vs_redis")),
-                fmt_ratio(row.get("streams_over_protocol")) if streams else "–",
-                fmt_rss(row),
-            ]
-        else:
-            cells = [row["status"]] + ["–"] * 5
-        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
-        if row["note"]:
-            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
-    return "\n".join(lines + [""] + notes)
+    def cells(row):
+        streams = row["server"] == "redis_server"
+        return [
+            fmt_num(row["msgs_per_s"]),
+            fmt_num(row["p99_us"]),
+            fmt_num(row["cpu_us_per_msg"], 2),
+            fmt_ratio(row.get("vs_redis")),
+            fmt_ratio(row.get("streams_over_protocol")) if streams else "–",
+            fmt_rss(row),
+        ]
+
+    body, notes = table_rows("resp", rows, 6, cells)
+    return "\n".join(lines + body + [""] + notes)
 
 
 def idle_markdown(rows, args):
@@ -1030,20 +1041,15 @@ def idle_markdown(rows, args):
         "| goals (≤ 2 KiB resident, ≤ 16 KiB address space) |",
         "|---|---|---:|---:|---|",
     ]
-    notes = []
-    for row in sorted(rows.values(), key=lambda r: server_order("idle", r)):
-        if row["status"] == "ok" and row["rounds"]:
-            rss, vsz = row["rss_per_conn_b"] / 1024, row["vsz_per_conn_b"] / 1024
-            goal = "–"  # the goals are this library's
-            if any(s[0] == row["server"] and s[3] == "library" for s in SERVERS["idle"]):
-                goal = "met" if rss <= 2 and vsz <= 16 else "MISSED"
-            cells = [f"{rss:,.2f}", f"{vsz:,.2f}", goal]
-        else:
-            cells = [row["status"], "–", "–"]
-        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
-        if row["note"]:
-            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
-    return "\n".join(lines + [""] + notes)
+    def cells(row):
+        rss, vsz = row["rss_per_conn_b"] / 1024, row["vsz_per_conn_b"] / 1024
+        goal = "–"  # the goals are this library's
+        if any(s[0] == row["server"] and s[3] == "library" for s in SERVERS["idle"]):
+            goal = "met" if rss <= 2 and vsz <= 16 else "MISSED"
+        return [f"{rss:,.2f}", f"{vsz:,.2f}", goal]
+
+    body, notes = table_rows("idle", rows, 3, cells)
+    return "\n".join(lines + body + [""] + notes)
 
 
 def markdown(workload, rows, args):
@@ -1064,23 +1070,18 @@ def markdown(workload, rows, args):
         "| peak RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    notes = []
-    for row in sorted(rows.values(), key=lambda r: server_order(workload, r)):
-        if row["status"] == "ok" and row["rounds"]:
-            cells = [
-                fmt_num(row["msgs_per_s"]),
-                fmt_num(row["p99_us"]),
-                fmt_num(row["cpu_us_per_msg"], 2),
-                fmt_ratio(row["vs_raw_epoll"]),
-                fmt_ratio(row["vs_raw_uring"]),
-                fmt_rss(row),
-            ]
-        else:
-            cells = [row["status"]] + ["–"] * 5
-        lines.append(f"| {row['server']} | {row['backend']} | " + " | ".join(cells) + " |")
-        if row["note"]:
-            notes.append(f"- {row['server']} ({row['backend']}): {row['status']}: {row['note']}")
-    return "\n".join(lines + [""] + notes)
+    def cells(row):
+        return [
+            fmt_num(row["msgs_per_s"]),
+            fmt_num(row["p99_us"]),
+            fmt_num(row["cpu_us_per_msg"], 2),
+            fmt_ratio(row["vs_raw_epoll"]),
+            fmt_ratio(row["vs_raw_uring"]),
+            fmt_rss(row),
+        ]
+
+    body, notes = table_rows(workload, rows, 6, cells)
+    return "\n".join(lines + body + [""] + notes)
 
 
 TASK_COUNTS = (1000, 10000, 100000, 1000000)
@@ -1149,6 +1150,14 @@ def tasks_markdown(rows):
     return "\n".join(lines)
 
 
+def run_gnuplot(gnuplot, script, data):
+    """Draws `script`'s chart from the data file `data`, then removes it."""
+    done = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise BenchError(f"gnuplot failed on {data}: {done.stderr.strip()}")
+    data.unlink()
+
+
 def tasks_chart(rows, out_dir, gnuplot):
     data = out_dir / "tasks.dat"
     with data.open("w") as f:
@@ -1169,10 +1178,7 @@ def tasks_chart(rows, out_dir, gnuplot):
             f"'' using 1:3 with linespoints title 'wake and finish'",
         ]
     )
-    done = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
-    if done.returncode != 0:
-        raise BenchError(f"gnuplot failed on {data}: {done.stderr.strip()}")
-    data.unlink()
+    run_gnuplot(gnuplot, script, data)
     return png
 
 
@@ -1232,10 +1238,7 @@ def write_charts(results, out_dir):
                 f"plot '{data}' using 2:xtic(1) lc rgb '#4477aa'",
             ]
         )
-        done = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
-        if done.returncode != 0:
-            raise BenchError(f"gnuplot failed on {data}: {done.stderr.strip()}")
-        data.unlink()
+        run_gnuplot(gnuplot, script, data)
         written.append(png)
     return written
 
