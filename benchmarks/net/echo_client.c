@@ -28,7 +28,16 @@
  * --marks also prints "MEASURE_START" and "MEASURE_STOP" lines (flushed) at
  * the window's edges, before the JSON line: run.py samples the server's CPU
  * time when it reads them, so the warm-up and the connection set-up are not
- * charged to the measured messages. */
+ * charged to the measured messages.
+ *
+ * Connections are opened CONNECT_BATCH at a time, and each batch echoes one
+ * message (not counted) on every connection before the next batch connects.
+ * A connect returns once the kernel has queued the connection, before the
+ * server accepts it; thousands of connects in a row overflow the listen
+ * backlog of a server that accepts more slowly (start_server's default is
+ * 100, as Python's), and the kernel then drops SYNs, which stalls a connect
+ * for a second or more per retransmission. An echo proves the server
+ * accepted the connection, so at most one batch waits in its queue. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +81,14 @@ static int epoll_fd;
 static bool recording;
 static uint64_t recorded, latency_sum_ns, latency_max_ns;
 static SSL_CTX* tls_context; /* NULL without --tls */
+
+/* Fewer than the smallest listen backlog among the servers measured (100). */
+enum { CONNECT_BATCH = 64 };
+/* While set, a completed echo does not start the next message: the
+ * connection's set-up message is done and the connection waits for the
+ * others. set_up_pending counts the set-up echoes still to come. */
+static bool setting_up;
+static unsigned set_up_pending;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -225,6 +242,14 @@ enum read_result { READ_NOTHING, READ_PART, READ_COMPLETE };
 /* Reads what has come of the echo; READ_COMPLETE if that completed the
  * message (and the next one started). */
 static enum read_result read_echo(struct connection* c, unsigned char* buffer) {
+    if (c->received == message_size) {
+        /* Between its set-up echo and its first message: a read of the
+         * rest (0 bytes) would look like the server's close. */
+        if (read_some(c, buffer, 1) == 0) return READ_NOTHING;
+        fprintf(stderr, "echo_client: connection %u: bytes before any message was sent\n",
+                c->index);
+        exit(1);
+    }
     /* Never more than the rest of this message: the server cannot have more
      * to send, and anything extra would be an error caught below anyway. */
     size_t n = read_some(c, buffer, message_size - c->received);
@@ -248,6 +273,10 @@ static enum read_result read_echo(struct connection* c, unsigned char* buffer) {
     }
     if (recording) record_latency(now_ns() - c->started_ns);
     ++c->seq;
+    if (setting_up) {
+        --set_up_pending;
+        return READ_NOTHING; /* nothing more will come until the next message */
+    }
     start_message(c);
     return READ_COMPLETE;
 }
@@ -261,6 +290,18 @@ static void on_readable(struct connection* c, unsigned char* buffer) {
      * decrypted in the SSL: read until it wants more from the socket, which
      * epoll then reports. */
     while (read_echo(c, buffer) == READ_PART) {
+    }
+}
+
+/* Waits up to timeout_ms for events and serves them. */
+static void serve_events(int timeout_ms, unsigned char* buffer) {
+    struct epoll_event events[256];
+    int n = epoll_wait(epoll_fd, events, 256, timeout_ms);
+    if (n < 0 && errno != EINTR) fail("epoll_wait");
+    for (int i = 0; i < n; ++i) {
+        struct connection* c = events[i].data.ptr;
+        if (events[i].events & EPOLLOUT) send_some(c);
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c, buffer);
     }
 }
 
@@ -357,17 +398,26 @@ int main(int argc, char** argv) {
     struct connection* conns = calloc(connections, sizeof *conns);
     unsigned char* buffer = malloc(message_size);
     if (conns == NULL || buffer == NULL) fail("malloc");
-    for (unsigned i = 0; i < connections; ++i) {
-        struct connection* c = &conns[i];
-        c->fd = connect_to(addr);
-        if (tls) c->ssl = start_tls(c->fd);
-        if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) != 0) fail("O_NONBLOCK");
-        c->index = i;
-        c->message = malloc(message_size);
-        if (c->message == NULL) fail("malloc");
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0) fail("epoll_ctl");
+    setting_up = true;
+    for (unsigned first = 0; first < connections; first += CONNECT_BATCH) {
+        unsigned end = connections - first < CONNECT_BATCH ? connections : first + CONNECT_BATCH;
+        for (unsigned i = first; i < end; ++i) {
+            struct connection* c = &conns[i];
+            c->fd = connect_to(addr);
+            if (tls) c->ssl = start_tls(c->fd);
+            if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) != 0) fail("O_NONBLOCK");
+            c->index = i;
+            c->message = malloc(message_size);
+            if (c->message == NULL) fail("malloc");
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+            if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0) fail("epoll_ctl");
+            ++set_up_pending;
+            start_message(c);
+        }
+        while (set_up_pending > 0)
+            serve_events(-1, buffer);
     }
+    setting_up = false;
     freeaddrinfo(addr);
 
     const uint64_t start_ns = now_ns();
@@ -378,7 +428,6 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < connections; ++i)
         start_message(&conns[i]);
 
-    struct epoll_event events[256];
     uint64_t now = start_ns;
     for (;;) {
         uint64_t deadline = recording ? window_end_ns : window_start_ns;
@@ -391,14 +440,7 @@ int main(int argc, char** argv) {
             if (marks) mark("MEASURE_START");
             continue;
         }
-        int timeout_ms = (int)((deadline - now + 999999) / 1000000);
-        int n = epoll_wait(epoll_fd, events, 256, timeout_ms);
-        if (n < 0 && errno != EINTR) fail("epoll_wait");
-        for (int i = 0; i < n; ++i) {
-            struct connection* c = events[i].data.ptr;
-            if (events[i].events & EPOLLOUT) send_some(c);
-            if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c, buffer);
-        }
+        serve_events((int)((deadline - now + 999999) / 1000000), buffer);
         now = now_ns();
     }
     if (marks) mark("MEASURE_STOP");
