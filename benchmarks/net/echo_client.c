@@ -83,7 +83,7 @@ static uint64_t recorded, latency_sum_ns, latency_max_ns;
 static SSL_CTX* tls_context; /* NULL without --tls */
 
 /* Fewer than the smallest listen backlog among the servers measured (100). */
-enum { CONNECT_BATCH = 64 };
+enum { CONNECT_BATCH = 64, SET_UP_TIMEOUT_S = 10 };
 /* While set, a completed echo does not start the next message: the
  * connection's set-up message is done and the connection waits for the
  * others. set_up_pending counts the set-up echoes still to come. */
@@ -414,8 +414,19 @@ int main(int argc, char** argv) {
             ++set_up_pending;
             start_message(c);
         }
-        while (set_up_pending > 0)
-            serve_events(-1, buffer);
+        /* Bounded, so that a server that stopped answering fails the run
+         * rather than hanging it. */
+        const uint64_t give_up_ns = now_ns() + SET_UP_TIMEOUT_S * 1000000000ull;
+        while (set_up_pending > 0) {
+            if (now_ns() >= give_up_ns) {
+                fprintf(stderr,
+                        "echo_client: %u of connections %u-%u not echoed within %d s of "
+                        "connecting\n",
+                        set_up_pending, first, end - 1, SET_UP_TIMEOUT_S);
+                exit(1);
+            }
+            serve_events(100, buffer);
+        }
     }
     setting_up = false;
     freeaddrinfo(addr);
