@@ -19,7 +19,12 @@ Workloads (--workload):
         library's Redis server written with streams (examples/
         redis_server.cpp) and with the Protocol API (resp_protocol); the
         table adds each one's CPU per request over redis-server's and the
-        streams server's over the Protocol API one's.
+        streams server's over the Protocol API one's;
+  tasks task_scaling (this library) and asio_task_scaling (its Boost.Asio
+        peer, benchmarks/peers/asio/task_scaling.cpp): N tasks alive at once,
+        each waiting on one event; no load generator;
+  idle  run.py holds --idle-connections connections open to each echo
+        server after one echo each: the memory one idle connection holds.
 
 Servers: the raw C peers raw_epoll and raw_uring (benchmarks/net/*.c); the
 library's servers (echo_protocol, echo_streams, http_hello_server) on each
@@ -154,6 +159,8 @@ NOT_BUILT = {
     "asio": "Boost 1.81 was not found at configure time (Debian: libboost1.81-dev)",
     "libuv": "libuv was not found at configure time (Debian: libuv1-dev)",
 }
+# The tasks workload's Asio peer (TASK_PROGRAMS) comes with asio_server.
+NOT_BUILT["asio_task_scaling"] = NOT_BUILT["asio"]
 REFERENCES = ("raw_epoll", "raw_uring")
 # wrk's connections (-c), fixed: --connections is the echo workload's.
 HTTP_CONNECTIONS = 50
@@ -1086,68 +1093,117 @@ def markdown(workload, rows, args):
 
 TASK_COUNTS = (1000, 10000, 100000, 1000000)
 TASK_COUNTS_QUICK = (1000, 10000, 100000)
+# The tasks workload's programs, by the name the table gives them: the
+# binary under the build directory, and what one of its tasks is.
+TASK_PROGRAMS = {
+    "asyncio": (
+        Path("benchmarks/net/task_scaling"),
+        "create_task of a coroutine awaiting one asyncio::Event",
+    ),
+    "asio": (
+        Path("benchmarks/peers/asio/asio_task_scaling"),
+        "co_spawn of an awaitable<void> waiting on one never-expiring steady_timer",
+    ),
+}
+TASK_FIGURES = ("spawn_ns", "finish_ns", "cold_spawn_ns", "heap_bytes", "rss_bytes")
 
 
 def run_tasks(args):
-    """The tasks workload: task_scaling once per round, pinned to the
-    servers' CPU; per task count, the medians over rounds."""
-    binary = args.bin_dir / "task_scaling"
+    """The tasks workload: each program of TASK_PROGRAMS once per round,
+    rounds interleaved as the servers' are, pinned to the servers' CPU.
+    Returns, by program name, its status and, per task count, the medians
+    over rounds and their rise over the smallest count's."""
     counts = TASK_COUNTS_QUICK if args.quick else TASK_COUNTS
-    per_count = {n: [] for n in counts}
+    programs = {}
+    for name, (binary, what) in TASK_PROGRAMS.items():
+        path = args.build_dir / binary
+        entry = {"program": path.name, "task": what, "status": "ok", "note": "", "counts": []}
+        if not os.access(path, os.X_OK):
+            reason = NOT_BUILT.get(path.name, f"{path} is missing")
+            entry.update(status="skipped", note=f"not built ({reason})")
+        programs[name] = (entry, path, {n: [] for n in counts})
     for r in range(args.rounds):
-        log(f"tasks round {r + 1}/{args.rounds}: task_scaling {' '.join(map(str, counts))}")
-        done = subprocess.run(
-            args.server_pin + [str(binary)] + [str(n) for n in counts],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise BenchError(
-                f"task_scaling exited with {signal_name(done.returncode)}: {done.stderr.strip()}"
+        for entry, path, per_count in programs.values():
+            if entry["status"] != "ok":
+                continue
+            log(f"tasks round {r + 1}/{args.rounds}: {path.name} {' '.join(map(str, counts))}")
+            done = subprocess.run(
+                args.server_pin + [str(path)] + [str(n) for n in counts],
+                capture_output=True,
+                text=True,
             )
-        for line in done.stdout.splitlines():
-            result = json.loads(line)
-            per_count[result["tasks"]].append(result)
-    rows = []
-    for n in counts:
-        got = per_count[n]
-        if len(got) != args.rounds:
-            raise BenchError(f"task_scaling printed no line for {n} tasks")
-        row = {"tasks": n, "rounds": got}
-        for key in ("spawn_ns", "finish_ns", "cold_spawn_ns", "heap_bytes", "rss_bytes"):
-            row[key] = statistics.median(x[key] for x in got)
-        rows.append(row)
-    base = rows[0]["spawn_ns"]
-    for row in rows:
-        row["spawn_rise"] = row["spawn_ns"] / base if base > 0 else None
-    return rows
+            if done.returncode != 0:
+                why = f"exited with {signal_name(done.returncode)}: {done.stderr.strip()[-500:]}"
+                log(f"error: {path.name} {why}")
+                entry.update(status="failed", note=why)
+                continue
+            for line in done.stdout.splitlines():
+                result = json.loads(line)
+                per_count[result["tasks"]].append(result)
+    for entry, path, per_count in programs.values():
+        if entry["status"] != "ok":
+            continue
+        missing = [n for n in counts if len(per_count[n]) != args.rounds]
+        if missing:
+            entry.update(status="failed", note=f"printed no line for {missing[0]:,} tasks")
+            continue
+        for n in counts:
+            row = {"tasks": n, "rounds": per_count[n]}
+            for key in TASK_FIGURES:
+                row[key] = statistics.median(x[key] for x in per_count[n])
+            entry["counts"].append(row)
+        first = entry["counts"][0]
+        for row in entry["counts"]:
+            for key in ("spawn_ns", "finish_ns"):
+                rise = row[key] / first[key] if first[key] > 0 else None
+                row[f"{key[: -len('_ns')]}_rise"] = rise
+    return {name: entry for name, (entry, _, _) in programs.items()}
 
 
-def tasks_markdown(rows):
-    first, last = rows[0], rows[-1]
+def tasks_markdown(programs, args):
+    counts = TASK_COUNTS_QUICK if args.quick else TASK_COUNTS
+    first = f"{counts[0]:,}"
     lines = [
-        "### tasks: N tasks alive at once, each waiting on one Event",
+        "### tasks: N tasks alive at once, each waiting on one event",
         "",
-        "| tasks alive | spawn ns/task | finish ns/task | cold spawn ns/task "
-        f"| heap B/pending task | RSS B/pending task | spawn vs {first['tasks']:,} |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| program | tasks alive | spawn ns/task | finish ns/task | cold spawn ns/task "
+        f"| heap B/pending task | RSS B/pending task | spawn vs {first} | finish vs {first} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['tasks']:,} | {fmt_num(row['spawn_ns'], 1)} | {fmt_num(row['finish_ns'], 1)} "
-            f"| {fmt_num(row['cold_spawn_ns'], 1)} | {fmt_num(row['heap_bytes'])} | {fmt_num(row['rss_bytes'])} "
-            f"| {fmt_ratio(row['spawn_rise'])} |"
+    rises, notes = [], []
+    for name, entry in programs.items():
+        if entry["status"] != "ok":
+            lines.append(f"| {name} | {entry['status']} |" + " – |" * 7)
+            notes.append(f"- {name} ({entry['program']}): {entry['status']}: {entry['note']}")
+            continue
+        for row in entry["counts"]:
+            lines.append(
+                f"| {name} | {row['tasks']:,} | {fmt_num(row['spawn_ns'], 1)} "
+                f"| {fmt_num(row['finish_ns'], 1)} | {fmt_num(row['cold_spawn_ns'], 1)} "
+                f"| {fmt_num(row['heap_bytes'])} | {fmt_num(row['rss_bytes'])} "
+                f"| {fmt_ratio(row['spawn_rise'])} | {fmt_ratio(row['finish_rise'])} |"
+            )
+        last = entry["counts"][-1]
+        rises.append(
+            f"- {name} ({entry['task']}): spawn {fmt_ratio(last['spawn_rise'])}, "
+            f"finish {fmt_ratio(last['finish_rise'])}"
         )
-    rise = last["spawn_rise"]
-    heap = last["heap_bytes"]
-    lines += [
-        "",
-        f"Goals: spawn cost from {first['tasks']:,} to {last['tasks']:,} tasks rises at most 3x: "
-        + ("n/a" if rise is None else f"{'met' if rise <= 3 else 'MISSED'} ({rise:.2f}x)")
-        + f"; at most 256 heap bytes per pending task: "
-        + f"{'met' if heap <= 256 else 'MISSED'} ({heap:,.0f} B at {last['tasks']:,}).",
-    ]
-    return "\n".join(lines)
+    out = lines + [""]
+    if rises:
+        out += [f"Rise from {first} to {counts[-1]:,} tasks alive:", ""] + rises + [""]
+    ours = programs.get("asyncio")
+    if ours is not None and ours["status"] == "ok":
+        last = ours["counts"][-1]
+        rise, heap = last["spawn_rise"], last["heap_bytes"]
+        out.append(
+            f"Goals (this library): spawn cost from {first} to {last['tasks']:,} tasks rises at "
+            "most 3x: "
+            + ("n/a" if rise is None else f"{'met' if rise <= 3 else 'MISSED'} ({rise:.2f}x)")
+            + "; at most 256 heap bytes per pending task: "
+            + f"{'met' if heap <= 256 else 'MISSED'} ({heap:,.0f} B at {last['tasks']:,})."
+        )
+        out.append("")
+    return "\n".join(out + notes)
 
 
 def run_gnuplot(gnuplot, script, data):
@@ -1158,28 +1214,58 @@ def run_gnuplot(gnuplot, script, data):
     data.unlink()
 
 
-def tasks_chart(rows, out_dir, gnuplot):
-    data = out_dir / "tasks.dat"
+def line_chart(out_dir, gnuplot, name, title, xlabel, ylabel, columns, styles):
+    """OUT_DIR/NAME.png: one line per column of `columns` ({title: {x: y}}),
+    both axes on a log scale: what is read off them is how many times a
+    cost grows. styles[title] is the line's (colour, point type) number, so
+    that lines of one program share a colour."""
+    xs = sorted({x for points in columns.values() for x in points})
+    data = out_dir / f"{name}.dat"
     with data.open("w") as f:
-        for row in rows:
-            f.write(f"{row['tasks']} {row['spawn_ns']:.2f} {row['finish_ns']:.2f}\n")
-    png = out_dir / "tasks.png"
+        for x in xs:
+            values = [columns[c].get(x) for c in columns]
+            f.write(f"{x} " + " ".join("-" if v is None else f"{v:.4f}" for v in values) + "\n")
+    png = out_dir / f"{name}.png"
+    plots = [
+        f"'{data}' using 1:{i + 2} with linespoints lc {styles[c][0]} pt {styles[c][1]} "
+        f"title '{c}'"
+        for i, c in enumerate(columns)
+    ]
     script = "\n".join(
         [
-            "set terminal pngcairo noenhanced size 800,500 font ',10'",
+            "set terminal pngcairo noenhanced size 900,560 font ',10'",
             f"set output '{png}'",
-            "set title 'Tasks alive at once: cost per task (lower is better)'",
-            "set xlabel 'tasks alive'",
-            "set ylabel 'ns per task'",
+            f"set title '{title} (lower is better)'",
+            f"set xlabel '{xlabel}'",
+            f"set ylabel '{ylabel}'",
+            "set datafile missing '-'",
             "set logscale xy",
             "set grid",
-            "set key top left",
-            f"plot '{data}' using 1:2 with linespoints title 'create_task', "
-            f"'' using 1:3 with linespoints title 'wake and finish'",
+            "set key outside right top",
+            "plot " + ", ".join(plots),
         ]
     )
     run_gnuplot(gnuplot, script, data)
     return png
+
+
+def tasks_chart(programs, out_dir, gnuplot):
+    columns, styles = {}, {}
+    for colour, (name, entry) in enumerate(programs.items(), start=1):
+        if entry["status"] != "ok":
+            continue
+        spawn = "create_task" if name == "asyncio" else "co_spawn"
+        lines = ((spawn, "spawn_ns"), ("wake and finish", "finish_ns"))
+        for point, (what, key) in enumerate(lines):
+            title = f"{name}: {what}"
+            columns[title] = {r["tasks"]: r[key] for r in entry["counts"]}
+            styles[title] = (colour, point + 5)
+    if not columns:
+        return None
+    return line_chart(
+        out_dir, gnuplot, "tasks", "Tasks alive at once: cost per task", "tasks alive",
+        "ns per task", columns, styles,
+    )  # fmt: skip
 
 
 # What a workload's chart shows: the row's key, its scale, the axis label.
@@ -1203,7 +1289,9 @@ def write_charts(results, out_dir):
     written = []
     for workload, rows in results.items():
         if workload == "tasks":
-            written.append(tasks_chart(rows, out_dir, gnuplot))
+            png = tasks_chart(rows, out_dir, gnuplot)
+            if png is not None:
+                written.append(png)
             continue
         metric, scale, ylabel = CHART_METRIC.get(
             workload, ("cpu_us_per_msg", 1, "µs (utime + stime) per operation")
@@ -1403,12 +1491,11 @@ def main(argv=None):
             args.tls_files, args.tls_unavailable = make_certificate(tmp)
         for workload in args.workloads:
             if workload == "tasks":
-                try:
-                    results["tasks"] = run_tasks(args)
-                    tables.append(tasks_markdown(results["tasks"]))
-                except BenchError as e:
-                    log(f"error: {e}")
-                    failed_programs.append("task_scaling")
+                results["tasks"] = run_tasks(args)
+                tables.append(tasks_markdown(results["tasks"], args))
+                failed_programs += [
+                    e["program"] for e in results["tasks"].values() if e["status"] == "failed"
+                ]
                 continue
             args.workload_size = args.size or (TLS_SIZE if workload == "tls" else 64)
             results[workload] = run_workload(workload, args)
@@ -1451,7 +1538,10 @@ def main(argv=None):
             "Event, lets them all start, sets the Event and awaits them, on a fresh loop twice "
             "per N; spawn and finish ns per task are from the second (warm) run, whose blocks "
             "the first freed; cold spawn, heap (mallinfo2) and RSS (VmRSS) bytes per pending "
-            "task from the first; medians over rounds."
+            "task from the first; medians over rounds. asio_task_scaling does the same with "
+            "Boost.Asio: co_spawn of N awaitable<void> on a fresh io_context, each waiting on "
+            "one steady_timer that never expires, cancelled to wake them all; the two programs "
+            "take turns within each round; vs = the figure at N over the one at the smallest N."
         )
     if "resp" in args.workloads:
         method += (
