@@ -20,6 +20,19 @@ Workloads (--workload):
         redis_server.cpp) and with the Protocol API (resp_protocol); the
         table adds each one's CPU per request over redis-server's and the
         streams server's over the Protocol API one's;
+  sweep the echo workload at 1, 10, 100, 1,000 and 10,000 connections
+        (--sweep-connections; --quick: 1, 10 and 100 in windows of 0.5 s
+        after 0.25 s of warm-up, unless --duration or --warmup is given):
+        how a message's cost grows with the connections. Within a round
+        every server runs at one count before any runs at the next. The
+        servers are echo's but raw_uring (left out, as from idle, to keep
+        the run shorter); the Python peers stay in, since they serve 10,000
+        connections without trouble (--python-loops '' leaves them out).
+        echo_client opens connections in batches, each echoed once before
+        the next connects, so no server's listen backlog overflows. Per
+        server and count: CPU per message and its ratio to raw_epoll's at
+        the same count (taken within each round), msgs/s, p50/p99 latency;
+        sweep.png draws CPU per message against connections;
   tasks task_scaling (this library) and asio_task_scaling (its Boost.Asio
         peer, benchmarks/peers/asio/task_scaling.cpp): N tasks alive at once,
         each waiting on one event; no load generator;
@@ -64,6 +77,7 @@ Examples:
     benchmarks/net/run.py --workload echo --servers 'raw_*,echo_protocol@epoll'
     benchmarks/net/run.py --workload tls --rounds 5
     benchmarks/net/run.py --workload resp --backends epoll,io_uring --pipeline 1
+    benchmarks/net/run.py --workload sweep --servers 'raw_epoll,echo_*@epoll,asio'
 """
 
 import argparse
@@ -71,6 +85,7 @@ import csv
 import datetime
 import fnmatch
 import io
+import itertools
 import json
 import os
 import platform
@@ -142,6 +157,8 @@ SERVERS = {
     ],
 }
 SERVERS["idle"] = [s for s in SERVERS["echo"] if s[0] != "raw_uring"]
+# The sweep runs the echo workload at several connection counts.
+SERVERS["sweep"] = SERVERS["idle"]
 # The backend a raw peer uses, for the table's backend column (Asio 1.26
 # and libuv 1.44 wait on epoll on Linux).
 RAW_BACKEND = {
@@ -173,6 +190,14 @@ RESP_TESTS = "ping,set,get"
 RESP_RATE = {"pipelined": 100_000, "single": 20_000}
 # What redis-server prints once it listens.
 REDIS_READY = r"Ready to accept connections"
+# The sweep's connection counts, and --quick's.
+SWEEP_COUNTS = (1, 10, 100, 1000, 10000)
+SWEEP_COUNTS_QUICK = (1, 10, 100)
+# --quick's sweep window (seconds measured, of warm-up) unless --duration or
+# --warmup is given: three counts per server make it the longest part of the
+# smoke run with --quick's window, and it only has to show that every server
+# serves every count.
+SWEEP_QUICK_WINDOW = (0.5, 0.25)
 
 
 class BenchError(Exception):
@@ -337,8 +362,10 @@ class Server:
             self.proc.wait()
 
 
-def run_echo(server, args, pin):
-    """One warm-up plus one measured window of echo_client.
+def run_echo(server, args, pin, connections=None):
+    """One warm-up plus one measured window (args.window: the workload's
+    seconds measured and of warm-up) of echo_client, on --connections
+    connections unless `connections` says.
 
     The client runs its own warm-up (--warmup) on the same connections and
     prints MEASURE_START / MEASURE_STOP (--marks) at the edges of the
@@ -346,18 +373,19 @@ def run_echo(server, args, pin):
     neither the warm-up nor the connection set-up and teardown are charged
     to the measured messages, and the lag of reading a mark (well under a
     millisecond) is the same at both edges."""
+    duration, warmup = args.window
     cmd = pin + [
         str(args.bin_dir / "echo_client"),
         "127.0.0.1",
         str(server.port),
         "--connections",
-        str(args.connections),
+        str(connections or args.connections),
         "--size",
         str(args.workload_size),
         "--duration",
-        str(args.duration),
+        str(duration),
         "--warmup",
-        str(args.warmup),
+        str(warmup),
         "--marks",
     ] + (["--tls"] if server.tls else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -606,6 +634,7 @@ RUNNERS = {
     "http": run_http,
     "tls": run_echo,
     "resp": run_resp,
+    "sweep": run_echo,  # given each count as `connections`
     "idle": run_idle,
 }
 
@@ -837,22 +866,30 @@ def run_workload(workload, args):
                 continue
             servers.append(server)
 
+        # The sweep's counts in turn within a round, every server at one
+        # count before the next: a ratio to raw_epoll at one count compares
+        # windows close in time.
+        points = args.sweep_counts if workload == "sweep" else [None]
         for r in range(args.rounds):
             if workload == "tls":
                 measure_record_cost(rows, r + 1, args)
-            for server in servers:
+            for point, server in itertools.product(points, servers):
                 row = rows[server.label]
                 if row["status"] != "ok":
                     continue
-                log(f"{workload} round {r + 1}/{args.rounds}: {server.label}")
+                at = "" if point is None else f" at {point:,} connections"
+                log(f"{workload} round {r + 1}/{args.rounds}: {server.label}{at}")
                 try:
-                    result = RUNNERS[workload](server, args, args.client_pin)
+                    extra = {} if point is None else {"connections": point}
+                    result = RUNNERS[workload](server, args, args.client_pin, **extra)
                 except BenchError as e:
                     log(f"error: {e}")
                     row.update(status="failed", note=str(e))
                     server.kill()
                     continue
                 result["round"] = r + 1
+                if point is not None:
+                    result["connections"] = point
                 result["cpu_us_per_msg"] = result["server_cpu_s"] * 1e6 / result["messages"]
                 result["cpu_ticks"] = round(result["server_cpu_s"] * CLK_TCK)
                 if workload == "idle":
@@ -880,10 +917,13 @@ def run_workload(workload, args):
                 server.kill()
 
     for row in rows.values():
-        if row["status"] == "ok" and row["rounds"]:
+        # A sweep's rounds are of several counts: sweep_points takes their
+        # medians per count.
+        if row["status"] == "ok" and row["rounds"] and workload != "sweep":
             for key in ("msgs_per_s", "p99_us", "cpu_us_per_msg", "rss_per_conn_b", "vsz_per_conn_b"):
                 if row["rounds"][0].get(key) is not None:  # the record cost has CPU only
                     row[key] = statistics.median(r[key] for r in row["rounds"])
+        if row["status"] == "ok" and row["rounds"]:
             errors = sum(r.get("socket_errors", 0) for r in row["rounds"])
             if errors:
                 row["note"] = f"wrk reported {errors} socket errors"
@@ -895,21 +935,45 @@ def run_workload(workload, args):
     # of those: the machine's speed drifts between rounds (other work on
     # the shared host comes and goes) far more than within one, so a ratio
     # of medians would mix a fast round of one server with a slow one of
-    # the other.
+    # the other. In a sweep, within each round and count.
     for ref in REFERENCES:
         base = next(
             (x for x in rows.values() if x["server"] == ref and x["status"] == "ok"), None
         )
-        base_rounds = {r["round"]: r["cpu_us_per_msg"] for r in base["rounds"]} if base else {}
+        base_rounds = (
+            {(r["round"], r.get("connections")): r["cpu_us_per_msg"] for r in base["rounds"]}
+            if base
+            else {}
+        )
         for row in rows.values():
-            ratios = [
-                r["cpu_us_per_msg"] / base_rounds[r["round"]]
-                for r in row["rounds"]
-                if row["status"] == "ok" and base_rounds.get(r["round"])
-            ]
-            row[f"vs_{ref}"] = statistics.median(ratios) if ratios else None
-            row[f"vs_{ref}_rounds"] = ratios
+            ratios = []
+            for r in row["rounds"]:
+                base_cpu = base_rounds.get((r["round"], r.get("connections")))
+                if row["status"] == "ok" and base_cpu:
+                    r[f"vs_{ref}"] = r["cpu_us_per_msg"] / base_cpu
+                    ratios.append(r[f"vs_{ref}"])
+            if workload != "sweep":
+                row[f"vs_{ref}"] = statistics.median(ratios) if ratios else None
+                row[f"vs_{ref}_rounds"] = ratios
+    if workload == "sweep":
+        sweep_points(rows, args)
     return rows
+
+
+def sweep_points(rows, args):
+    """A measured sweep row's figures per count, medians over rounds:
+    row["by_connections"], one dict per count, in the order of the counts."""
+    for row in rows.values():
+        if row["status"] != "ok" or not row["rounds"]:
+            continue
+        row["by_connections"] = []
+        for n in args.sweep_counts:
+            rounds = [r for r in row["rounds"] if r["connections"] == n]
+            point = {"connections": n}
+            for key in ("msgs_per_s", "p50_us", "p99_us", "cpu_us_per_msg", "vs_raw_epoll"):
+                values = [r[key] for r in rounds if r.get(key) is not None]
+                point[key] = statistics.median(values) if values else None
+            row["by_connections"].append(point)
 
 
 def fmt_num(v, digits=0):
@@ -1059,9 +1123,56 @@ def idle_markdown(rows, args):
     return "\n".join(lines + body + [""] + notes)
 
 
+def sweep_markdown(rows, args):
+    """The sweep's tables: a column per count; CPU per message, its ratio to
+    raw_epoll's and msgs/s in one, latency in the other."""
+    counts = args.sweep_counts
+    head = "| server | backend | " + " | ".join(f"{n:,}" for n in counts) + " |"
+    rule = "|---|---|" + "---:|" * len(counts)
+
+    def by_count(cell, *more):
+        return lambda row: [cell(point) for point in row["by_connections"]] + [
+            f(row) for f in more
+        ]
+
+    def cost(point):
+        return (
+            f"{fmt_num(point['cpu_us_per_msg'], 2)} ({fmt_ratio(point['vs_raw_epoll'])}) "
+            f"· {fmt_num(point['msgs_per_s'])}"
+        )
+
+    def latency(point):
+        return f"{fmt_num(point['p50_us'])} / {fmt_num(point['p99_us'])}"
+
+    cost_rows, notes = table_rows("sweep", rows, len(counts) + 1, by_count(cost, fmt_rss))
+    latency_rows, _ = table_rows("sweep", rows, len(counts), by_count(latency))
+    duration, warmup = args.sweep_window
+    lines = [
+        f"### sweep: echo_client, {args.workload_size}-byte messages, by connections "
+        f"({duration:g} s windows after {warmup:g} s of warm-up)",
+        "",
+        "Server CPU µs per message (that over raw_epoll's at the same count) · msgs/s; "
+        "the server's peak RSS over the whole sweep:",
+        "",
+        head + " peak RSS MiB |",
+        rule + "---:|",
+        *cost_rows,
+        "",
+        "Latency p50 / p99 µs:",
+        "",
+        head,
+        rule,
+        *latency_rows,
+        "",
+    ]
+    return "\n".join(lines + notes)
+
+
 def markdown(workload, rows, args):
     if workload == "idle":
         return idle_markdown(rows, args)
+    if workload == "sweep":
+        return sweep_markdown(rows, args)
     if workload == "tls":
         return tls_markdown(rows, args)
     if workload == "resp":
@@ -1268,6 +1379,24 @@ def tasks_chart(programs, out_dir, gnuplot):
     )  # fmt: skip
 
 
+def sweep_chart(rows, out_dir, gnuplot):
+    columns, styles = {}, {}
+    for row in sorted(rows.values(), key=lambda r: server_order("sweep", r)):
+        if row["status"] != "ok" or not row.get("by_connections"):
+            continue
+        title = f"{row['server']}@{row['backend']}"
+        columns[title] = {p["connections"]: p["cpu_us_per_msg"] for p in row["by_connections"]}
+        # A colour per server, a point type per backend or loop.
+        server, backend = server_order("sweep", row)
+        styles[title] = (server + 1, backend + 4)
+    if not columns:
+        return None
+    return line_chart(
+        out_dir, gnuplot, "sweep", "echo by connections: server CPU per message", "connections",
+        "µs (utime + stime) per message", columns, styles,
+    )  # fmt: skip
+
+
 # What a workload's chart shows: the row's key, its scale, the axis label.
 CHART_METRIC = {"idle": ("rss_per_conn_b", 1 / 1024, "KiB resident per idle connection")}
 CHART_TITLES = {
@@ -1288,8 +1417,10 @@ def write_charts(results, out_dir):
         return []
     written = []
     for workload, rows in results.items():
-        if workload == "tasks":
-            png = tasks_chart(rows, out_dir, gnuplot)
+        # Lines over a count, not a bar per server.
+        chart = {"tasks": tasks_chart, "sweep": sweep_chart}.get(workload)
+        if chart is not None:
+            png = chart(rows, out_dir, gnuplot)
             if png is not None:
                 written.append(png)
             continue
@@ -1339,8 +1470,13 @@ def parse_args(argv):
     )
     p.add_argument(
         "--workload",
-        choices=("echo", "http", "tls", "resp", "tasks", "idle", "all"),
+        choices=("echo", "http", "tls", "resp", "sweep", "tasks", "idle", "all"),
         default="all",
+    )
+    p.add_argument(
+        "--sweep-connections",
+        help="sweep: connection counts, comma-separated "
+        f"[{','.join(map(str, SWEEP_COUNTS))}; --quick: {','.join(map(str, SWEEP_COUNTS_QUICK))}]",
     )
     p.add_argument(
         "--idle-connections",
@@ -1365,7 +1501,8 @@ def parse_args(argv):
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run (CI): 1 round of 2 s after 1 s of warm-up, unless given explicitly",
+        help="smoke run (CI): 1 round of 2 s after 1 s of warm-up (sweep: "
+        f"{SWEEP_QUICK_WINDOW[0]:g} s after {SWEEP_QUICK_WINDOW[1]:g} s), unless given explicitly",
     )
     p.add_argument("--connections", type=int, default=50, help="echo connections [50]")
     p.add_argument(
@@ -1408,9 +1545,24 @@ def parse_args(argv):
         "duration": 5,
         "warmup": 2,
     }
+    given = {key for key in defaults if getattr(args, key) is not None}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # The sweep's (seconds measured, of warm-up).
+    args.sweep_window = (
+        SWEEP_QUICK_WINDOW[0] if args.quick and "duration" not in given else args.duration,
+        SWEEP_QUICK_WINDOW[1] if args.quick and "warmup" not in given else args.warmup,
+    )
+    if args.sweep_connections is None:
+        args.sweep_counts = list(SWEEP_COUNTS_QUICK if args.quick else SWEEP_COUNTS)
+    else:
+        try:
+            args.sweep_counts = [int(n) for n in args.sweep_connections.split(",") if n.strip()]
+        except ValueError:
+            p.error("--sweep-connections takes whole numbers, comma-separated")
+        if not args.sweep_counts or min(args.sweep_counts) < 1:
+            p.error("--sweep-connections must be positive")
     if args.idle_connections is None:
         args.idle_connections = 200 if args.quick else 10000
     if args.idle_connections < 1:
@@ -1438,7 +1590,7 @@ def parse_args(argv):
     if unknown:
         p.error(f"unknown Python loop(s) {', '.join(unknown)}; known: {', '.join(PYTHON_LOOPS)}")
     args.workloads = (
-        ["echo", "http", "tls", "resp", "tasks", "idle"]
+        ["echo", "http", "tls", "resp", "sweep", "tasks", "idle"]
         if args.workload == "all"
         else [args.workload]
     )
@@ -1450,28 +1602,34 @@ def parse_args(argv):
     return args
 
 
-def raise_open_files_limit(needed):
-    """Raises this process's descriptor limit (the servers inherit it) to
-    the hard limit: the idle workload holds thousands of connections."""
+def raise_open_files_limit(needed, what):
+    """Raises this process's descriptor limit (the servers and echo_client
+    inherit it) to the hard limit: the idle and sweep workloads hold
+    thousands of connections. `what` needs `needed` descriptors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise BenchError(
-            f"--idle-connections needs about {needed:,} descriptors, the hard limit is {hard:,}"
-        )
+        raise BenchError(f"{what} needs about {needed:,} descriptors, the hard limit is {hard:,}")
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv=None):
     args = parse_args(argv)
+    needs = []  # (descriptors, what needs them)
     if "idle" in args.workloads:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if args.quick and hard != resource.RLIM_INFINITY and hard < args.idle_connections + 256:
             # A smoke run checks that the workload works, at any size.
             args.idle_connections = max(1, hard - 256)
             log(f"idle: {args.idle_connections} connections, as the descriptor limit allows")
+        needs.append((args.idle_connections + 256, "--idle-connections"))
+    if "sweep" in args.workloads:
+        # echo_client and the server, each a process with this limit, hold
+        # one end of every connection each.
+        needs.append((max(args.sweep_counts) + 256, "the sweep's largest connection count"))
+    if needs:
         try:
-            raise_open_files_limit(args.idle_connections + 256)
+            raise_open_files_limit(*max(needs))
         except BenchError as e:
             log(f"error: {e}")
             return 2
@@ -1498,6 +1656,7 @@ def main(argv=None):
                 ]
                 continue
             args.workload_size = args.size or (TLS_SIZE if workload == "tls" else 64)
+            args.window = args.sweep_window if workload == "sweep" else (args.duration, args.warmup)
             results[workload] = run_workload(workload, args)
             tables.append(markdown(workload, results[workload], args))
 
@@ -1531,6 +1690,17 @@ def main(argv=None):
             "after the other, echoes 64 bytes on each and keeps it open; the server's VmRSS and "
             "VmSize (/proc/PID/status) before and after, over the connections, are the memory "
             "one idle connection holds (rounds after the first reuse what the first freed)."
+        )
+    if "sweep" in args.workloads:
+        sweep_duration, sweep_warmup = args.sweep_window
+        method += (
+            " sweep: the echo workload's method at each of "
+            f"{', '.join(f'{n:,}' for n in args.sweep_counts)} connections, windows of "
+            f"{sweep_duration:g} s after {sweep_warmup:g} s of warm-up; within a round every "
+            "server at one count, then the next count; echo_client opens the connections 64 "
+            "at a time, each batch echoed once before the next connects (no listen backlog "
+            "overflows); vs raw_epoll is taken within each round at the same count, median "
+            "over rounds."
         )
     if "tasks" in args.workloads:
         method += (
@@ -1572,6 +1742,9 @@ def main(argv=None):
             "wrk_duration_s": args.duration_whole,
             "wrk_warmup_s": args.warmup_whole,
             "echo_connections": args.connections,
+            "sweep_connections": args.sweep_counts,
+            "sweep_duration_s": args.sweep_window[0],
+            "sweep_warmup_s": args.sweep_window[1],
             "echo_size": args.size or 64,
             "tls_size": args.size or TLS_SIZE,
             "python": args.python,
