@@ -169,7 +169,7 @@ void FutureBase::set_exception(std::exception_ptr error) {
 
 void FutureBase::mark_cancelled(std::string message) noexcept {
     status_ = Status::cancelled;
-    cancel_message_ = std::move(message);
+    cancel_message_.set(std::move(message));
     schedule_callbacks();
 }
 
@@ -200,7 +200,7 @@ std::size_t FutureBase::remove_done_callback(std::size_t id) noexcept {
 }
 
 void FutureBase::throw_not_finished(const char* what) const {
-    if (status_ == Status::cancelled) throw CancelledError(cancel_message_);
+    if (status_ == Status::cancelled) throw CancelledError(cancel_message_.get());
     throw InvalidStateError(fmt::format("{} is not {}.", what, what[0] == 'R' ? "ready" : "set"));
 }
 
@@ -227,9 +227,8 @@ void FutureBase::report_unretrieved() noexcept {
 
 // -- tasks ---------------------------------------------------------------------
 
-TaskBase::TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
-                   std::source_location created_at)
-    : FutureBase(loop, value_slot, Kind::task),
+TaskBase::TaskBase(LoopCore& loop, std::coroutine_handle<> root, std::source_location created_at)
+    : FutureBase(loop, Kind::task),
       root_(root),
       id_(next_task_id.fetch_add(1, std::memory_order_relaxed)),
       created_at_(created_at) {
@@ -252,7 +251,7 @@ bool TaskBase::cancel(const std::string& message) noexcept {
     log_traceback_ = false;
     if (done()) return false;
     ++num_cancels_requested_;
-    cancel_message_ = message;
+    cancel_message_.set(message);
     if (fut_waiter_ != nullptr && fut_waiter_->cancel(*fut_waiter_, message)) {
         // Leave fut_waiter_ set: a task we wait for may catch the cancellation,
         // and a later cancel() must reach it again.
@@ -263,7 +262,7 @@ bool TaskBase::cancel(const std::string& message) noexcept {
 }
 
 std::string TaskBase::name() const {
-    return name_.empty() ? fmt::format("Task-{}", id_) : name_;
+    return name_.empty() ? fmt::format("Task-{}", id_) : name_.get();
 }
 
 std::string TaskBase::repr() const {

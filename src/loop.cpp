@@ -434,6 +434,8 @@ void EventLoop::run_ready(detail::ReadyNode& node) noexcept {
             what = detail::describe_handle(detail::node_cast<detail::HandleState>(node));
         } else if (node.fn == &detail::Waiter::resume_task) {
             what = detail::node_cast<detail::Waiter>(node).task->repr();
+        } else if (node.fn == &detail::TaskBase::StepNode::run_step) {
+            what = detail::node_cast<detail::TaskBase::StepNode>(node).task->repr();
         } else {
             what = "<internal callback>";
         }
@@ -566,7 +568,7 @@ void EventLoop::drop_everything() noexcept {
         });
         for (detail::TaskBase* task : pending) {
             if (task->Hook<detail::AllTasksTag>::linked()) {
-                if (task->log_destroy_pending) {
+                if (task->log_destroy_pending()) {
                     ExceptionContext context;
                     context.message = "Task was destroyed but it is pending!";
                     task->add_ref();

@@ -639,7 +639,7 @@ awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
         }
         Task<T> task = create_task(std::move(aw));
         // The error below says the task did not finish; no need to report it again.
-        task.base().log_destroy_pending = false;
+        task.base().set_log_destroy_pending(false);
         run_until_done(detail::library_key, *task.state());
         task.state()->check_result();
         return task.value(detail::library_key, task.state()->readers());

@@ -105,20 +105,19 @@ class TaskState final : public TaskBase {
     // Not noexcept: the task's context is allocated (make_task frees the
     // coroutine if that fails).
     TaskState(LoopCore& loop, Handle root, std::source_location created_at)
-        : TaskBase(loop, slot_of(this), root, created_at) {}
+        : TaskBase(loop, root, created_at) {}
 
-    Storage<T> value;
+    [[no_unique_address]] Storage<T> value;  // nothing for void
 
-  private:
-    // Static: no member function may be called before the base is constructed.
-    static void* slot_of(TaskState* self) noexcept {
+    void* value_slot() const noexcept override {
         if constexpr (std::is_void_v<T>) {
             return nullptr;
         } else {
-            return &self->value;
+            return const_cast<Storage<T>*>(&value);
         }
     }
 
+  private:
     void finish() noexcept override {
         Handle root = Handle::from_address(root_.address());
         CoroPromise<T>& promise = root.promise();
@@ -126,7 +125,7 @@ class TaskState final : public TaskBase {
             finish_with_exception(promise.exception());
         } else if (must_cancel_) {  // cancelled right before the coroutine returned
             must_cancel_ = false;
-            mark_cancelled(cancel_message_);
+            mark_cancelled(cancel_message_.get());
         } else {
             if constexpr (std::is_void_v<T>) {
                 finish_with_result();

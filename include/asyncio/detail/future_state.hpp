@@ -67,6 +67,30 @@ struct Waiter : ReadyNode, Hook<WaiterTag> {
     static void resume_task(ReadyNode& node, Action action) noexcept;
 };
 
+/// A string that costs one pointer while empty: most futures are never
+/// cancelled with a message, and most tasks keep their default name.
+class CompactString {
+  public:
+    const std::string& get() const noexcept { return text_ ? *text_ : empty_string(); }
+    bool empty() const noexcept { return text_ == nullptr; }
+    void set(std::string text) {
+        if (text.empty()) {
+            text_.reset();
+        } else if (text_) {
+            *text_ = std::move(text);
+        } else {
+            text_ = std::make_unique<std::string>(std::move(text));
+        }
+    }
+
+  private:
+    static const std::string& empty_string() noexcept {
+        static const std::string empty;
+        return empty;
+    }
+    std::unique_ptr<std::string> text_;
+};
+
 /// Who may still read a finished future's value: Future::value copies it for
 /// `shared` readers (when it can) and moves it out for the `sole` one.
 enum class ValueReaders : bool { shared, sole };
@@ -152,15 +176,14 @@ class FutureBase : public Recycled {
     std::size_t remove_done_callback(std::size_t id) noexcept;
 
     /// The Storage<T> of a typed state, nullptr for Future<void>.
-    void* value_slot() const noexcept { return value_slot_; }
-    const std::string& cancel_message() const noexcept { return cancel_message_; }
+    virtual void* value_slot() const noexcept = 0;
+    const std::string& cancel_message() const noexcept { return cancel_message_.get(); }
     /// An exception this future gets later counts as retrieved (gather marks
     /// the children it stopped watching, as CPython's callback does).
     void mark_observed() noexcept { observed_ = true; }
 
   protected:
-    FutureBase(LoopCore& loop, void* value_slot, Kind kind) noexcept
-        : kind_(kind), loop_(&loop), value_slot_(value_slot) {}
+    FutureBase(LoopCore& loop, Kind kind) noexcept : kind_(kind), loop_(&loop) {}
     virtual ~FutureBase();
 
     void schedule_callbacks() noexcept {
@@ -183,9 +206,8 @@ class FutureBase : public Recycled {
     bool observed_ = false;  // someone (gather) takes charge of a later exception
     Kind kind_;
     LoopCore* loop_;
-    void* value_slot_;
     std::exception_ptr exception_;
-    std::string cancel_message_;
+    CompactString cancel_message_;
     IntrusiveList<Waiter, WaiterTag> callbacks_;
 
     static const ReadyNode::Fn callback_fn_;
@@ -196,16 +218,14 @@ class FutureBase : public Recycled {
 template <class T>
 class FutureState final : public FutureBase {
   public:
-    explicit FutureState(LoopCore& loop) noexcept : FutureBase(loop, slot_of(this), Kind::future) {}
-    Storage<T> value;
+    explicit FutureState(LoopCore& loop) noexcept : FutureBase(loop, Kind::future) {}
+    [[no_unique_address]] Storage<T> value;  // nothing for void
 
-  private:
-    // Static: no member function may be called before the base is constructed.
-    static void* slot_of(FutureState* self) noexcept {
+    void* value_slot() const noexcept override {
         if constexpr (std::is_void_v<T>) {
             return nullptr;
         } else {
-            return &self->value;
+            return const_cast<Storage<T>*>(&value);
         }
     }
 };
@@ -222,7 +242,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     }
 
     std::string name() const;
-    void set_name(std::string name) { name_ = std::move(name); }
+    void set_name(std::string name) { name_.set(std::move(name)); }
     std::uint64_t id() const noexcept { return id_; }
     std::source_location created_at() const noexcept { return created_at_; }
     /// Python's repr(task): "<Task pending name='Task-1' created at f.cpp:12>".
@@ -263,7 +283,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
                 inject_cancel_ = false;
                 root_.destroy();
                 root_ = {};
-                mark_cancelled(cancel_message_);
+                mark_cancelled(cancel_message_.get());
                 loop_->unregister_task(*this);
                 return;
             }
@@ -289,7 +309,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
         waiter.resume_at = at;
         waiter.cancel = cancel;
         fut_waiter_ = &waiter;
-        if (must_cancel_ && cancel(waiter, cancel_message_)) must_cancel_ = false;
+        if (must_cancel_ && cancel(waiter, cancel_message_.get())) must_cancel_ = false;
     }
 
     /// Suspends at `at` for one loop iteration without waiting for anything
@@ -304,7 +324,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     void resume_point() {
         if (inject_cancel_) {
             inject_cancel_ = false;
-            throw CancelledError(cancel_message_);
+            throw CancelledError(cancel_message_.get());
         }
     }
 
@@ -317,15 +337,15 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     void defer_cancel() noexcept { must_cancel_ = true; }
 
     /// Whether the loop should report this task as destroyed while pending.
-    bool log_destroy_pending = true;
+    bool log_destroy_pending() const noexcept { return log_destroy_pending_; }
+    void set_log_destroy_pending(bool log) noexcept { log_destroy_pending_ = log; }
 
     /// Called by the loop when it closes with this task still pending: frees
     /// the coroutine (running its destructors) and marks the task cancelled.
     void abandon() noexcept;
 
   protected:
-    TaskBase(LoopCore& loop, void* value_slot, std::coroutine_handle<> root,
-             std::source_location created_at);
+    TaskBase(LoopCore& loop, std::coroutine_handle<> root, std::source_location created_at);
     ~TaskBase() override;
 
     /// Frees the coroutine's frames where they are suspended, with
@@ -341,19 +361,34 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
 
     std::coroutine_handle<> root_;
     Waiter* fut_waiter_ = nullptr;
-    Waiter step_node_;
+    /// Schedules a step that waits for nothing: the first, and sleep(0)'s.
+    struct StepNode : ReadyNode {
+        StepNode() noexcept : ReadyNode(&run_step) {}
+        static void run_step(ReadyNode& node, Action action) noexcept;
+        TaskBase* task = nullptr;
+        std::coroutine_handle<> resume_at;
+    };
+
+    StepNode step_node_;
     int num_cancels_requested_ = 0;
     bool must_cancel_ = false;
     bool inject_cancel_ = false;
     bool started_ = false;
+    bool log_destroy_pending_ = true;
     std::uint64_t id_;
-    std::string name_;
+    CompactString name_;  // empty: the default, "Task-<id>"
     std::source_location created_at_;
     ContextRef context_;  // a copy of the creator's, unless given one
 
     friend class asyncio::EventLoop;
     friend class LoopCore;
 };
+
+inline void TaskBase::StepNode::run_step(ReadyNode& node, Action action) noexcept {
+    if (action != Action::run) return;
+    auto& step = node_cast<StepNode>(node);
+    step.task->step(step.resume_at);
+}
 
 inline void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
     if (action != Action::run) return;

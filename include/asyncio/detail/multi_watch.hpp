@@ -26,9 +26,10 @@ class MultiWatch : public FutureBase {
     /// Stops watching; children finishing later are ignored.
     void unwatch() noexcept;
     const std::vector<Future<>>& children() const noexcept { return children_; }
+    void* value_slot() const noexcept override { return nullptr; }
 
   protected:
-    explicit MultiWatch(LoopCore& loop) noexcept : FutureBase(loop, nullptr, Kind::future) {}
+    explicit MultiWatch(LoopCore& loop) noexcept : FutureBase(loop, Kind::future) {}
     ~MultiWatch() override;
 
     virtual void child_done(std::size_t index) noexcept = 0;
