@@ -118,18 +118,20 @@ struct IoOp : detail::Waiter {
     /// so a readiness backend may wait without trying the call first.
     bool wait_first = false;
     std::uint8_t backend_state = 0;  ///< the backend's own use (a connect's phase, say)
+    // Ordered so that no padding falls between the fields: every transport
+    // holds two of these.
     int fd = -1;
     int flags = 0;
+    ::socklen_t addrlen = 0;
+    int in_fd = -1;
+    /// The provided buffer this op holds (read_provided, recv_provided); -1: none.
+    std::int32_t buffer_id = -1;
     void* buf = nullptr;
     std::size_t len = 0;
     ::msghdr* msg = nullptr;
     ::sockaddr* addr = nullptr;
-    ::socklen_t addrlen = 0;
-    int in_fd = -1;
     std::int64_t offset = 0;
     std::int64_t result = 0;
-    /// The provided buffer this op holds (read_provided, recv_provided); -1: none.
-    std::int32_t buffer_id = -1;
     /// The backend's own record for the op while it keeps one.
     void* backend_data = nullptr;
 };

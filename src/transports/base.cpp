@@ -1,6 +1,7 @@
 // The lifecycle and flow control the stream and datagram transports share.
 #include "transports/base.hpp"
 
+#include <cstring>
 #include <stdexcept>
 #include <system_error>
 #include <tuple>
@@ -11,6 +12,28 @@
 #include "internal.hpp"
 
 namespace asyncio::detail {
+
+void CompactAddress::set(const Address& address) {
+    if (address.size() <= sizeof inline_) {
+        heap_.reset();
+        std::memcpy(&inline_, address.data(), address.size());
+        length_ = address.size();
+    } else {
+        heap_ = std::make_unique<Address>(address);
+        length_ = 0;
+    }
+}
+
+std::optional<Address> CompactAddress::get() const {
+    if (heap_) return *heap_;
+    if (length_ == 0) return std::nullopt;
+    return Address::from_sockaddr(reinterpret_cast<const ::sockaddr*>(&inline_), length_);
+}
+
+int CompactAddress::family() const noexcept {
+    if (heap_) return heap_->family();
+    return length_ == 0 ? AF_UNSPEC : inline_.sin6_family;
+}
 
 template <class Interface>
 TransportBase<Interface>::TransportBase(EventLoop& loop, Socket sock, IoOp::Fn on_read,

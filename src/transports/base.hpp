@@ -5,6 +5,8 @@
 // the backend when the loop closes under them.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -26,6 +28,22 @@ enum class TransportPhase {
     closing,  ///< close() called: no more reads; the write buffer drains
     lost,     ///< connection_lost is scheduled (or running)
     finished  ///< connection_lost has run (or the loop closed): nothing calls the protocol again
+};
+
+/// An Address kept in the room an IP address needs: 40 bytes instead of an
+/// std::optional<Address>'s 144, for the names every connection keeps.
+/// Longer ones (Unix paths) go to the heap.
+class CompactAddress {
+  public:
+    void set(const Address& address);
+    std::optional<Address> get() const;
+    bool has_value() const noexcept { return length_ != 0 || heap_ != nullptr; }
+    int family() const noexcept;
+
+  private:
+    ::sockaddr_in6 inline_{};  // large enough for AF_INET and AF_INET6
+    ::socklen_t length_ = 0;   // 0: no address, or it is on the heap
+    std::unique_ptr<Address> heap_;
 };
 
 /// `Interface` is the public transport class implemented: Transport or

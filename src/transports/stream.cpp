@@ -36,13 +36,13 @@ StreamTransport::StreamTransport(EventLoop& loop, Socket sock, StreamKind kind)
     : TransportBase(loop, std::move(sock), &on_read, &on_write), kind_(kind) {
     if (kind_ == StreamKind::socket) {
         try {
-            sockname_ = sock_.getsockname();
-            peername_ = sock_.getpeername();
+            sockname_.set(sock_.getsockname());
+            peername_.set(sock_.getpeername());
         } catch (const std::system_error&) {
             // Not connected (any more): leave the names unknown, as CPython does.
         }
         // CPython's _set_nodelay: stream transports send small writes at once.
-        if (sockname_ && (sockname_->family() == AF_INET || sockname_->family() == AF_INET6)) {
+        if (sockname_.family() == AF_INET || sockname_.family() == AF_INET6) {
             const int on = 1;
             ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
         }
@@ -58,8 +58,8 @@ void StreamTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
 }
 
 std::any StreamTransport::get_extra_info(std::string_view name) const {
-    if (name == "peername" && peername_) return *peername_;
-    if (name == "sockname" && sockname_) return *sockname_;
+    if (name == "peername" && peername_.has_value()) return *peername_.get();
+    if (name == "sockname" && sockname_.has_value()) return *sockname_.get();
     if (name == "socket" && kind_ == StreamKind::socket) return sock_.fileno();
     if (name == "pipe" && kind_ != StreamKind::socket) return sock_.fileno();
     return {};
@@ -356,21 +356,21 @@ void StreamTransport::prepare_write() noexcept {
     write_op_.fd = sock_.fileno();
     write_op_.wait_first = false;
     // Without memory for the iovecs, the chunks go one send at a time.
-    if (kind_ == StreamKind::socket && chunks_.size() > 1 && !iov_)
-        iov_.reset(new (std::nothrow)::iovec[kMaxIov]);
-    if (kind_ == StreamKind::socket && chunks_.size() > 1 && iov_) {
+    if (kind_ == StreamKind::socket && chunks_.size() > 1 && !gather_)
+        gather_.reset(new (std::nothrow) Gather);
+    if (kind_ == StreamKind::socket && chunks_.size() > 1 && gather_) {
         int n = 0;
         std::size_t offset = front_offset_;
         for (auto it = chunks_.begin(); it != chunks_.end() && n < kMaxIov; ++it, ++n) {
-            iov_[n].iov_base = it->data() + offset;
-            iov_[n].iov_len = it->size() - offset;
+            gather_->iov[n].iov_base = it->data() + offset;
+            gather_->iov[n].iov_len = it->size() - offset;
             offset = 0;
         }
-        msg_ = {};
-        msg_.msg_iov = iov_.get();
-        msg_.msg_iovlen = static_cast<std::size_t>(n);
+        gather_->msg = {};
+        gather_->msg.msg_iov = gather_->iov;
+        gather_->msg.msg_iovlen = static_cast<std::size_t>(n);
         write_op_.kind = IoOp::Kind::sendmsg;
-        write_op_.msg = &msg_;
+        write_op_.msg = &gather_->msg;
     } else {
         // One chunk: a plain send, which the kernel takes without copying
         // in a msghdr and its iovecs.

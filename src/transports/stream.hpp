@@ -128,7 +128,7 @@ class StreamTransport final : public TransportBase<Transport> {
     Protocol* stream_protocol_ = nullptr;
     BufferedProtocol* buffered_protocol_ = nullptr;
     std::shared_ptr<ConnectionOwner> owner_;
-    std::optional<Address> peername_, sockname_;
+    CompactAddress peername_, sockname_;
 
     Reading reading_ = Reading::active;
     bool last_read_short_ = false;  // the last read filled less than its buffer: wait first
@@ -166,8 +166,13 @@ class StreamTransport final : public TransportBase<Transport> {
     std::string spare_;
     static constexpr std::size_t kMaxSpare = 16 * 1024;
     static constexpr int kMaxIov = 64;
-    std::unique_ptr<::iovec[]> iov_;  // kMaxIov of them, made by the first sendmsg
-    ::msghdr msg_{};
+    /// What a sendmsg of several chunks points the kernel at; made by the
+    /// first one, as most connections never send two chunks at once.
+    struct Gather {
+        ::msghdr msg;
+        ::iovec iov[kMaxIov];
+    };
+    std::unique_ptr<Gather> gather_;
 };
 
 }  // namespace asyncio::detail
