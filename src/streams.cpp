@@ -175,18 +175,25 @@ void StreamReader::set_exception(std::exception_ptr error) {
 }
 
 namespace detail {
+Coro<std::string> read_state(std::shared_ptr<ReaderState> s, std::ptrdiff_t n);
+
+// read(-1) in a coroutine of its own: a frame holds every local of its
+// coroutine for as long as it waits, and a connection's reader waits in
+// read(n) for as long as the connection is idle.
+Coro<std::string> read_all(std::shared_ptr<ReaderState> s) {
+    std::string all;
+    for (;;) {
+        std::string block = co_await read_state(s, static_cast<std::ptrdiff_t>(s->limit));
+        if (block.empty()) break;
+        all += block;
+    }
+    co_return all;
+}
+
 Coro<std::string> read_state(std::shared_ptr<ReaderState> s, std::ptrdiff_t n) {
     if (s->exception) std::rethrow_exception(s->exception);
     if (n == 0) co_return std::string();
-    if (n < 0) {
-        std::string all;
-        for (;;) {
-            std::string block = co_await read_state(s, static_cast<std::ptrdiff_t>(s->limit));
-            if (block.empty()) break;
-            all += block;
-        }
-        co_return all;
-    }
+    if (n < 0) co_return co_await read_all(std::move(s));
     if (s->size() == 0 && !s->eof) co_await s->wait_for_data("read");
     std::string data = s->take(std::min(static_cast<std::size_t>(n), s->size()));
     s->maybe_resume_transport();
