@@ -1,17 +1,17 @@
 // Per-thread recycling allocator for coroutine frames, future and task
 // states and callback handles: the loop's steady state allocates nothing from
-// the global heap, and a million pending tasks cost what a thousand do.
+// the global heap, and spawning a task with a million alive costs about
+// twice what it does with a thousand (docs/performance.md).
 //
 // Blocks are rounded up to a size class of 16-byte steps and kept on a
 // per-thread free list when released. New blocks are carved one after the
 // other from 64 KiB arenas: no malloc header per block, and tasks spawned
 // together sit together. Blocks are not given back to the system: a thread
 // keeps what it freed for its next tasks, and hands it to the next thread
-// that allocates when it exits (as CPython's small-object allocator keeps
-// its pools). A block may be released on another thread than the one that
-// allocated it (a coroutine created on one thread and run by a loop on
-// another): blocks of one class are interchangeable, so any thread's list
-// can take it.
+// that allocates when it exits; the footprint is the peak. A block may be
+// released on another thread than the one that allocated it (a coroutine
+// created on one thread and run by a loop on another): blocks of one class
+// are interchangeable, so any thread's list can take it.
 //
 // Under AddressSanitizer every new block comes from ::operator new of its
 // class size instead, so that overflows past a block still hit a redzone;
