@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <new>
+#include <thread>
+#include <vector>
 
 #include "counting_new.hpp"
 #include "support.hpp"
@@ -135,4 +137,56 @@ TEST_CASE("the count sees allocations: a callable too big to store inline alloca
     });
     CHECK(n == 50);
     CHECK(sum > 0);
+}
+
+TEST_CASE("many tasks pending at once reuse their blocks: the next round allocates nothing") {
+    // 100,000 pending tasks need more than the 8 MiB a thread once cached
+    // (beyond which blocks went back to malloc); every freed block is kept.
+    constexpr int kTasks = 100000;
+    auto loop = asyncio::new_event_loop();
+    std::vector<asyncio::Task<>> tasks;
+    tasks.reserve(kTasks);
+    auto waiter = [](asyncio::Event& go) -> Coro<void> { co_await go.wait(); };
+    const long n = steady_state_allocations(
+        [&] {
+            loop->run_until_complete([&]() -> Coro<void> {
+                asyncio::Event go;
+                for (int i = 0; i < kTasks; ++i)
+                    tasks.push_back(asyncio::create_task(waiter(go)));
+                co_await asyncio::sleep(0);  // every task waits now
+                go.set();
+                for (asyncio::Task<>& task : tasks)
+                    co_await task;
+                tasks.clear();
+            }());
+        },
+        1, 2);
+    CHECK(n == 0);
+}
+
+TEST_CASE("a block freed on another thread than its own is reused there") {
+    using asyncio::detail::RecyclingAllocator;
+    void* block = RecyclingAllocator::allocate(300);
+    void* reused = nullptr;
+    std::thread([&] {
+        RecyclingAllocator::deallocate(block, 300);
+        reused = RecyclingAllocator::allocate(300);
+        RecyclingAllocator::deallocate(reused, 300);
+    }).join();
+    CHECK(reused == block);
+}
+
+TEST_CASE("a thread that exits hands the blocks it freed to the next thread") {
+    using asyncio::detail::RecyclingAllocator;
+    void* freed = nullptr;
+    std::thread([&] {
+        freed = RecyclingAllocator::allocate(200);
+        RecyclingAllocator::deallocate(freed, 200);
+    }).join();
+    void* reused = nullptr;
+    std::thread([&] {
+        reused = RecyclingAllocator::allocate(200);
+        RecyclingAllocator::deallocate(reused, 200);
+    }).join();
+    CHECK(reused == freed);
 }
