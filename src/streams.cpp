@@ -257,13 +257,25 @@ class SeparatorSearch {
         const std::string_view buffer = s.view();
         if (buffer.size() - offset_ < min_seplen_) return Result::need_more;
         bool found = false;
-        for (const std::string_view sep : separators_) {
-            const std::size_t at = buffer.find(sep, offset_);
-            if (at == std::string_view::npos) continue;
-            if (!found || at + sep.size() < match_end_) {
+        if (separators_.size() == 1 && max_seplen_ == 1) {
+            // readline's case: one byte to look for, which find(char) hands
+            // to memchr at once, where find(string_view) sets up a general
+            // search on every call.
+            const std::size_t at = buffer.find(separators_.front().front(), offset_);
+            if (at != std::string_view::npos) {
                 found = true;
                 match_start_ = at;
-                match_end_ = at + sep.size();
+                match_end_ = at + 1;
+            }
+        } else {
+            for (const std::string_view sep : separators_) {
+                const std::size_t at = buffer.find(sep, offset_);
+                if (at == std::string_view::npos) continue;
+                if (!found || at + sep.size() < match_end_) {
+                    found = true;
+                    match_start_ = at;
+                    match_end_ = at + sep.size();
+                }
             }
         }
         if (found) return match_start_ > s.limit ? Result::too_long : Result::found;
