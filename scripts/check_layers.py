@@ -21,7 +21,7 @@ INCLUDE = ROOT / "include"
 # The layers that docs/index.md lists under Modules, lowest first.
 LAYERS = [
     ("errors", ["exceptions.hpp", "log.hpp", "detail/allocator.hpp", "detail/storage.hpp",
-                "detail/intrusive.hpp", "detail/library_key.hpp"]),
+                "detail/intrusive.hpp", "detail/library_key.hpp", "detail/native.hpp"]),
     ("coroutine core", ["coro.hpp", "future.hpp", "task.hpp", "handle.hpp", "contextvars.hpp",
                         "exception_context.hpp", "asyncgen.hpp", "outcome.hpp", "detail/future_state.hpp",
                         "detail/loop_core.hpp", "detail/multi_watch.hpp"]),

@@ -31,9 +31,14 @@ namespace asyncio::detail {
 std::string describe_exception(const std::exception_ptr& error);
 
 /// The std::system_error (Python's OSError) for `error_number`, labelled
-/// with the call that failed.
+/// with the call that failed. Windows' system category holds Win32 codes,
+/// so there the library's errno values (see errno_from_windows) are generic.
 inline std::system_error os_error(int error_number, const std::string& call) {
+#ifdef _WIN32
+    return std::system_error(error_number, std::generic_category(), call);
+#else
     return std::system_error(error_number, std::system_category(), call);
+#endif
 }
 
 /// Throws the OSError for `errno` after a failed `call`. A label built at
@@ -42,6 +47,23 @@ inline std::system_error os_error(int error_number, const std::string& call) {
 [[noreturn]] inline void throw_errno(const std::string& call) {
     throw os_error(errno, call);
 }
+
+/// The errno of the socket call that just failed: errno, or on Windows
+/// WSAGetLastError() mapped by errno_from_windows.
+int socket_error() noexcept;
+/// Throws the OSError for socket_error() after a failed `call`.
+[[noreturn]] void throw_socket_error(const std::string& call);
+/// close(2), or closesocket on Windows.
+void close_socket(int fd) noexcept;
+
+#ifdef _WIN32
+/// The errno value the library reports for a winsock or Win32 error code,
+/// so that its callers test one set of values on every OS (EIO for codes
+/// with no POSIX counterpart).
+int errno_from_windows(unsigned long error) noexcept;
+/// WSAStartup, once per process, before the first socket call.
+void ensure_winsock();
+#endif
 
 /// Throws the OSError for a backend result (a negated errno).
 [[noreturn]] inline void throw_result(std::int64_t result, const std::string& call) {
@@ -59,6 +81,8 @@ inline std::exception_ptr result_error(std::int64_t result, const std::string& c
 
 /// The poll(2) backend; the last resort on any POSIX system.
 std::unique_ptr<IoBackend> make_poll_backend(LoopCore& loop);
+/// The IOCP backend (Windows).
+std::unique_ptr<IoBackend> make_iocp_backend(LoopCore& loop);
 /// The epoll backend (Linux).
 std::unique_ptr<IoBackend> make_epoll_backend(LoopCore& loop);
 /// Whether the kernel gives this process an io_uring with what the backend

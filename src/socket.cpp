@@ -1,12 +1,16 @@
 // Sockets, addresses and name resolution.
 #include "asyncio/socket.hpp"
 
+#ifdef _WIN32
+#include <netioapi.h>
+#else
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cctype>
@@ -146,7 +150,7 @@ Address Address::unix_path(std::string path) {
 
 Address Address::from_sockaddr(const ::sockaddr* address, ::socklen_t length) {
     Address out;
-    if (length > sizeof(out.storage_)) length = sizeof(out.storage_);
+    if (static_cast<std::size_t>(length) > sizeof(out.storage_)) length = sizeof(out.storage_);
     std::memcpy(&out.storage_, address, length);
     out.length_ = length;
     return out;
@@ -189,8 +193,8 @@ std::string Address::host() const {
         case AF_UNIX: {
             auto* un = reinterpret_cast<const ::sockaddr_un*>(&storage_);
             const std::size_t offset = offsetof(::sockaddr_un, sun_path);
-            if (length_ <= offset) return {};  // unnamed
-            std::size_t n = length_ - offset;
+            if (static_cast<std::size_t>(length_) <= offset) return {};  // unnamed
+            std::size_t n = static_cast<std::size_t>(length_) - offset;
             if (un->sun_path[0] == '\0') {
                 // An abstract name, shown with '@' as Python does. Not "@" +
                 // std::string: GCC 12 -O3 warns there with -Wrestrict
@@ -236,6 +240,47 @@ bool operator==(const Address& a, const Address& b) noexcept {
 
 // -- Socket ---------------------------------------------------------------------------
 
+#ifdef _WIN32
+namespace {
+
+/// The Windows side of "non-blocking and close-on-exec": not inherited by
+/// child processes; non-blocking for the calls made outside the backend.
+/// A pipe handle (a pipe transport's) is only made non-inheritable: its
+/// I/O is overlapped, which it was opened for.
+void make_nonblocking(SOCKET sock) {
+    ::SetHandleInformation(reinterpret_cast<HANDLE>(sock), HANDLE_FLAG_INHERIT, 0);
+    u_long on = 1;
+    if (::ioctlsocket(sock, FIONBIO, &on) == 0) return;
+    if (::WSAGetLastError() == WSAENOTSOCK &&
+        ::GetFileType(reinterpret_cast<HANDLE>(sock)) == FILE_TYPE_PIPE) {
+        return;
+    }
+    detail::throw_socket_error("ioctlsocket(FIONBIO)");
+}
+
+}  // namespace
+
+Socket::Socket(int family, int type, int proto) {
+    detail::ensure_winsock();
+    // Overlapped, so that the IOCP backend can use it.
+    const SOCKET sock = ::WSASocketW(family, type, proto, nullptr, 0,
+                                     WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (sock == INVALID_SOCKET) detail::throw_socket_error("socket");
+    fd_ = static_cast<int>(sock);
+    try {
+        make_nonblocking(sock);
+    } catch (...) {
+        close();
+        throw;
+    }
+}
+
+Socket Socket::from_fd(int fd) {
+    if (fd < 0) throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));
+    detail::ensure_winsock();
+    make_nonblocking(static_cast<SOCKET>(fd));
+    Socket out;
+#else
 Socket::Socket(int family, int type, int proto) {
     fd_ = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
     if (fd_ < 0) throw_errno("socket");
@@ -249,6 +294,7 @@ Socket Socket::from_fd(int fd) {
     if (fd_flags < 0 || ::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) < 0)
         throw_errno("fcntl(FD_CLOEXEC)");
     Socket out;
+#endif
     out.fd_ = fd;
     return out;
 }
@@ -264,30 +310,33 @@ Socket& Socket::operator=(Socket&& other) noexcept {
 
 void Socket::bind(const Address& address) {
     if (::bind(fd_, address.data(), address.size()) < 0) {
-        const int error = errno;  // before formatting the label can touch it
+        const int error = detail::socket_error();  // before formatting the label can touch it
         throw detail::os_error(error, fmt::format("bind({})", address.to_string()));
     }
 }
 
 void Socket::listen(int backlog) {
-    if (::listen(fd_, backlog) < 0) throw_errno("listen");
+    if (::listen(fd_, backlog) < 0) detail::throw_socket_error("listen");
 }
 
 void Socket::setsockopt(int level, int option, int value) {
-    if (::setsockopt(fd_, level, option, &value, sizeof value) < 0) throw_errno("setsockopt");
+    // Windows declares the value as char*.
+    if (::setsockopt(fd_, level, option, reinterpret_cast<const char*>(&value), sizeof value) < 0)
+        detail::throw_socket_error("setsockopt");
 }
 
 int Socket::getsockopt(int level, int option) const {
     int value = 0;
     ::socklen_t length = sizeof value;
-    if (::getsockopt(fd_, level, option, &value, &length) < 0) throw_errno("getsockopt");
+    if (::getsockopt(fd_, level, option, reinterpret_cast<char*>(&value), &length) < 0)
+        detail::throw_socket_error("getsockopt");
     return value;
 }
 
 Address Socket::getsockname() const {
     Address out;
     ::socklen_t length = Address::capacity();
-    if (::getsockname(fd_, out.data(), &length) < 0) throw_errno("getsockname");
+    if (::getsockname(fd_, out.data(), &length) < 0) detail::throw_socket_error("getsockname");
     out.set_size(detail::library_key, length);
     return out;
 }
@@ -295,17 +344,27 @@ Address Socket::getsockname() const {
 Address Socket::getpeername() const {
     Address out;
     ::socklen_t length = Address::capacity();
-    if (::getpeername(fd_, out.data(), &length) < 0) throw_errno("getpeername");
+    if (::getpeername(fd_, out.data(), &length) < 0) detail::throw_socket_error("getpeername");
     out.set_size(detail::library_key, length);
     return out;
 }
 
 void Socket::shutdown(int how) {
-    if (::shutdown(fd_, how) < 0) throw_errno("shutdown");
+    if (::shutdown(fd_, how) < 0) detail::throw_socket_error("shutdown");
 }
 
 int Socket::family() const {
+#ifdef _WIN32
+    WSAPROTOCOL_INFOW info{};
+    int length = sizeof info;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_PROTOCOL_INFOW, reinterpret_cast<char*>(&info), &length) <
+        0) {
+        detail::throw_socket_error("getsockopt");
+    }
+    return info.iAddressFamily;
+#else
     return getsockopt(SOL_SOCKET, SO_DOMAIN);
+#endif
 }
 int Socket::type() const {
     return getsockopt(SOL_SOCKET, SO_TYPE);
@@ -319,7 +378,7 @@ void Socket::forget() noexcept {
 void Socket::close() noexcept {
     if (fd_ < 0) return;
     forget();
-    ::close(std::exchange(fd_, -1));
+    detail::close_socket(std::exchange(fd_, -1));
 }
 
 int Socket::detach() noexcept {
@@ -360,13 +419,18 @@ std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::strin
     hints.ai_protocol = options.proto;
     hints.ai_flags = options.flags;
     ::addrinfo* results = nullptr;
+#ifdef _WIN32
+    ensure_winsock();
+#endif
     const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(),
                                  port.empty() ? nullptr : port.c_str(), &hints, &results);
     if (rc != 0) {
+#ifdef EAI_SYSTEM
         if (rc == EAI_SYSTEM) {
             const int error = errno;  // before building the label can touch it
             throw detail::os_error(error, "getaddrinfo(" + host + ")");
         }
+#endif
         throw std::system_error(rc, gai_category(), "getaddrinfo(" + host + ")");
     }
     std::vector<AddrInfo> out;
@@ -410,7 +474,22 @@ std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
     return std::vector<AddrInfo>{std::move(info)};
 }
 
+#ifndef _WIN32
+int socket_error() noexcept {
+    return errno;
+}
+
+void throw_socket_error(const std::string& call) {
+    throw_errno(call);
+}
+
+void close_socket(int fd) noexcept {
+    ::close(fd);
+}
+#endif
+
 void ignore_sigpipe() noexcept {
+#ifndef _WIN32  // no SIGPIPE: a send to a reset connection fails with an error
     static const bool done = [] {
         struct ::sigaction current {};
         if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL &&
@@ -420,15 +499,21 @@ void ignore_sigpipe() noexcept {
         return true;
     }();
     (void)done;
+#endif
 }
 
 std::pair<std::string, std::string> name_info_blocking(const Address& address, int flags) {
+#ifdef _WIN32
+    ensure_winsock();
+#endif
     char host[NI_MAXHOST] = {};
     char service[NI_MAXSERV] = {};
     const int rc = ::getnameinfo(address.data(), address.size(), host, sizeof host, service,
                                  sizeof service, flags);
     if (rc != 0) {
+#ifdef EAI_SYSTEM
         if (rc == EAI_SYSTEM) throw_errno("getnameinfo");
+#endif
         throw std::system_error(rc, gai_category(), "getnameinfo");
     }
     return {host, service};

@@ -3,6 +3,9 @@
 // backend's operations so that they work on every backend.
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <io.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -90,8 +93,8 @@ Coro<std::size_t> EventLoop::sock_recv_into(Socket& sock, std::span<std::byte> b
 Coro<std::pair<std::size_t, Address>> EventLoop::sock_recvfrom_into(Socket& sock,
                                                                     std::span<std::byte> buffer) {
     Address from;
-    ::iovec iov{buffer.data(), buffer.size()};
-    ::msghdr msg{};
+    detail::iovec iov{buffer.data(), buffer.size()};
+    detail::msghdr msg{};
     msg.msg_name = from.data();
     msg.msg_namelen = Address::capacity();
     msg.msg_iov = &iov;
@@ -114,8 +117,8 @@ Coro<std::pair<std::string, Address>> EventLoop::sock_recvfrom(Socket& sock, std
 }
 
 Coro<std::size_t> EventLoop::sock_sendto(Socket& sock, std::string_view data, Address address) {
-    ::iovec iov{const_cast<char*>(data.data()), data.size()};
-    ::msghdr msg{};
+    detail::iovec iov{const_cast<char*>(data.data()), data.size()};
+    detail::msghdr msg{};
     msg.msg_name = address.data();
     msg.msg_namelen = address.size();
     msg.msg_iov = &iov;
@@ -189,6 +192,31 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int file_fd, std::size_
 
 namespace detail {
 
+namespace {
+
+/// pread(2): `want` bytes of `fd` from `position`; -1 with errno set on
+/// failure. Windows' CRT has no pread: ReadFile at an offset does it.
+std::int64_t read_at(int fd, char* into, std::size_t want, std::int64_t position) {
+#ifdef _WIN32
+    OVERLAPPED at{};
+    at.Offset = static_cast<DWORD>(position);
+    at.OffsetHigh = static_cast<DWORD>(static_cast<std::uint64_t>(position) >> 32);
+    DWORD n = 0;
+    const auto file = reinterpret_cast<HANDLE>(::_get_osfhandle(fd));
+    if (!::ReadFile(file, into, static_cast<DWORD>(want), &n, &at)) {
+        const DWORD error = ::GetLastError();
+        if (error == ERROR_HANDLE_EOF) return 0;
+        errno = errno_from_windows(error);
+        return -1;
+    }
+    return n;
+#else
+    return ::pread(fd, into, want, static_cast<off_t>(position));
+#endif
+}
+
+}  // namespace
+
 Coro<void> sendfile_fallback(EventLoop& loop, int file_fd, std::size_t offset,
                              std::optional<std::size_t> count, const SendChunk& send,
                              std::size_t& sent) {
@@ -200,10 +228,10 @@ Coro<void> sendfile_fallback(EventLoop& loop, int file_fd, std::size_t offset,
     while (!count || sent < *count) {
         std::size_t want = chunk->size();
         if (count) want = std::min(want, *count - sent);
-        const auto position = static_cast<off_t>(offset + sent);
+        const auto position = static_cast<std::int64_t>(offset + sent);
         auto read = [chunk, file_fd, want, position, regular] {
-            const ssize_t n = regular ? ::pread(file_fd, chunk->data(), want, position)
-                                      : ::read(file_fd, chunk->data(), want);
+            const std::int64_t n = regular ? read_at(file_fd, chunk->data(), want, position)
+                                           : ::read(file_fd, chunk->data(), want);
             if (n < 0) throw_errno(regular ? "pread" : "read");
             return static_cast<std::size_t>(n);
         };
@@ -217,7 +245,11 @@ Coro<void> sendfile_fallback(EventLoop& loop, int file_fd, std::size_t offset,
 void seek_past_sent(int file_fd, std::size_t offset, std::size_t sent) noexcept {
     // As CPython's file.seek(offset + total_sent): the file position tells
     // what was sent, also when sending failed half-way.
+#ifdef _WIN32
+    if (sent > 0) ::_lseeki64(file_fd, static_cast<std::int64_t>(offset + sent), SEEK_SET);
+#else
     if (sent > 0) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
+#endif
 }
 
 }  // namespace detail

@@ -32,9 +32,6 @@
 // the first of io_uring, epoll and poll that this machine accepts.
 #pragma once
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <coroutine>
 #include <cstddef>
@@ -47,6 +44,7 @@
 
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/detail/loop_core.hpp"
+#include "asyncio/detail/native.hpp"
 
 namespace asyncio {
 
@@ -128,7 +126,7 @@ struct IoOp : detail::Waiter {
     std::int32_t buffer_id = -1;
     void* buf = nullptr;
     std::size_t len = 0;
-    ::msghdr* msg = nullptr;
+    detail::msghdr* msg = nullptr;
     ::sockaddr* addr = nullptr;
     std::int64_t offset = 0;
     std::int64_t result = 0;
@@ -154,6 +152,9 @@ class IoBackend {
     /// point at memory that only lives for the call (a readiness backend);
     /// false means operations must own their buffers until they complete.
     virtual bool completes_inline() const noexcept { return false; }
+    /// Whether poll_readable/poll_writable work, for add_reader/add_writer:
+    /// IOCP has no readiness to report (CPython's proactor has no add_reader).
+    virtual bool watches_readiness() const noexcept { return true; }
 
     /// Starts `op`. Returns true if it finished at once (`op.result` is set
     /// and nothing is scheduled); false if it is in flight and will be

@@ -16,9 +16,6 @@
 #pragma once
 
 #include <fmt/format.h>
-#include <netdb.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +27,7 @@
 #include <vector>
 
 #include "asyncio/detail/library_key.hpp"
+#include "asyncio/detail/native.hpp"
 
 namespace asyncio {
 

@@ -11,8 +11,6 @@
 // flushes the buffer first; abort() drops it.
 #pragma once
 
-#include <netdb.h>
-
 #include <any>
 #include <chrono>
 #include <cstddef>

@@ -14,7 +14,7 @@
 namespace asyncio::detail {
 
 void CompactAddress::set(const Address& address) {
-    if (address.size() <= sizeof inline_) {
+    if (static_cast<std::size_t>(address.size()) <= sizeof inline_) {
         heap_.reset();
         std::memcpy(&inline_, address.data(), address.size());
         length_ = address.size();
@@ -264,6 +264,15 @@ Coro<OpenedTransport> opened_when_made(Future<> made, std::shared_ptr<BaseTransp
     if (!waited.has_value()) transport->close();
     std::move(waited).get();
     co_return OpenedTransport{std::move(transport), std::move(protocol)};
+}
+
+void set_reuse_port(Socket& sock) {
+#ifdef SO_REUSEPORT
+    sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+#else
+    static_cast<void>(sock);
+    throw std::invalid_argument("reuse_port not supported by socket module");
+#endif
 }
 
 }  // namespace asyncio::detail

@@ -5,7 +5,10 @@
 // the backend when the loop closes under them.
 #pragma once
 
+#include <sys/stat.h>
+#ifndef _WIN32
 #include <netinet/in.h>
+#endif
 
 #include <cstddef>
 #include <exception>
@@ -176,6 +179,19 @@ class TransportBase : public Interface, public LoopResource, public FdOwner {
 
     int writes_after_lost_ = 0;
 };
+
+/// SO_REUSEPORT for the reuse_port option; std::invalid_argument where the
+/// OS has none (Windows), as CPython's ValueError.
+void set_reuse_port(Socket& sock);
+/// Whether stat() found a Unix socket file (a stale one is removed before
+/// binding); Windows does not tell them apart, so a file stays.
+inline bool is_socket_file([[maybe_unused]] const struct ::stat& info) noexcept {
+#ifdef S_ISSOCK
+    return S_ISSOCK(info.st_mode);
+#else
+    return false;
+#endif
+}
 
 /// Calls the protocol factory, refusing an empty result.
 std::shared_ptr<BaseProtocol> make_protocol(const ErasedProtocolFactory& factory);

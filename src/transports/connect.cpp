@@ -329,11 +329,20 @@ Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory facto
 
 Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
                                 PipeEnd end) {
+#ifdef _WIN32
+    // On Windows `fd` is a HANDLE opened for overlapped I/O (a named pipe's
+    // end, as CPython's windows_utils.pipe makes), or a socket.
+    const DWORD type = ::GetFileType(reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(fd)));
+    if (type != FILE_TYPE_PIPE && type != FILE_TYPE_CHAR) {
+        throw std::invalid_argument("Pipe transport is for pipes/sockets only.");
+    }
+#else
     struct ::stat info {};
     if (::fstat(fd, &info) < 0) throw_errno("fstat");
     if (!S_ISFIFO(info.st_mode) && !S_ISSOCK(info.st_mode) && !S_ISCHR(info.st_mode)) {
         throw std::invalid_argument("Pipe transport is for pipes/sockets only.");
     }
+#endif
     ignore_sigpipe();
     // The factory first: if it fails, the caller's descriptor stays open.
     std::shared_ptr<BaseProtocol> protocol = make_protocol(factory);

@@ -1,7 +1,9 @@
 // The datagram transport and create_datagram_endpoint
 // (selector_events._SelectorDatagramTransport, base_events.create_datagram_endpoint),
 // on the backend's operations.
+#ifndef _WIN32
 #include <sys/socket.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -205,13 +207,13 @@ class DatagramTransportImpl final : public TransportBase<DatagramTransport> {
     std::optional<Address> remote_, sockname_;
     DatagramProtocol* datagram_protocol_ = nullptr;
     std::unique_ptr<char[]> read_buffer_;
-    ::iovec read_iov_{};
-    ::msghdr read_msg_{};
+    detail::iovec read_iov_{};
+    detail::msghdr read_msg_{};
     Address from_;
     std::deque<Datagram> queue_;
     std::deque<Datagram> abandoned_;  // what abort() dropped while a send read it
-    ::iovec write_iov_{};
-    ::msghdr write_msg_{};
+    detail::iovec write_iov_{};
+    detail::msghdr write_msg_{};
     Address write_to_;
 };
 
@@ -240,14 +242,14 @@ Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory facto
     }
     if (family == AF_UNSPEC) throw std::invalid_argument("unexpected address family");
     Socket sock(family, SOCK_DGRAM, opts.proto);
-    if (opts.reuse_port) sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+    if (opts.reuse_port) set_reuse_port(sock);
     if (opts.allow_broadcast) sock.setsockopt(SOL_SOCKET, SO_BROADCAST, 1);
     if (opts.local_addr) {
         if (family == AF_UNIX) {
             const std::string path = opts.local_addr->host();
             struct ::stat info {};
             if (!path.empty() && path.front() != '@' && ::stat(path.c_str(), &info) == 0 &&
-                S_ISSOCK(info.st_mode)) {
+                is_socket_file(info)) {
                 ::unlink(path.c_str());  // a stale socket file
             }
         }

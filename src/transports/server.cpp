@@ -1,7 +1,9 @@
 // asyncio.Server and create_server / create_unix_server
 // (base_events.Server, base_events.create_server, selector_events
 // _accept_connection, unix_events.create_unix_server).
+#ifndef _WIN32
 #include <netinet/in.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -386,7 +388,7 @@ Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
             continue;  // this family is not available here
         }
         if (opts.reuse_address) sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
-        if (opts.reuse_port) sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+        if (opts.reuse_port) set_reuse_port(sock);
         if (opts.keep_alive) sock.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
         // Without it, binding [::] would also take the IPv4 port we bind next.
         if (info.family == AF_INET6) sock.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 1);
@@ -423,7 +425,7 @@ Coro<Server> open_unix_server(EventLoop& loop, ErasedProtocolFactory factory, st
     if (!path.empty() && path.front() != '@') {
         struct ::stat info {};
         // Remove a stale socket file left by an earlier server.
-        if (::stat(path.c_str(), &info) == 0 && S_ISSOCK(info.st_mode)) ::unlink(path.c_str());
+        if (::stat(path.c_str(), &info) == 0 && is_socket_file(info)) ::unlink(path.c_str());
     }
     Socket sock(AF_UNIX, SOCK_STREAM);
     try {

@@ -2,9 +2,11 @@
 // behaviour on completion-style operations.
 #include "transports/stream.hpp"
 
+#ifndef _WIN32
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,7 +46,8 @@ StreamTransport::StreamTransport(EventLoop& loop, Socket sock, StreamKind kind)
         // CPython's _set_nodelay: stream transports send small writes at once.
         if (sockname_.family() == AF_INET || sockname_.family() == AF_INET6) {
             const int on = 1;
-            ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+            ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY,
+                         reinterpret_cast<const char*>(&on), sizeof on);
         }
     }
 }
@@ -71,7 +74,9 @@ void StreamTransport::submit_read() noexcept {
     if (read_op_.pending || !is_reading()) return;
     if (kind_ == StreamKind::write_pipe) {
         // CPython's trick: the write end of a pipe turns readable (EOF or
-        // error) when the read end is closed.
+        // error) when the read end is closed. Without readiness (IOCP) the
+        // next write's EPIPE tells instead.
+        if (!backend().watches_readiness()) return;
         read_op_.kind = IoOp::Kind::poll_readable;
         read_op_.fd = sock_.fileno();
         read_op_.wait_first = false;

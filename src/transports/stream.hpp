@@ -6,7 +6,9 @@
 // system call, before the loop polls again (as uvloop's do).
 #pragma once
 
+#ifndef _WIN32
 #include <sys/uio.h>
+#endif
 
 #include <memory>
 #include <optional>
@@ -169,8 +171,8 @@ class StreamTransport final : public TransportBase<Transport> {
     /// What a sendmsg of several chunks points the kernel at; made by the
     /// first one, as most connections never send two chunks at once.
     struct Gather {
-        ::msghdr msg;
-        ::iovec iov[kMaxIov];
+        detail::msghdr msg;
+        detail::iovec iov[kMaxIov];
     };
     std::unique_ptr<Gather> gather_;
 };
