@@ -170,6 +170,12 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
 
 void EventLoop::add_watch(int fd, Watching watching, detail::HandleState* callback) {
     const bool reading = watching == Watching::reads;
+    if (!backend_->watches_readiness()) {
+        callback->release();
+        throw NotImplementedError(fmt::format("{}() is not supported by the {} backend",
+                                              reading ? "add_reader" : "add_writer",
+                                              backend_->name()));
+    }
     if (fd < 0) {
         callback->release();
         throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));

@@ -17,6 +17,18 @@ namespace CatchClara = Catch::Clara;
 namespace CatchClara = Catch::clara;
 #endif
 
+namespace {
+
+void set_environment(const char* name, const char* value) {
+#ifdef _WIN32
+    ::_putenv_s(name, value);
+#else
+    ::setenv(name, value, 1);
+#endif
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     Catch::Session session;
     std::string backend;
@@ -38,8 +50,8 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "backend '%s' is not available here: skipped\n", backend.c_str());
             return 77;
         }
-        ::setenv("ASYNCIO_BACKEND", backend.c_str(), 1);
+        set_environment("ASYNCIO_BACKEND", backend.c_str());
     }
-    if (!child_watcher.empty()) ::setenv("ASYNCIO_CHILD_WATCHER", child_watcher.c_str(), 1);
+    if (!child_watcher.empty()) set_environment("ASYNCIO_CHILD_WATCHER", child_watcher.c_str());
     return session.run();
 }

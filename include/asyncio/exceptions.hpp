@@ -69,6 +69,14 @@ class RuntimeError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// Python's NotImplementedError (a RuntimeError there too): what this
+/// platform or backend cannot do, such as add_reader on IOCP or
+/// add_signal_handler on Windows, as CPython's ProactorEventLoop refuses them.
+class NotImplementedError : public RuntimeError {
+  public:
+    using RuntimeError::RuntimeError;
+};
+
 /// asyncio.IncompleteReadError: EOF before the requested bytes arrived.
 class IncompleteReadError : public std::runtime_error {
   public:

@@ -41,8 +41,13 @@ constexpr BackendEntry kBackends[] = {
     {Backend::epoll, "epoll", nullptr, nullptr},
 #endif
     {Backend::kqueue, "kqueue", nullptr, nullptr},
+#ifdef _WIN32
+    {Backend::iocp, "iocp", &always, &detail::make_iocp_backend},
+    {Backend::poll, "poll", nullptr, nullptr},
+#else
     {Backend::iocp, "iocp", nullptr, nullptr},
     {Backend::poll, "poll", &always, &detail::make_poll_backend},
+#endif
 };
 
 const BackendEntry& entry(Backend kind) noexcept {

@@ -1,0 +1,13 @@
+# The version of the host's Catch2 header (see Catch2Config.cmake).
+file(STRINGS /usr/include/catch2/catch.hpp _asyncio_catch_lines REGEX "^#define CATCH_VERSION_(MAJOR|MINOR|PATCH) ")
+set(PACKAGE_VERSION "")
+foreach(_asyncio_line IN LISTS _asyncio_catch_lines)
+  string(REGEX MATCH "[0-9]+$" _asyncio_part "${_asyncio_line}")
+  list(APPEND PACKAGE_VERSION ${_asyncio_part})
+endforeach()
+list(JOIN PACKAGE_VERSION "." PACKAGE_VERSION)
+if(PACKAGE_FIND_VERSION_MAJOR AND NOT PACKAGE_FIND_VERSION_MAJOR STREQUAL "2")
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+else()
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+endif()
