@@ -1,14 +1,11 @@
-// base_subprocess.py and unix_events' _UnixSubprocessTransport: a child
-// process, the pipe transports to its stdio, and the watch on its exit.
+// base_subprocess.py's BaseSubprocessTransport: a child process, the pipe
+// transports to its stdio, and the watch on its exit (ChildProcess: the
+// part that unix_events and windows_events each do their way).
 #include "transport.hpp"
-
-#include <signal.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
@@ -26,79 +23,19 @@
 #include "asyncio/log.hpp"
 #include "asyncio/outcome.hpp"
 #include "asyncio/subprocess.hpp"
+#include "child.hpp"
 #include "spawn.hpp"
 
 namespace asyncio::detail {
 namespace {
 
-/// A descriptor that becomes readable once `pid` exits (Linux 5.3); -1 where
-/// the kernel or a seccomp filter refuses it.
-int open_pidfd(pid_t pid) noexcept {
-#ifdef SYS_pidfd_open
-    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-/// Waits for `pid` on a thread of its own: a child whose loop closed before
-/// it exited must not stay a zombie.
-void reap_in_background(pid_t pid) noexcept {
-    try {
-        std::thread([pid] {
-            int status = 0;
-            while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-            }
-        }).detach();
-    } catch (const std::system_error&) {
-        log(LogLevel::warning, "cannot start a thread to reap child process {}", pid);
-    }
-}
-
-/// How children's exits are watched: CPython's _PidfdChildWatcher, or the
-/// SIGCHLD handler that came before it, where pidfds are refused.
-enum class ChildWatcher { pidfd, sigchld };
-
-/// The watcher this process uses: ASYNCIO_CHILD_WATCHER (pidfd, sigchld) if
-/// set, else pidfd if the kernel (and any seccomp filter) allows it.
-ChildWatcher child_watcher() {
-    static const ChildWatcher chosen = [] {
-        if (const char* forced = std::getenv("ASYNCIO_CHILD_WATCHER")) {
-            if (std::string_view(forced) == "sigchld") return ChildWatcher::sigchld;
-            if (std::string_view(forced) == "pidfd") return ChildWatcher::pidfd;
-        }
-        const int probe = open_pidfd(::getpid());
-        if (probe < 0) return ChildWatcher::sigchld;
-        ::close(probe);
-        return ChildWatcher::pidfd;
-    }();
-    return chosen;
-}
-
-class UnixSubprocessTransport;
-
-/// The SIGCHLD watcher: one watch per loop that has such children, which on
-/// each SIGCHLD polls every child of that loop with waitpid(WNOHANG).
-/// Several loops in several threads may each have their own.
-class SigchldChildren {
-  public:
-    static void add(EventLoop& loop, UnixSubprocessTransport& child);
-    static void remove(EventLoop& loop, UnixSubprocessTransport& child) noexcept;
-
-  private:
-    static void poll(EventLoop& loop);
-
-    static inline std::mutex mutex_;
-    static inline std::unordered_map<EventLoop*, std::vector<UnixSubprocessTransport*>> children_;
-};
+class BaseSubprocessTransport;
 
 /// base_subprocess.WriteSubprocessPipeProto and ReadSubprocessPipeProto: the
 /// protocol of one pipe transport, reporting to the subprocess transport.
 class SubprocessPipeProtocol final : public Protocol {
   public:
-    SubprocessPipeProtocol(UnixSubprocessTransport& process, int fd) noexcept
+    SubprocessPipeProtocol(BaseSubprocessTransport& process, int fd) noexcept
         : process_(&process), fd_(fd) {}
 
     void connection_made(BaseTransport& transport) override { pipe = transport.shared_from_this(); }
@@ -112,40 +49,25 @@ class SubprocessPipeProtocol final : public Protocol {
     bool disconnected = false;
 
   private:
-    UnixSubprocessTransport* process_;  // outlives the pipes: see self_ below
+    BaseSubprocessTransport* process_;  // outlives the pipes: see self_ below
     int fd_;
 };
 
-class UnixSubprocessTransport final : public SubprocessTransport, public LoopResource {
+class BaseSubprocessTransport final : public SubprocessTransport, public LoopResource {
   public:
-    UnixSubprocessTransport(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol,
+    BaseSubprocessTransport(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol,
                             const SpawnedChild& child)
-        : loop_(&loop), protocol_(std::move(protocol)), pid_(child.pid) {
+        : loop_(&loop), protocol_(std::move(protocol)), child_(child) {
         for (int fd = 0; fd < 3; ++fd)
             wants_pipe_[fd] = static_cast<bool>(child.pipes[fd]);
     }
 
     /// Makes the transport live until connection_lost (or the loop closes)
     /// and starts watching for the child's exit.
-    void start(std::shared_ptr<UnixSubprocessTransport> self) {
+    void start(std::shared_ptr<BaseSubprocessTransport> self) {
         self_ = std::move(self);
         loop_->register_resource(*this);
-        if (child_watcher() == ChildWatcher::pidfd) pidfd_ = open_pidfd(pid_);
-        if (pidfd_ >= 0) {
-            loop_->add_reader(pidfd_, [this] { on_child_exit(); });
-            return;
-        }
-        SigchldChildren::add(*loop_, *this);
-        sigchld_watched_ = true;
-        // A child that exited before the watch was there sent its SIGCHLD
-        // to nobody.
-        on_child_exit();
-    }
-
-    /// The SIGCHLD watcher's poll: whether the child exited (and was reaped).
-    bool poll_exit() {
-        on_child_exit();
-        return returncode_.has_value();
+        child_.watch(*loop_, [this] { on_child_exit(); });
     }
 
     /// A pipe transport for the child's `fd` is being opened.
@@ -177,20 +99,20 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     }
     std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
     std::any get_extra_info(std::string_view name) const override {
-        if (name == "subprocess") return static_cast<int>(pid_);
+        if (name == "subprocess") return child_.pid();
         return {};
     }
 
     // SubprocessTransport
-    int get_pid() const override { return pid_; }
+    int get_pid() const override { return child_.pid(); }
     std::optional<int> get_returncode() const override { return returncode_; }
     BaseTransport* get_pipe_transport(int fd) const override {
         if (fd < 0 || fd > 2 || !pipes_[fd]) return nullptr;
         return pipes_[fd]->pipe.get();
     }
     void send_signal(int sig) override;
-    void terminate() override { send_signal(SIGTERM); }
-    void kill() override { send_signal(SIGKILL); }
+    void terminate() override { send_signal(ChildProcess::terminate_signal); }
+    void kill() override { send_signal(ChildProcess::kill_signal); }
 
     // LoopResource
     void loop_closing() noexcept override;
@@ -236,7 +158,6 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     void process_exited(int returncode);
     void try_finish();
     void call_connection_lost();
-    void stop_watching() noexcept;
 
   public:
     /// Lets go of everything without calling the protocol: the loop is
@@ -246,9 +167,7 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
   private:
     EventLoop* loop_;
     std::shared_ptr<BaseProtocol> protocol_;
-    pid_t pid_;
-    int pidfd_ = -1;
-    bool sigchld_watched_ = false;  // by SigchldChildren, where pidfds are refused
+    ChildProcess child_;
     std::optional<int> returncode_;
     /// The pipes the child was given (CPython's _pipes), by its fd; null
     /// until the pipe's transport is being opened.
@@ -262,7 +181,7 @@ class UnixSubprocessTransport final : public SubprocessTransport, public LoopRes
     bool closed_ = false;
     /// Alive until connection_lost ran or the loop closed; the pipe
     /// protocols and the exit watch refer to it without owning it.
-    std::shared_ptr<UnixSubprocessTransport> self_;
+    std::shared_ptr<BaseSubprocessTransport> self_;
 };
 
 void SubprocessPipeProtocol::connection_lost(std::exception_ptr error) {
@@ -279,7 +198,7 @@ void SubprocessPipeProtocol::data_received(std::string_view data) {
     process_->pipe_data_received(fd_, data);
 }
 
-void UnixSubprocessTransport::close() {
+void BaseSubprocessTransport::close() {
     if (closed_) return;
     closed_ = true;
     for (const auto& pipe : pipes_) {
@@ -288,92 +207,34 @@ void UnixSubprocessTransport::close() {
     // CPython 3.13 kills a child still running when its transport closes.
     if (!returncode_ && !finished_) {
         if (loop_->get_debug())
-            log(LogLevel::warning, "Close running child process: kill {}", pid_);
-        ::kill(pid_, SIGKILL);  // not reaped yet, so the pid is still the child's
+            log(LogLevel::warning, "Close running child process: kill {}", child_.pid());
+        child_.kill_quietly();
     }
 }
 
-void UnixSubprocessTransport::send_signal(int sig) {
+void BaseSubprocessTransport::send_signal(int sig) {
     if (lost_) {
         throw std::system_error(std::make_error_code(std::errc::no_such_process),
                                 "ProcessLookupError");
     }
     if (returncode_) return;  // Popen.send_signal: nothing for a child known to have exited
-    if (::kill(pid_, sig) != 0) throw_errno(fmt::format("kill({}, {})", pid_, sig));
+    child_.send_signal(sig);
 }
 
-void UnixSubprocessTransport::on_child_exit() {
-    int status = 0;
-    const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
-    if (reaped == 0) return;  // not yet: the pidfd stays watched
-    int returncode = 0;
-    if (reaped < 0) {
-        // Reaped elsewhere (SIGCHLD ignored, a waitpid(-1) in the program).
-        log(LogLevel::warning,
-            "child process pid {} exit status already read: will report returncode 255", pid_);
-        returncode = 255;
-    } else {
-        returncode = returncode_of(status);
-    }
-    stop_watching();
-    process_exited(returncode);
+void BaseSubprocessTransport::on_child_exit() {
+    const std::optional<int> returncode = child_.exit_status();
+    if (!returncode) return;  // not yet: the watch stays
+    child_.stop_watching();
+    process_exited(*returncode);
 }
 
-void UnixSubprocessTransport::stop_watching() noexcept {
-    if (sigchld_watched_) {
-        SigchldChildren::remove(*loop_, *this);
-        sigchld_watched_ = false;
-    }
-    if (pidfd_ < 0) return;
-    loop_->remove_reader(pidfd_);
-    ::close(pidfd_);
-    pidfd_ = -1;
-}
-
-void SigchldChildren::add(EventLoop& loop, UnixSubprocessTransport& child) {
-    bool first = false;
-    {
-        std::lock_guard lock(mutex_);
-        auto& children = children_[&loop];
-        first = children.empty();
-        children.push_back(&child);
-    }
-    if (first) loop.add_signal_watch(library_key, SIGCHLD, [&loop] { poll(loop); });
-}
-
-void SigchldChildren::remove(EventLoop& loop, UnixSubprocessTransport& child) noexcept {
-    bool last = false;
-    {
-        std::lock_guard lock(mutex_);
-        auto found = children_.find(&loop);
-        if (found == children_.end()) return;
-        std::erase(found->second, &child);
-        last = found->second.empty();
-        if (last) children_.erase(found);
-    }
-    if (last) loop.remove_signal_watch(library_key, SIGCHLD);
-}
-
-void SigchldChildren::poll(EventLoop& loop) {
-    std::vector<UnixSubprocessTransport*> children;
-    {
-        std::lock_guard lock(mutex_);
-        auto found = children_.find(&loop);
-        if (found == children_.end()) return;
-        children = found->second;
-    }
-    // A child that exited removes itself (stop_watching), not others.
-    for (UnixSubprocessTransport* child : children)
-        child->poll_exit();
-}
-
-void UnixSubprocessTransport::process_exited(int returncode) {
+void BaseSubprocessTransport::process_exited(int returncode) {
     returncode_ = returncode;
     call([this] { subprocess_protocol().process_exited(); });
     try_finish();
 }
 
-void UnixSubprocessTransport::try_finish() {
+void BaseSubprocessTransport::try_finish() {
     if (finished_ || !returncode_) return;
     if (!pipes_connected_) {
         // The start failed or was cancelled half-way: pipes that never
@@ -389,7 +250,7 @@ void UnixSubprocessTransport::try_finish() {
     call([this] { call_connection_lost(); });
 }
 
-void UnixSubprocessTransport::call_connection_lost() {
+void BaseSubprocessTransport::call_connection_lost() {
     std::exception_ptr failure;
     try {
         protocol_->connection_lost(nullptr);
@@ -403,18 +264,21 @@ void UnixSubprocessTransport::call_connection_lost() {
     lost_ = true;
     protocol_.reset();
     unregister_resource();
-    std::shared_ptr<UnixSubprocessTransport> last = std::move(self_);
+    std::shared_ptr<BaseSubprocessTransport> last = std::move(self_);
     // The call that runs this holds the transport too (see call()).
     if (failure) std::rethrow_exception(failure);
 }
 
-void UnixSubprocessTransport::loop_closing() noexcept {
+void BaseSubprocessTransport::loop_closing() noexcept {
     abandon();
 }
 
-void UnixSubprocessTransport::abandon() noexcept {
-    stop_watching();
-    if (!returncode_) reap_in_background(pid_);  // never a zombie
+void BaseSubprocessTransport::abandon() noexcept {
+    if (returncode_) {
+        child_.stop_watching();
+    } else {
+        child_.release();  // never a zombie
+    }
     finished_ = true;
     lost_ = true;
     protocol_.reset();
@@ -422,10 +286,10 @@ void UnixSubprocessTransport::abandon() noexcept {
     pending_calls_.reset();  // they hold the transport
     exit_waiters_.clear();
     unregister_resource();
-    std::shared_ptr<UnixSubprocessTransport> last = std::move(self_);  // may free *this
+    std::shared_ptr<BaseSubprocessTransport> last = std::move(self_);  // may free *this
 }
 
-Coro<int> UnixSubprocessTransport::wait() {
+Coro<int> BaseSubprocessTransport::wait() {
     if (returncode_) co_return *returncode_;
     Future<int> waiter = loop_->create_future<int>();
     exit_waiters_.push_back(waiter);
@@ -433,7 +297,7 @@ Coro<int> UnixSubprocessTransport::wait() {
 }
 
 /// Connects the pipe transports for the child's descriptors that are pipes.
-Coro<void> connect_pipes(EventLoop& loop, std::shared_ptr<UnixSubprocessTransport> transport,
+Coro<void> connect_pipes(EventLoop& loop, std::shared_ptr<BaseSubprocessTransport> transport,
                          std::array<OwnedFd, 3>& pipes) {
     for (int fd = 0; fd < 3; ++fd) {
         OwnedFd& pipe = pipes[fd];
@@ -453,12 +317,18 @@ Coro<void> connect_pipes(EventLoop& loop, std::shared_ptr<UnixSubprocessTranspor
 }  // namespace
 
 Coro<int> wait_subprocess(std::shared_ptr<SubprocessTransport> transport) {
-    auto& unix_transport = dynamic_cast<UnixSubprocessTransport&>(*transport);
-    co_return co_await unix_transport.wait();
+    auto& base_transport = dynamic_cast<BaseSubprocessTransport&>(*transport);
+    co_return co_await base_transport.wait();
 }
 
 std::vector<std::string> shell_argv(std::string cmd) {
+#ifdef _WIN32
+    // Popen(shell=True) on Windows: COMSPEC, else cmd.exe, with /c.
+    const char* comspec = std::getenv("COMSPEC");
+    return {comspec != nullptr ? comspec : "cmd.exe", "/c", std::move(cmd)};
+#else
     return {"/bin/sh", "-c", std::move(cmd)};
+#endif
 }
 
 Coro<OpenedTransport> open_subprocess(EventLoop& loop, ErasedProtocolFactory factory,
@@ -467,7 +337,7 @@ Coro<OpenedTransport> open_subprocess(EventLoop& loop, ErasedProtocolFactory fac
     if (dynamic_cast<SubprocessProtocol*>(protocol.get()) == nullptr)
         throw std::invalid_argument("the protocol of a subprocess must be a SubprocessProtocol");
     SpawnedChild child = spawn_child(argv, opts);
-    auto transport = std::make_shared<UnixSubprocessTransport>(loop, protocol, child);
+    auto transport = std::make_shared<BaseSubprocessTransport>(loop, protocol, child);
     transport->start(transport);
 
     Future<> made = loop.create_future();
