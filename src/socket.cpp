@@ -248,14 +248,18 @@ namespace {
 /// A pipe handle (a pipe transport's) is only made non-inheritable: its
 /// I/O is overlapped, which it was opened for.
 void make_nonblocking(SOCKET sock) {
-    ::SetHandleInformation(reinterpret_cast<HANDLE>(sock), HANDLE_FLAG_INHERIT, 0);
-    u_long on = 1;
-    if (::ioctlsocket(sock, FIONBIO, &on) == 0) return;
-    if (::WSAGetLastError() == WSAENOTSOCK &&
-        ::GetFileType(reinterpret_cast<HANDLE>(sock)) == FILE_TYPE_PIPE) {
-        return;
+    const auto handle = reinterpret_cast<HANDLE>(sock);
+    ::SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0);
+    int type = 0;
+    int length = sizeof type;
+    if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, reinterpret_cast<char*>(&type), &length) != 0) {
+        // Not a socket (sockets are FILE_TYPE_PIPE too, so ask this first).
+        const DWORD file_type = ::GetFileType(handle);
+        if (file_type == FILE_TYPE_PIPE || file_type == FILE_TYPE_CHAR) return;
+        throw detail::os_error(ENOTSOCK, "from_fd");
     }
-    detail::throw_socket_error("ioctlsocket(FIONBIO)");
+    u_long on = 1;
+    if (::ioctlsocket(sock, FIONBIO, &on) != 0) detail::throw_socket_error("ioctlsocket(FIONBIO)");
 }
 
 }  // namespace

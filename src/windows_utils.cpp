@@ -120,8 +120,9 @@ void throw_socket_error(const std::string& call) {
 
 void close_socket(int fd) noexcept {
     // A Socket also owns pipe handles (the pipe transports), as a POSIX fd
-    // may be a pipe: those closesocket refuses.
-    if (::closesocket(static_cast<SOCKET>(fd)) != 0 && ::WSAGetLastError() == WSAENOTSOCK) {
+    // may be a pipe: those closesocket refuses (WSAENOTSOCK; wine may say
+    // otherwise).
+    if (::closesocket(static_cast<SOCKET>(fd)) != 0) {
         ::CloseHandle(reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(fd)));
     }
 }

@@ -12,7 +12,10 @@
 // and exec), with every descriptor but 0, 1 and 2 closed, and its exit is
 // watched through a pidfd (or SIGCHLD where the kernel has no pidfd). A
 // child is always reaped: one that outlives its Process, or its loop, is
-// waited for in the background.
+// waited for in the background. On Windows, as CPython there: CreateProcessW
+// with named pipes and only the three standard handles inherited, a wait on
+// the process handle, TerminateProcess for terminate() and kill(), and
+// COMSPEC /c for create_subprocess_shell.
 #pragma once
 
 #include <map>
@@ -122,7 +125,8 @@ class Process {
 /// std::system_error here (ENOENT, EACCES, ...), as Python raises OSError.
 Coro<Process> create_subprocess_exec(std::string program, std::vector<std::string> args = {},
                                      SubprocessOptions opts = {});
-/// asyncio.create_subprocess_shell: runs `cmd` with /bin/sh -c.
+/// asyncio.create_subprocess_shell: runs `cmd` with /bin/sh -c (Windows:
+/// COMSPEC /c).
 Coro<Process> create_subprocess_shell(std::string cmd, SubprocessOptions opts = {});
 
 namespace detail {

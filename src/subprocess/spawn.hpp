@@ -2,8 +2,6 @@
 // asyncio uses (_execute_child with close_fds and restore_signals).
 #pragma once
 
-#include <sys/types.h>
-
 #include <array>
 #include <string>
 #include <utility>
@@ -13,7 +11,8 @@
 
 namespace asyncio::detail {
 
-/// An owned descriptor, closed on destruction unless released.
+/// An owned descriptor (a HANDLE on Windows), closed on destruction unless
+/// released.
 class OwnedFd {
   public:
     OwnedFd() = default;
@@ -34,19 +33,24 @@ class OwnedFd {
 /// the write end of the child's stdin, 1 and 2 the read ends of its stdout
 /// and stderr; empty where that stream is not a pipe.
 struct SpawnedChild {
-    pid_t pid = -1;
+    int pid = -1;
+#ifdef _WIN32
+    void* process = nullptr;  ///< the process HANDLE, which ChildProcess takes over
+#endif
     std::array<OwnedFd, 3> pipes;
 };
 
 /// Runs argv[0] with argv, as `opts` says (stdio, cwd, env). The child gets
 /// only descriptors 0, 1 and 2, and the default action for SIGPIPE and
-/// SIGXFSZ. std::invalid_argument for a bad Redirect; std::system_error if
-/// the program cannot be run (ENOENT, EACCES, ...), with nothing left open
-/// and no child left behind.
+/// SIGXFSZ (on Windows: only its three standard handles). std::invalid_argument for a bad Redirect;
+/// std::system_error if the program cannot be run (ENOENT, EACCES, ...), with nothing left open and
+/// no child left behind.
 SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessOptions& opts);
 
+#ifndef _WIN32
 /// The exit status waitpid reported, as Python's returncode: the exit code,
 /// or minus the signal that ended the child.
 int returncode_of(int wait_status) noexcept;
+#endif
 
 }  // namespace asyncio::detail
