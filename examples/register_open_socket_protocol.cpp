@@ -1,6 +1,6 @@
 // Register an open socket to wait for data using a protocol, from the asyncio
 // docs (Transports and Protocols). Python's create_connection(sock=...) is
-// connect_accepted_socket here, and socket.socketpair() is ::socketpair.
+// connect_accepted_socket here, and socket.socketpair() is asyncio::socketpair().
 //
 //   class MyProtocol(asyncio.Protocol):
 //
@@ -43,8 +43,6 @@
 //           wsock.close()
 //
 //   asyncio.run(main())
-#include <sys/socket.h>
-
 #include <asyncio.hpp>
 #include <memory>
 
@@ -80,11 +78,9 @@ asyncio::Coro<> main_coro() {
     asyncio::Future<> on_con_lost = loop.create_future();
 
     // Create a pair of connected sockets
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0)
-        throw std::system_error(errno, std::generic_category(), "socketpair");
-    asyncio::Socket rsock = asyncio::Socket::from_fd(fds[0]);
-    asyncio::Socket wsock = asyncio::Socket::from_fd(fds[1]);
+    auto [first, second] = asyncio::socketpair();
+    asyncio::Socket rsock = std::move(first);
+    asyncio::Socket wsock = std::move(second);
 
     // Register the socket to wait for data.
     auto factory = [&] { return std::make_shared<MyProtocol>(on_con_lost); };

@@ -1,5 +1,5 @@
 // Register an open socket to wait for data using streams, from the asyncio
-// docs (Streams). socket.socketpair() is ::socketpair here.
+// docs (Streams). socket.socketpair() is asyncio::socketpair().
 //
 //   async def wait_for_data():
 //       # Get a reference to the current event loop because
@@ -27,8 +27,6 @@
 //       wsock.close()
 //
 //   asyncio.run(wait_for_data())
-#include <sys/socket.h>
-
 #include <asyncio.hpp>
 #include <string>
 
@@ -38,11 +36,9 @@ asyncio::Coro<> wait_for_data() {
     asyncio::EventLoop& loop = asyncio::get_running_loop();
 
     // Create a pair of connected sockets.
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0)
-        throw std::system_error(errno, std::generic_category(), "socketpair");
-    asyncio::Socket rsock = asyncio::Socket::from_fd(fds[0]);
-    asyncio::Socket wsock = asyncio::Socket::from_fd(fds[1]);
+    auto [first, second] = asyncio::socketpair();
+    asyncio::Socket rsock = std::move(first);
+    asyncio::Socket wsock = std::move(second);
 
     // Register the open socket to wait for data.
     auto [reader, writer] = co_await asyncio::open_connection(std::move(rsock));

@@ -390,6 +390,64 @@ int Socket::detach() noexcept {
     return std::exchange(fd_, -1);
 }
 
+std::pair<Socket, Socket> socketpair(int family, int type, int proto) {
+#ifdef _WIN32
+    // CPython's socket.socketpair fallback: a listener on loopback, one
+    // connection, and a check that the accepted peer is the one we made.
+    if (family != AF_INET && family != AF_INET6) {
+        throw std::invalid_argument(
+            "Only AF_INET and AF_INET6 socket address families are supported");
+    }
+    if (type != SOCK_STREAM)
+        throw std::invalid_argument("Only SOCK_STREAM socket type is supported");
+    if (proto != 0) throw std::invalid_argument("Only protocol zero is supported");
+    Socket listener(family, type, proto);
+    listener.bind(Address::parse(family == AF_INET ? "127.0.0.1" : "::1", 0));
+    listener.listen(1);
+    const Address address = listener.getsockname();
+    Socket client(family, type, proto);
+    // Blocking for the connect and accept, which finish at once on loopback.
+    const auto blocking = [](const Socket& sock, u_long nonblocking) {
+        ::ioctlsocket(static_cast<SOCKET>(sock.fileno()), FIONBIO, &nonblocking);
+    };
+    blocking(client, 0);
+    blocking(listener, 0);
+    if (::connect(static_cast<SOCKET>(client.fileno()), address.data(), address.size()) != 0) {
+        detail::throw_socket_error("connect");
+    }
+    const SOCKET accepted = ::accept(static_cast<SOCKET>(listener.fileno()), nullptr, nullptr);
+    if (accepted == INVALID_SOCKET) detail::throw_socket_error("accept");
+    Socket server = Socket::from_fd(static_cast<int>(accepted));
+    blocking(client, 1);
+    if (server.getpeername() != client.getsockname()) {
+        throw std::system_error(ECONNABORTED, std::generic_category(), "socketpair: wrong peer");
+    }
+    return {std::move(server), std::move(client)};
+#else
+#ifdef SOCK_CLOEXEC
+    type |= SOCK_CLOEXEC;  // never inherited, not even by a fork in between
+#endif
+    int fds[2];
+    if (::socketpair(family, type, proto, fds) != 0) throw_errno("socketpair");
+    Socket first;
+    Socket second;
+    try {
+        first = Socket::from_fd(fds[0]);
+    } catch (...) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        throw;
+    }
+    try {
+        second = Socket::from_fd(fds[1]);
+    } catch (...) {
+        ::close(fds[1]);
+        throw;
+    }
+    return {std::move(first), std::move(second)};
+#endif
+}
+
 // -- name resolution -------------------------------------------------------------------
 
 namespace {

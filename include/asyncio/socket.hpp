@@ -33,7 +33,12 @@ namespace asyncio {
 
 namespace detail {
 class LoopCore;
-}
+#ifdef _WIN32
+inline constexpr int kSocketpairFamily = AF_INET;
+#else
+inline constexpr int kSocketpairFamily = AF_UNIX;
+#endif
+}  // namespace detail
 
 /// A socket address: IPv4, IPv6 (with scope id) or a Unix path ("@name" for
 /// Linux's abstract namespace).
@@ -136,6 +141,12 @@ class Socket {
     int fd_ = -1;
     detail::LoopCore* loop_ = nullptr;
 };
+
+/// socket.socketpair: two connected sockets, non-blocking and close-on-exec.
+/// The family defaults to AF_UNIX, and to AF_INET on Windows, where CPython
+/// too makes the pair from a loopback listener.
+std::pair<Socket, Socket> socketpair(int family = detail::kSocketpairFamily, int type = SOCK_STREAM,
+                                     int proto = 0);
 
 /// The category of getaddrinfo's EAI_* errors (Python's socket.gaierror).
 const std::error_category& gai_category() noexcept;
