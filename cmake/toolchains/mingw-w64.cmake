@@ -14,7 +14,9 @@ set(CMAKE_FIND_ROOT_PATH /usr/${ASYNCIO_MINGW_TRIPLE})
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+# BOTH: a package installed for Windows under a prefix given in
+# CMAKE_PREFIX_PATH (this library, say) is found where it is.
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 
 # Statically linked, an executable needs no DLL from the cross compiler's
 # tree at run time, so wine runs it as it is.
