@@ -4,7 +4,7 @@
 // awaiter or transport waiting for them, so starting, completing or
 // cancelling one allocates nothing. Readiness backends (epoll, poll) try the
 // system call first and wait for readiness only on EAGAIN; completion
-// backends (io_uring) hand the operation to the kernel. Either way a
+// backends (io_uring, IOCP) hand the operation to the kernel. Either way a
 // finished operation goes to the loop's ready queue and resumes its owner
 // from there.
 //
@@ -28,8 +28,9 @@
 // and its driver's drop are the model).
 //
 // The backend is chosen when a loop is created: RunOptions::backend, else the
-// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "poll"), else
-// the first of io_uring, epoll and poll that this machine accepts.
+// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "poll", "iocp"),
+// else the first that this machine accepts of the ones built for its OS:
+// io_uring, epoll, poll on Linux; IOCP on Windows.
 #pragma once
 
 #include <cerrno>
