@@ -35,8 +35,11 @@ namespace detail {
 class LoopCore;
 #ifdef _WIN32
 inline constexpr int kSocketpairFamily = AF_INET;
+/// create_server's reuse_address default (CPython: only on POSIX).
+inline constexpr bool kReuseAddressByDefault = false;
 #else
 inline constexpr int kSocketpairFamily = AF_UNIX;
+inline constexpr bool kReuseAddressByDefault = true;
 #endif
 }  // namespace detail
 

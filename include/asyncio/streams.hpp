@@ -60,7 +60,7 @@ struct StartOptions {
     std::optional<SSLContext> ssl{};
     std::size_t limit = 64 * 1024;
     int backlog = 100;
-    bool reuse_address = true;
+    bool reuse_address = detail::kReuseAddressByDefault;
     bool reuse_port = false;
     bool start_serving = true;
     std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};

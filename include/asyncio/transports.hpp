@@ -177,8 +177,9 @@ struct ServerOptions {
     int family = AF_UNSPEC;
     int flags = AI_PASSIVE;
     int backlog = 100;
-    /// SO_REUSEADDR (default true, as CPython on POSIX).
-    bool reuse_address = true;
+    /// SO_REUSEADDR. As CPython: true on POSIX; false on Windows, where it
+    /// would let another socket bind the same port.
+    bool reuse_address = detail::kReuseAddressByDefault;
     /// SO_REUSEPORT: several loops (threads, processes) accept on one port.
     bool reuse_port = false;
     /// SO_KEEPALIVE on accepted connections.
