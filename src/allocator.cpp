@@ -3,6 +3,8 @@
 #include <mutex>
 #include <utility>
 
+#include "thread_state.hpp"
+
 // Every new block from ::operator new of its own: set by AddressSanitizer
 // builds, and definable (-DASYNCIO_ALLOCATOR_PER_BLOCK) for heap profilers
 // and valgrind, which then see each frame and state as an allocation.
@@ -74,8 +76,7 @@ struct PoolReaper {
 };
 
 void RecyclingAllocator::activate() noexcept {
-    static thread_local PoolReaper reaper;
-    (void)&reaper;
+    static_cast<void>(thread_state<PoolReaper>());
     Pool& pool = pool_;
     pool.state = Pool::active;
     Orphans& shared = orphans();

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "thread_state.hpp"
+
 namespace asyncio {
 namespace detail {
 
@@ -39,8 +41,7 @@ ContextDataRef ContextDataRef::with(std::uint64_t id, std::shared_ptr<const void
 
 ContextState& current_context() {
     if (current_context_state != nullptr) return *current_context_state;
-    static thread_local ContextState base;
-    return base;
+    return thread_state<ContextState>();
 }
 
 std::uint64_t next_context_id() noexcept {

@@ -5,6 +5,8 @@
 #include <mutex>
 #include <thread>
 
+#include "thread_state.hpp"
+
 namespace asyncio {
 
 namespace {
@@ -32,7 +34,7 @@ EventLoopPolicy::EventLoopPolicy() : id_(next_policy_id.fetch_add(1)) {}
 EventLoopPolicy::~EventLoopPolicy() = default;
 
 EventLoopPolicy::ThreadState& EventLoopPolicy::local() {
-    static thread_local ThreadState state;
+    ThreadState& state = detail::thread_state<ThreadState>();
     if (state.policy_id != id_) {
         state.owned.reset();
         state = ThreadState{};
