@@ -1,4 +1,4 @@
-// The readiness core shared by the epoll and poll backends (readiness.hpp).
+// The readiness core shared by the epoll, kqueue and poll backends (readiness.hpp).
 #include "backend/readiness.hpp"
 
 #include "backend/buffer_pool.hpp"
@@ -68,8 +68,9 @@ int accept_nonblocking(int fd, ::sockaddr* addr, ::socklen_t* len) noexcept {
 
 }  // namespace
 
-ReadinessBackend::ReadinessBackend(LoopCore& loop, Trigger trigger)
+ReadinessBackend::ReadinessBackend(LoopCore& loop, Trigger trigger, WakeChannel wake)
     : IoBackend(loop), trigger_(trigger), buffers_(std::make_unique<ProvidedBuffers>()) {
+    if (wake == WakeChannel::os_part) return;
 #ifdef __linux__
     wake_read_fd_ = wake_write_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_read_fd_ < 0) throw_errno("eventfd");
@@ -94,6 +95,7 @@ ReadinessBackend::~ReadinessBackend() {
                 op->in_flight = false;
         }
     }
+    if (wake_read_fd_ < 0) return;
     ::close(wake_read_fd_);
     if (wake_write_fd_ != wake_read_fd_) ::close(wake_write_fd_);
 }

@@ -1,6 +1,6 @@
-// What every readiness backend (epoll, poll; kqueue later) shares, as libuv's
-// core.c is shared by linux.c and posix-poll.c: completion-style operations
-// on a readiness API.
+// What every readiness backend (epoll, kqueue, poll) shares, as libuv's
+// core.c is shared by linux.c, kqueue.c and posix-poll.c: completion-style
+// operations on a readiness API.
 //
 // An operation first tries its system call; only on EAGAIN does it wait,
 // queued per fd and direction so that operations on one fd complete in FIFO
@@ -31,7 +31,9 @@ class ReadinessBackend : public IoBackend {
     bool cancel(IoOp& op) noexcept final;
     void abandon(IoOp& op, Keepalive keep) noexcept final;
     void forget_fd(int fd) noexcept final;
-    void wakeup() noexcept final;
+    /// Writes the core's wake-up fd; an OS part with a channel of its own
+    /// overrides it.
+    void wakeup() noexcept override;
     void poll(std::int64_t timeout_ns) final;
 
   protected:
@@ -49,12 +51,18 @@ class ReadinessBackend : public IoBackend {
     /// for the answer (add_reader on a bad fd must fail at the call), so
     /// check what would otherwise only show at the next wait.
     enum class Urgency { now, before_next_wait };
+    /// How wakeup() reaches a waiting wait(): through an eventfd (a pipe off
+    /// Linux) that the core makes and the OS part watches, or through a
+    /// channel of the OS part's own (kqueue's EVFILT_USER), which then
+    /// overrides wakeup().
+    enum class WakeChannel { core_fd, os_part };
 
     struct FdState;
 
-    /// `trigger`: whether the OS part can watch edges (epoll) or only levels
-    /// (poll). Throws std::system_error if the wake-up channel cannot be made.
-    ReadinessBackend(LoopCore& loop, Trigger trigger);
+    /// `trigger`: whether the OS part can watch edges (epoll, kqueue) or only
+    /// levels (poll). Throws std::system_error if the core's wake-up channel
+    /// cannot be made.
+    ReadinessBackend(LoopCore& loop, Trigger trigger, WakeChannel wake = WakeChannel::core_fd);
 
     /// The OS part: make the kernel watch `fd` for `want` (a set of Interest
     /// bits, 0 = nothing) instead of `had`, with `urgency` (see Urgency).
@@ -68,7 +76,8 @@ class ReadinessBackend : public IoBackend {
 
     /// The OS part reports `fd` ready.
     void ready(int fd, bool readable, bool writable, bool hung_up) noexcept;
-    /// The fd that wakeup() makes readable; the OS part watches it itself.
+    /// The fd that wakeup() makes readable (WakeChannel::core_fd); the OS
+    /// part watches it itself.
     int wake_fd() const noexcept { return wake_read_fd_; }
     void drain_wakeup() noexcept;
     /// Fails every operation waiting on `fd` with -`error`: its registration
