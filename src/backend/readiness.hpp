@@ -8,8 +8,13 @@
 // direction run in order until one would block again. The OS part only keeps
 // the kernel's interest in each fd in line with what the core asks for, and
 // waits.
+//
+// Event ops wait for what the kernel names by number rather than by fd: a
+// signal op, and a process_exit op without a pidfd. Only an OS part that
+// watches these itself (kqueue) takes them; elsewhere they fail with ENOSYS.
 #pragma once
 
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <ctime>
@@ -74,8 +79,20 @@ class ReadinessBackend : public IoBackend {
     /// other failures throw std::system_error.
     virtual void wait(std::int64_t timeout_ns) = 0;
 
+    /// The OS part: start (`watch`) or stop watching, in the kernel, what an
+    /// event op waits for: its process (`kind` process_exit, `id` the pid)
+    /// or its signal (`kind` signal, `id` the signal number). Starting takes
+    /// effect at once. Returns 0 or an errno; the default, ENOSYS, fails the
+    /// event ops of an OS part that cannot watch them.
+    virtual int watch_event(IoOp::Kind /*kind*/, int /*id*/, bool /*watch*/) noexcept {
+        return ENOSYS;
+    }
+
     /// The OS part reports `fd` ready.
     void ready(int fd, bool readable, bool writable, bool hung_up) noexcept;
+    /// The OS part reports what an event op waits for: process `id` exited,
+    /// or signal `id` arrived `count` times.
+    void event(IoOp::Kind kind, int id, std::int64_t count) noexcept;
     /// The fd that wakeup() makes readable (WakeChannel::core_fd); the OS
     /// part watches it itself.
     int wake_fd() const noexcept { return wake_read_fd_; }
@@ -92,8 +109,10 @@ class ReadinessBackend : public IoBackend {
     int apply(int fd, FdState& state, Urgency urgency) noexcept;
     void flush() noexcept;
     void run_waiting(int fd, FdState& state, bool readers) noexcept;
+    bool submit_event(IoOp& op) noexcept;
+    void forget_event(IoOp& op) noexcept;
     void detach(IoOp& op) noexcept;
-    void enqueue(IoOp& op, FdState& state, bool reading) noexcept;
+    void enqueue(IoOp& op, IntrusiveList<IoOp, WaiterTag>& queue) noexcept;
     void dequeue(IoOp& op) noexcept;
     void fail_all(FdState& state, std::int64_t error) noexcept;
     std::int64_t perform(IoOp& op) noexcept;
@@ -104,6 +123,7 @@ class ReadinessBackend : public IoBackend {
     int wake_write_fd_ = -1;
     std::size_t waiting_ = 0;  // operations queued on some fd
     std::vector<std::unique_ptr<FdState>> fds_;
+    IntrusiveList<IoOp, WaiterTag> event_ops_;  // waiting for a process or a signal
     std::vector<int> dirty_;
     std::unique_ptr<ProvidedBuffers> buffers_;
 };
