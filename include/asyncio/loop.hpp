@@ -602,7 +602,13 @@ class EventLoop : public detail::LoopCore {
     void set_signal_handler(int sig, std::shared_ptr<detail::SignalCallback> fn,
                             std::source_location where);
     detail::SignalState& signal_state();
+    /// After a handler or watch of `sig` came or went: tells the C handler
+    /// (or the backend, where it counts signals) whether this loop wants it.
+    void update_signal_interest(int sig);
+    /// The slot's counts, when the C handler wrote to the loop's pipe.
     void dispatch_signals() noexcept;
+    /// One delivery of `sig`: its watch, then its handler through call_soon.
+    void deliver_signal(int sig) noexcept;
     /// close(): removes every signal handler and watch, frees the pipe.
     void close_signals() noexcept;
 
