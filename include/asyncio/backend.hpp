@@ -2,11 +2,11 @@
 //
 // A backend runs completion-style operations (IoOp) that live inside the
 // awaiter or transport waiting for them, so starting, completing or
-// cancelling one allocates nothing. Readiness backends (epoll, poll) try the
-// system call first and wait for readiness only on EAGAIN; completion
-// backends (io_uring, IOCP) hand the operation to the kernel. Either way a
-// finished operation goes to the loop's ready queue and resumes its owner
-// from there.
+// cancelling one allocates nothing. Readiness backends (epoll, kqueue, poll)
+// try the system call first and wait for readiness only on EAGAIN;
+// completion backends (io_uring, IOCP) hand the operation to the kernel.
+// Either way a finished operation goes to the loop's ready queue and resumes
+// its owner from there.
 //
 // Ownership of in-flight memory. From submit() until the op's completion has
 // been delivered (its ReadyNode run, or dropped because the loop closed), the
@@ -28,9 +28,10 @@
 // and its driver's drop are the model).
 //
 // The backend is chosen when a loop is created: RunOptions::backend, else the
-// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "poll", "iocp"),
-// else the first that this machine accepts of the ones built for its OS:
-// io_uring, epoll, poll on Linux; IOCP on Windows.
+// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "kqueue",
+// "poll", "iocp"), else the first that this machine accepts of the ones
+// built for its OS: io_uring, epoll, poll on Linux; kqueue, poll on BSD and
+// macOS; IOCP on Windows.
 #pragma once
 
 #include <cerrno>
