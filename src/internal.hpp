@@ -85,6 +85,8 @@ std::unique_ptr<IoBackend> make_poll_backend(LoopCore& loop);
 std::unique_ptr<IoBackend> make_iocp_backend(LoopCore& loop);
 /// The epoll backend (Linux).
 std::unique_ptr<IoBackend> make_epoll_backend(LoopCore& loop);
+/// The kqueue backend (FreeBSD, macOS, NetBSD, DragonFly).
+std::unique_ptr<IoBackend> make_kqueue_backend(LoopCore& loop);
 /// Whether the kernel gives this process an io_uring with what the backend
 /// needs (fast poll, the network operations); false where io_uring_setup is
 /// refused (a seccomp filter, kernel.io_uring_disabled, an old kernel).

@@ -100,17 +100,57 @@ LoopCore& current_loop_core() {
 
 }  // namespace detail
 
-// -- add_reader / add_writer ------------------------------------------------------
+// -- add_reader / add_writer, process and signal watches -----------------------------
 
-/// A poll operation that calls a callback each time its fd is ready and then
-/// waits again, until removed.
-struct EventLoop::FdWatch final : IoOp, detail::Recycled {
-    FdWatch(EventLoop& loop, int fd, Watching watching, detail::HandleState* callback) noexcept
-        : IoOp(&on_ready), loop(&loop), callback(callback) {
-        kind = watching == Watching::reads ? Kind::poll_readable : Kind::poll_writable;
-        this->fd = fd;
+/// An operation that calls a callback each time it completes (its fd is
+/// ready, its process exited, its signal arrived) and then waits again,
+/// until removed.
+struct EventLoop::Watch final : IoOp, detail::Recycled {
+    Watch(EventLoop& loop, Watching watching, int key, detail::HandleState* callback) noexcept
+        : IoOp(&on_ready), loop(&loop), watching(watching), key(key), callback(callback) {
+        switch (watching) {
+            case Watching::reads:
+                kind = Kind::poll_readable;
+                fd = key;
+                break;
+            case Watching::writes:
+                kind = Kind::poll_writable;
+                fd = key;
+                break;
+            case Watching::exits:
+                kind = Kind::process_exit;
+                pid = key;
+                break;
+            case Watching::signals:
+                kind = Kind::signal;
+                sig = key;
+                break;
+        }
     }
-    ~FdWatch() { callback->release(); }
+    /// The call a watch comes from and what it watches, for its errors.
+    struct Names {
+        const char* call;
+        const char* target;
+    };
+    static Names names(Watching watching) noexcept {
+        switch (watching) {
+            case Watching::reads:
+                return {"add_reader", "fd"};
+            case Watching::writes:
+                return {"add_writer", "fd"};
+            case Watching::exits:
+                return {"add_process_watch", "process"};
+            case Watching::signals:
+                break;
+        }
+        return {"add_signal_handler", "signal"};
+    }
+
+    ~Watch() {
+        // A signal stays counted between submissions until abandoned.
+        if (attached()) loop->backend_->abandon(*this);
+        callback->release();
+    }
 
     void replace(detail::HandleState* next) noexcept {
         callback->cancel();
@@ -119,7 +159,7 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
     }
 
     static void on_ready(detail::ReadyNode& node, Action action) noexcept {
-        FdWatch* self = &detail::node_cast<FdWatch>(node);
+        Watch* self = &detail::node_cast<Watch>(node);
         if (action == Action::drop || self->removed) {
             delete self;
             return;
@@ -128,7 +168,10 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
             detail::HandleState* callback = self->callback;
             callback->add_ref();  // the callback may replace itself while it runs
             self->running = true;
-            if (!callback->cancelled()) callback->run();
+            // A signal watch completes with the number of deliveries: one call each.
+            std::int64_t calls = self->kind == Kind::signal ? self->result : 1;
+            for (; calls > 0 && !self->removed && !callback->cancelled(); --calls)
+                callback->run();
             self->running = false;
             callback->release();
             if (self->removed) {
@@ -149,52 +192,84 @@ struct EventLoop::FdWatch final : IoOp, detail::Recycled {
         // The fd went bad under us (closed without remove_reader, say).
         // The failure is the backend's (epoll_ctl, a poll(2) entry, an
         // io_uring poll request): name the backend, not one of them.
-        const bool reading = kind == Kind::poll_readable;
-        const char* const watch = reading ? "add_reader" : "add_writer";
+        const Names name = names(watching);
         ExceptionContext context;
-        context.message = fmt::format("{}: fd {} cannot be watched any more: {}", watch, fd,
-                                      std::system_category().message(static_cast<int>(-result)));
+        context.message =
+            fmt::format("{}: {} {} cannot be watched any more: {}", name.call, name.target, key,
+                        std::system_category().message(static_cast<int>(-result)));
         context.exception = detail::result_error(
-            result, fmt::format("{}: re-arming {}", owner.backend_name(), watch));
-        auto& map = reading ? owner.readers_ : owner.writers_;
-        map.erase(fd);
+            result, fmt::format("{}: re-arming {}", owner.backend_name(), name.call));
+        owner.watches(watching).erase(key);
         owner.call_exception_handler(context);
         delete this;
     }
 
     EventLoop* loop;
+    Watching watching;
+    int key;  ///< the fd, the process id or the signal number
     detail::HandleState* callback;
     bool removed = false;
     bool running = false;
 };
 
-void EventLoop::add_watch(int fd, Watching watching, detail::HandleState* callback) {
-    const bool reading = watching == Watching::reads;
-    if (!backend_->watches_readiness()) {
+std::unordered_map<int, EventLoop::Watch*>& EventLoop::watches(Watching watching) noexcept {
+    switch (watching) {
+        case Watching::reads:
+            return readers_;
+        case Watching::writes:
+            return writers_;
+        case Watching::exits:
+            return process_watches_;
+        case Watching::signals:
+            break;
+    }
+    return signal_watches_;
+}
+
+void EventLoop::add_watch(int key, Watching watching, detail::HandleState* callback, int pidfd) {
+    const bool on_fd = watching == Watching::reads || watching == Watching::writes;
+    if (on_fd && !backend_->watches_readiness()) {
         callback->release();
         throw NotImplementedError(fmt::format("{}() is not supported by the {} backend",
-                                              reading ? "add_reader" : "add_writer",
-                                              backend_->name()));
+                                              Watch::names(watching).call, backend_->name()));
     }
-    if (fd < 0) {
+    if (key < 0) {
         callback->release();
-        throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", fd));
+        throw std::invalid_argument(fmt::format("Invalid file descriptor: {}", key));
     }
-    auto& map = reading ? readers_ : writers_;
-    if (auto it = map.find(fd); it != map.end()) {
+    auto& map = watches(watching);
+    if (auto it = map.find(key); it != map.end()) {
         it->second->replace(callback);
         return;
     }
-    auto* watch = new FdWatch(*this, fd, watching, callback);
+    auto* watch = new Watch(*this, watching, key, callback);
+    if (watching == Watching::exits) watch->fd = pidfd;
     if (backend_->submit(*watch)) {
         if (watch->result < 0) {
             const int error = static_cast<int>(-watch->result);
             delete watch;
-            throw detail::os_error(error, reading ? "add_reader" : "add_writer");
+            throw detail::os_error(error, Watch::names(watching).call);
         }
         schedule(*watch);
     }
-    map.emplace(fd, watch);
+    map.emplace(key, watch);
+}
+
+void EventLoop::add_process_watch(detail::LibraryKey, int pid, int pidfd,
+                                  std::function<void()> fn) {
+    check_closed();
+    add_watch(pid, Watching::exits,
+              detail::HandleState::create(*this, std::move(fn), detail::HandleKind::call_soon,
+                                          std::source_location::current()),
+              pidfd);
+}
+
+void EventLoop::remove_process_watch(detail::LibraryKey, int pid) noexcept {
+    auto it = process_watches_.find(pid);
+    if (it == process_watches_.end()) return;
+    const int pidfd = it->second->fd;
+    remove_watch(pid, Watching::exits);
+    if (pidfd >= 0) backend_->forget_fd(pidfd);
 }
 
 void EventLoop::ensure_fd_no_transport(int fd) const {
@@ -215,12 +290,12 @@ void EventLoop::unregister_fd_owner(detail::LibraryKey, int fd,
         fd_owners_.erase(it);
 }
 
-bool EventLoop::remove_watch(int fd, Watching watching) {
+bool EventLoop::remove_watch(int key, Watching watching) {
     if (debug_) check_thread();
-    auto& map = watching == Watching::reads ? readers_ : writers_;
-    auto it = map.find(fd);
+    auto& map = watches(watching);
+    auto it = map.find(key);
     if (it == map.end()) return false;
-    FdWatch* watch = it->second;
+    Watch* watch = it->second;
     map.erase(it);
     // Waiting, queued or running: on_ready deletes it once its poll has
     // completed, so no backend refers to it any more.
@@ -537,10 +612,11 @@ void EventLoop::close() {
 void EventLoop::drop_everything() noexcept {
     while (detail::LoopResource* resource = resources_.pop_front())
         resource->loop_closing();
-    while (!readers_.empty())
-        remove_watch(readers_.begin()->first, Watching::reads);
-    while (!writers_.empty())
-        remove_watch(writers_.begin()->first, Watching::writes);
+    for (Watching watching :
+         {Watching::reads, Watching::writes, Watching::exits, Watching::signals}) {
+        for (auto& map = watches(watching); !map.empty();)
+            remove_watch(map.begin()->first, watching);
+    }
     const auto drop_ready = [this] {
         for (ready_.splice(before_poll_); !ready_.empty(); ready_.splice(before_poll_)) {
             detail::ReadyNode& node = ready_.pop();

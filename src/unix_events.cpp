@@ -14,6 +14,11 @@
 // means that no delivery is lost when the pipe is full: the loop calls the
 // handler once per delivery that the kernel made. (The kernel itself merges
 // a standard signal that arrives while the same one is still pending.)
+//
+// A backend that counts signals itself (kqueue's EVFILT_SIGNAL) needs no
+// slot and no pipe: the loop watches each signal it wants through the
+// backend, which reports how many times it arrived. The C handler is still
+// installed, as the signal's disposition.
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -194,16 +199,6 @@ struct SignalState {
     const SignalCallback* runner_sigint = nullptr;
 
     std::uint64_t bit() const noexcept { return std::uint64_t{1} << slot; }
-
-    /// Publishes or withdraws the loop's interest in `sig` after a change.
-    void update_interest(int sig) noexcept {
-        const Entry& entry = entries[static_cast<std::size_t>(sig)];
-        if (entry.handler || entry.watch) {
-            interest[static_cast<std::size_t>(sig)].fetch_or(bit());
-        } else {
-            interest[static_cast<std::size_t>(sig)].fetch_and(~bit());
-        }
-    }
 };
 
 }  // namespace detail
@@ -213,6 +208,11 @@ struct SignalState {
 detail::SignalState& EventLoop::signal_state() {
     if (signals_ != nullptr) return *signals_;
     auto state = std::make_unique<detail::SignalState>();
+    // kqueue counts; the C handler stays the disposition (SIG_DFL kills, SIG_IGN hides SIGCHLD).
+    if (backend_->counts_signals()) {
+        signals_ = state.release();
+        return *signals_;
+    }
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) detail::throw_errno("pipe2");
     state->read_fd = fds[0];
@@ -276,7 +276,12 @@ void EventLoop::set_signal_handler(int sig, std::shared_ptr<detail::SignalCallba
     }
     entry.handler = std::move(fn);
     entry.where = where;
-    state.update_interest(sig);
+    try {
+        update_signal_interest(sig);
+    } catch (...) {
+        remove_signal_handler(sig);
+        throw;
+    }
 }
 
 bool EventLoop::remove_signal_handler(int sig) {
@@ -286,7 +291,7 @@ bool EventLoop::remove_signal_handler(int sig) {
     auto& entry = signals_->entries[static_cast<std::size_t>(sig)];
     if (!entry.handler) return false;
     entry.handler.reset();
-    signals_->update_interest(sig);
+    update_signal_interest(sig);
     std::lock_guard lock(detail::registry_mutex);
     if (sig == SIGINT) detail::sigint_armed.store(false);
     auto& disposition = detail::dispositions[static_cast<std::size_t>(sig)];
@@ -308,7 +313,12 @@ void EventLoop::add_signal_watch(detail::LibraryKey, int sig, std::function<void
         ++disposition.watches;
     }
     entry.watch = std::make_shared<std::function<void()>>(std::move(fn));
-    state.update_interest(sig);
+    try {
+        update_signal_interest(sig);
+    } catch (...) {
+        remove_signal_watch(detail::library_key, sig);
+        throw;
+    }
 }
 
 void EventLoop::remove_signal_watch(detail::LibraryKey, int sig) noexcept {
@@ -316,7 +326,7 @@ void EventLoop::remove_signal_watch(detail::LibraryKey, int sig) noexcept {
     auto& entry = signals_->entries[static_cast<std::size_t>(sig)];
     if (!entry.watch) return;
     entry.watch.reset();
-    signals_->update_interest(sig);
+    update_signal_interest(sig);
     std::lock_guard lock(detail::registry_mutex);
     --detail::dispositions[static_cast<std::size_t>(sig)].watches;
     detail::uninstall(sig);
@@ -352,6 +362,27 @@ void EventLoop::uninstall_runner_sigint(detail::LibraryKey) noexcept {
     }
 }
 
+void EventLoop::update_signal_interest(int sig) {
+    detail::SignalState& state = *signals_;
+    const auto& entry = state.entries[static_cast<std::size_t>(sig)];
+    const bool wanted = entry.handler || entry.watch;
+    if (state.slot >= 0) {
+        auto& wanting = detail::interest[static_cast<std::size_t>(sig)];
+        if (wanted) {
+            wanting.fetch_or(state.bit());
+        } else {
+            wanting.fetch_and(~state.bit());
+        }
+    } else if (!wanted) {
+        remove_watch(sig, Watching::signals);
+    } else if (!signal_watches_.contains(sig)) {
+        add_watch(sig, Watching::signals,
+                  detail::HandleState::create(
+                      *this, [this, sig] { deliver_signal(sig); }, detail::HandleKind::call_soon,
+                      std::source_location::current()));
+    }
+}
+
 void EventLoop::dispatch_signals() noexcept {
     detail::SignalState& state = *signals_;
     char buffer[256];
@@ -360,30 +391,33 @@ void EventLoop::dispatch_signals() noexcept {
     detail::Slot& slot = detail::slots[static_cast<std::size_t>(state.slot)];
     for (int sig = 1; sig < detail::kSignals; ++sig) {
         std::uint32_t count = slot.pending[static_cast<std::size_t>(sig)].exchange(0);
-        for (; count != 0; --count) {
-            // Looked up for each delivery: a handler may remove or replace itself.
-            if (signals_ == nullptr) return;  // a watch closed the loop (!)
-            auto& entry = signals_->entries[static_cast<std::size_t>(sig)];
-            if (std::shared_ptr<std::function<void()>> watch = entry.watch) {
-                try {
-                    (*watch)();
-                } catch (...) {
-                    ExceptionContext context;
-                    context.message = fmt::format("Exception in the watch of signal {}", sig);
-                    context.exception = std::current_exception();
-                    call_exception_handler(context);
-                }
-            }
-            if (entry.handler) {
-                try {
-                    call_soon([handler = entry.handler] { (*handler)(); }, entry.where);
-                } catch (...) {
-                    ExceptionContext context;
-                    context.message = fmt::format("Cannot schedule the handler of signal {}", sig);
-                    context.exception = std::current_exception();
-                    call_exception_handler(context);
-                }
-            }
+        for (; count != 0; --count)
+            deliver_signal(sig);
+    }
+}
+
+void EventLoop::deliver_signal(int sig) noexcept {
+    // Looked up for each delivery: a handler may remove or replace itself.
+    if (signals_ == nullptr) return;  // a watch closed the loop (!)
+    auto& entry = signals_->entries[static_cast<std::size_t>(sig)];
+    if (std::shared_ptr<std::function<void()>> watch = entry.watch) {
+        try {
+            (*watch)();
+        } catch (...) {
+            ExceptionContext context;
+            context.message = fmt::format("Exception in the watch of signal {}", sig);
+            context.exception = std::current_exception();
+            call_exception_handler(context);
+        }
+    }
+    if (entry.handler) {
+        try {
+            call_soon([handler = entry.handler] { (*handler)(); }, entry.where);
+        } catch (...) {
+            ExceptionContext context;
+            context.message = fmt::format("Cannot schedule the handler of signal {}", sig);
+            context.exception = std::current_exception();
+            call_exception_handler(context);
         }
     }
 }
@@ -400,6 +434,7 @@ void EventLoop::close_signals() noexcept {
         remove_signal_watch(detail::library_key, sig);
     }
     std::unique_ptr<detail::SignalState> state(std::exchange(signals_, nullptr));
+    if (state->slot < 0) return;  // the backend counted them: no slot, no pipe
     fd_owners_.erase(state->read_fd);
     remove_watch(state->read_fd, Watching::reads);
     detail::Slot& slot = detail::slots[static_cast<std::size_t>(state->slot)];

@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support.hpp"
@@ -20,6 +23,8 @@
 using namespace std::chrono_literals;
 using asyncio::Coro;
 using asyncio::EventLoop;
+using asyncio::IoOp;
+using asyncio::detail::IoAwaiter;
 
 namespace {
 
@@ -594,5 +599,41 @@ TEST_CASE("a second SIGINT interrupts the process") {
         CHECK(WTERMSIG(status) == SIGINT);
     } else {
         CHECK(WEXITSTATUS(status) == -1);  // shows the status
+    }
+}
+
+// -- the backend's signal op, which a loop on kqueue watches each signal with ----------
+
+namespace {
+
+Coro<std::int64_t> count_signal(int sig) {
+    IoAwaiter op(asyncio::get_running_loop().backend());
+    op.kind = IoOp::Kind::signal;
+    op.sig = sig;
+    co_return co_await op;
+}
+
+}  // namespace
+
+TEST_CASE("a signal op counts deliveries where the backend counts signals") {
+    // kqueue records a signal even while it is ignored (SIGCHLD aside).
+    struct sigaction ignore {};
+    struct sigaction previous {};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGUSR2, &ignore, &previous) == 0);
+    auto main = []() -> Coro<std::pair<bool, std::int64_t>> {
+        const bool counts = asyncio::get_running_loop().backend().counts_signals();
+        auto counting = asyncio::create_task(count_signal(SIGUSR2));
+        co_await asyncio::sleep(0);
+        ::raise(SIGUSR2);
+        const std::int64_t r = co_await counting;
+        co_return std::pair{counts, r};
+    };
+    const auto [counts, r] = asyncio_test::run_guarded(main());
+    ::sigaction(SIGUSR2, &previous, nullptr);
+    if (counts) {
+        CHECK(r >= 1);
+    } else {
+        CHECK(r == -ENOSYS);
     }
 }

@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -20,8 +22,10 @@
 
 using namespace std::chrono_literals;
 using asyncio::Coro;
+using asyncio::IoOp;
 using asyncio::PIPE;
 using asyncio::Process;
+using asyncio::detail::IoAwaiter;
 using asyncio_test::pattern;
 using asyncio_test::Pipe;
 using asyncio_test::run_guarded;
@@ -844,4 +848,85 @@ TEST_CASE("loops in two threads each run and reap their own children") {
     other.join();
     CHECK(first == 10 * 10 + 45);
     CHECK(second == 10 * 100 + 45);
+}
+
+// -- the backend's process_exit op, which the child watcher submits ---------------------
+
+namespace {
+
+/// A child that exits with 7 once `release` is closed.
+pid_t spawn_waiting_child(int (&release)[2]) {
+    REQUIRE(::pipe(release) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(release[1]);
+        char byte;
+        while (::read(release[0], &byte, 1) < 0 && errno == EINTR) {
+        }
+        ::_exit(7);
+    }
+    ::close(release[0]);
+    return child;
+}
+
+/// A pidfd for `pid` where the OS has them (Linux), else -1.
+int open_pidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    REQUIRE(pidfd >= 0);
+    return pidfd;
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
+Coro<std::int64_t> wait_exit(pid_t child, int pidfd) {
+    IoAwaiter op(asyncio::get_running_loop().backend());
+    op.kind = IoOp::Kind::process_exit;
+    op.pid = child;
+    op.fd = pidfd;
+    co_return co_await op;
+}
+
+void reap_exit_7(pid_t child) {
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 7);
+}
+
+}  // namespace
+
+TEST_CASE("a process_exit op completes once its process has exited") {
+    int release[2];
+    const pid_t child = spawn_waiting_child(release);
+    const int pidfd = open_pidfd(child);
+    auto main = [](pid_t child, int pidfd, int release) -> Coro<std::int64_t> {
+        auto waiting = asyncio::create_task(wait_exit(child, pidfd));
+        co_await asyncio::sleep(0.02);
+        CHECK_FALSE(waiting.done());
+        ::close(release);
+        const std::int64_t r = co_await waiting;
+        if (pidfd >= 0) asyncio::get_running_loop().backend().forget_fd(pidfd);
+        co_return r;
+    };
+    CHECK(run_guarded(main(child, pidfd, release[1])) >= 0);
+    if (pidfd >= 0) ::close(pidfd);
+    reap_exit_7(child);
+}
+
+TEST_CASE("a process_exit op without a pidfd: kqueue watches the pid, others refuse it") {
+    int release[2];
+    const pid_t child = spawn_waiting_child(release);
+    ::close(release[1]);
+    auto main = [](pid_t child) -> Coro<std::int64_t> { co_return co_await wait_exit(child, -1); };
+    const std::int64_t r = run_guarded(main(child));
+    if (asyncio::default_backend() == asyncio::Backend::kqueue) {
+        CHECK(r >= 0);
+    } else {
+        CHECK(r == -ENOSYS);
+    }
+    reap_exit_7(child);
 }

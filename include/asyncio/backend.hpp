@@ -2,11 +2,11 @@
 //
 // A backend runs completion-style operations (IoOp) that live inside the
 // awaiter or transport waiting for them, so starting, completing or
-// cancelling one allocates nothing. Readiness backends (epoll, poll) try the
-// system call first and wait for readiness only on EAGAIN; completion
-// backends (io_uring, IOCP) hand the operation to the kernel. Either way a
-// finished operation goes to the loop's ready queue and resumes its owner
-// from there.
+// cancelling one allocates nothing. Readiness backends (epoll, kqueue, poll)
+// try the system call first and wait for readiness only on EAGAIN;
+// completion backends (io_uring, IOCP) hand the operation to the kernel.
+// Either way a finished operation goes to the loop's ready queue and resumes
+// its owner from there.
 //
 // Ownership of in-flight memory. From submit() until the op's completion has
 // been delivered (its ReadyNode run, or dropped because the loop closed), the
@@ -28,9 +28,10 @@
 // and its driver's drop are the model).
 //
 // The backend is chosen when a loop is created: RunOptions::backend, else the
-// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "poll", "iocp"),
-// else the first that this machine accepts of the ones built for its OS:
-// io_uring, epoll, poll on Linux; IOCP on Windows.
+// ASYNCIO_BACKEND environment variable ("epoll", "io_uring", "kqueue",
+// "poll", "iocp"), else the first that this machine accepts of the ones
+// built for its OS: io_uring, epoll, poll on Linux; kqueue, poll on BSD and
+// macOS; IOCP on Windows.
 #pragma once
 
 #include <cerrno>
@@ -83,6 +84,20 @@ Backend default_backend();
 ///   connect                      fd, addr, addrlen
 ///   sendfile                     fd (socket), in_fd, offset, len
 ///   poll_readable, poll_writable fd; completes once the fd is ready
+///   process_exit                 pid, and fd: a pidfd for it, or -1 where the
+///                                OS has none; completes once the process has
+///                                exited (it is not reaped). With fd -1 a
+///                                backend that watches processes itself
+///                                (kqueue) watches pid, the others fail the
+///                                op with -ENOSYS; else it waits until fd is
+///                                readable.
+///   signal                       sig (fd -1); completes with the number of
+///                                times the signal arrived, where the backend
+///                                counts_signals(), else fails with -ENOSYS.
+///                                It keeps counting between submissions (the
+///                                next one reports what came meanwhile) until
+///                                it is abandoned.
+/// A backend watches a process or a signal for one op at a time.
 /// `result` is >= 0 on success (bytes, or the accepted fd) and -errno on failure.
 struct IoOp : detail::Waiter {
     enum class Kind : std::uint8_t {
@@ -99,6 +114,8 @@ struct IoOp : detail::Waiter {
         poll_writable,
         read_provided,
         recv_provided,
+        process_exit,
+        signal,
     };
 
     IoOp() noexcept = default;
@@ -122,7 +139,11 @@ struct IoOp : detail::Waiter {
     int fd = -1;
     int flags = 0;
     ::socklen_t addrlen = 0;
-    int in_fd = -1;
+    union {
+        int in_fd = -1;  ///< sendfile's source
+        int pid;         ///< process_exit's process
+        int sig;         ///< signal's number
+    };
     /// The provided buffer this op holds (read_provided, recv_provided); -1: none.
     std::int32_t buffer_id = -1;
     void* buf = nullptr;
@@ -149,6 +170,10 @@ class IoBackend {
 
     virtual Backend kind() const noexcept = 0;
     std::string_view name() const noexcept { return to_string(kind()); }
+    /// Whether signal ops work: the backend counts each signal's deliveries
+    /// itself (kqueue's EVFILT_SIGNAL). Elsewhere the loop's own C signal
+    /// handler counts them.
+    virtual bool counts_signals() const noexcept { return false; }
     /// Whether submit() may finish an operation at once, so that it may
     /// point at memory that only lives for the call (a readiness backend);
     /// false means operations must own their buffers until they complete.

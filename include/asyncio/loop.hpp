@@ -326,6 +326,15 @@ class EventLoop : public detail::LoopCore {
     /// before the first watch comes back.
     void add_signal_watch(detail::LibraryKey, int sig, std::function<void()> fn);
     void remove_signal_watch(detail::LibraryKey, int sig) noexcept;
+    /// Library use (the subprocess transport's child watcher): calls `fn`
+    /// in the loop's thread once process `pid` has exited (it is not
+    /// reaped), and again after each call until remove_process_watch(),
+    /// as add_reader does while its fd stays readable. `pidfd` is a pidfd
+    /// for `pid` or -1; without one only a backend that watches processes
+    /// itself (kqueue) can do it, elsewhere std::system_error (ENOSYS).
+    void add_process_watch(detail::LibraryKey, int pid, int pidfd, std::function<void()> fn);
+    /// Stops watching `pid`; its pidfd may be closed once this returns.
+    void remove_process_watch(detail::LibraryKey, int pid) noexcept;
     /// Library use (Runner.run): in the main thread, if SIGINT's disposition
     /// is SIG_DFL, handles SIGINT with `on_first` and makes a second SIGINT
     /// restore SIG_DFL and interrupt the process; false if not installed.
@@ -532,7 +541,7 @@ class EventLoop : public detail::LoopCore {
             return a.when != b.when ? a.when > b.when : a.seq > b.seq;
         }
     };
-    struct FdWatch;
+    struct Watch;
 
     static std::int64_t monotonic_ns() noexcept;
     std::int64_t now_ns() const noexcept {
@@ -577,10 +586,15 @@ class EventLoop : public detail::LoopCore {
     void push_threadsafe(detail::HandleState& state);
     void check_running() const;
 
-    /// What an add_reader / add_writer watch waits for.
-    enum class Watching { reads, writes };
-    void add_watch(int fd, Watching watching, detail::HandleState* callback);
-    bool remove_watch(int fd, Watching watching);
+    /// What a watch waits for: an fd readable (add_reader) or writable
+    /// (add_writer), a process's exit, a signal's deliveries (where the
+    /// backend counts them).
+    enum class Watching { reads, writes, exits, signals };
+    /// Calls `callback` each time the fd, the process or the signal `key`
+    /// is ready, until removed; `pidfd` is a process watch's pidfd or -1.
+    void add_watch(int key, Watching watching, detail::HandleState* callback, int pidfd = -1);
+    bool remove_watch(int key, Watching watching);
+    std::unordered_map<int, Watch*>& watches(Watching watching) noexcept;
     /// CPython's _ensure_fd_no_transport: RuntimeError if a transport uses `fd`.
     void ensure_fd_no_transport(int fd) const;
     void drop_everything() noexcept;
@@ -588,7 +602,13 @@ class EventLoop : public detail::LoopCore {
     void set_signal_handler(int sig, std::shared_ptr<detail::SignalCallback> fn,
                             std::source_location where);
     detail::SignalState& signal_state();
+    /// After a handler or watch of `sig` came or went: tells the C handler
+    /// (or the backend, where it counts signals) whether this loop wants it.
+    void update_signal_interest(int sig);
+    /// The slot's counts, when the C handler wrote to the loop's pipe.
     void dispatch_signals() noexcept;
+    /// One delivery of `sig`: its watch, then its handler through call_soon.
+    void deliver_signal(int sig) noexcept;
     /// close(): removes every signal handler and watch, frees the pipe.
     void close_signals() noexcept;
 
@@ -611,8 +631,10 @@ class EventLoop : public detail::LoopCore {
     std::atomic<std::thread::id> thread_id_{};
     ExceptionHandler handler_;
     TaskFactory task_factory_;
-    std::unordered_map<int, FdWatch*> readers_;
-    std::unordered_map<int, FdWatch*> writers_;
+    std::unordered_map<int, Watch*> readers_;
+    std::unordered_map<int, Watch*> writers_;
+    std::unordered_map<int, Watch*> process_watches_;  // by pid
+    std::unordered_map<int, Watch*> signal_watches_;   // by signal, where the backend counts them
     std::unordered_map<int, detail::FdOwner*> fd_owners_;
     std::shared_ptr<detail::ThreadsafeGate> gate_ = std::make_shared<detail::ThreadsafeGate>();
     std::unique_ptr<Executor> default_executor_;

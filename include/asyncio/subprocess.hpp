@@ -10,12 +10,13 @@
 //
 // The child is started with posix_spawn (no code of ours runs between fork
 // and exec), with every descriptor but 0, 1 and 2 closed, and its exit is
-// watched through a pidfd (or SIGCHLD where the kernel has no pidfd). A
-// child is always reaped: one that outlives its Process, or its loop, is
-// waited for in the background. On Windows, as CPython there: CreateProcessW
-// with named pipes and only the three standard handles inherited, a wait on
-// the process handle, TerminateProcess for terminate() and kill(), and
-// COMSPEC /c for create_subprocess_shell.
+// watched by the loop's backend (through a pidfd, or EVFILT_PROC with
+// kqueue; SIGCHLD where neither works). A child is always reaped: one that
+// outlives its Process, or its loop, is waited for in the background. On
+// Windows, as CPython there: CreateProcessW with named pipes and only the
+// three standard handles inherited, a wait on the process handle,
+// TerminateProcess for terminate() and kill(), and COMSPEC /c for
+// create_subprocess_shell.
 #pragma once
 
 #include <map>

@@ -40,7 +40,11 @@ constexpr BackendEntry kBackends[] = {
 #else
     {Backend::epoll, "epoll", nullptr, nullptr},
 #endif
+#ifdef ASYNCIO_HAVE_KQUEUE
+    {Backend::kqueue, "kqueue", &always, &detail::make_kqueue_backend},
+#else
     {Backend::kqueue, "kqueue", nullptr, nullptr},
+#endif
 #ifdef _WIN32
     {Backend::iocp, "iocp", &always, &detail::make_iocp_backend},
     {Backend::poll, "poll", nullptr, nullptr},

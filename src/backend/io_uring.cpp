@@ -170,7 +170,11 @@ class UringBackend final : public IoBackend {
             abandon(op, {});  // asked for something else: what it had pending is dropped
         }
         if (op.fd < 0) {
-            op.result = -EBADF;
+            // A process is watched through its pidfd: there is no way to
+            // watch a pid or to count a signal here.
+            const bool by_number =
+                op.kind == IoOp::Kind::process_exit || op.kind == IoOp::Kind::signal;
+            op.result = by_number ? -ENOSYS : -EBADF;
             return true;
         }
         switch (op.kind) {
@@ -188,6 +192,9 @@ class UringBackend final : public IoBackend {
                     return true;
                 }
                 break;
+            case IoOp::Kind::signal:
+                op.result = -ENOSYS;
+                return true;
             case IoOp::Kind::sendfile:
                 if (const std::int64_t r = perform_sendfile(op); r != -EAGAIN) {
                     op.result = r;
@@ -606,6 +613,7 @@ class UringBackend final : public IoBackend {
         switch (r.kind) {
             case IoOp::Kind::poll_readable:
             case IoOp::Kind::poll_writable:
+            case IoOp::Kind::process_exit:
             case IoOp::Kind::read_provided:
             case IoOp::Kind::recv_provided:
             case IoOp::Kind::sendfile:
@@ -745,7 +753,10 @@ class UringBackend final : public IoBackend {
                 ::io_uring_prep_connect(sqe, fd, op.addr, op.addrlen);
                 break;
             case IoOp::Kind::poll_readable:
+            case IoOp::Kind::process_exit:  // a pidfd is readable once its process exited
                 ::io_uring_prep_poll_add(sqe, fd, POLLIN);
+                break;
+            case IoOp::Kind::signal:  // refused by submit()
                 break;
             case IoOp::Kind::poll_writable:
             case IoOp::Kind::sendfile:  // only waits for writability (Phase::ready)

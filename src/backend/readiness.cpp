@@ -1,4 +1,4 @@
-// The readiness core shared by the epoll and poll backends (readiness.hpp).
+// The readiness core shared by the epoll, kqueue and poll backends (readiness.hpp).
 #include "backend/readiness.hpp"
 
 #include "backend/buffer_pool.hpp"
@@ -39,14 +39,27 @@ bool is_read_side(IoOp::Kind kind) noexcept {
         case IoOp::Kind::poll_readable:
         case IoOp::Kind::read_provided:
         case IoOp::Kind::recv_provided:
+        case IoOp::Kind::process_exit:
             return true;
         default:
             return false;
     }
 }
 
+/// Whether `op` only waits for readiness, with no system call of its own: a
+/// process_exit op with a pidfd waits for it to be readable.
 bool is_poll(IoOp::Kind kind) noexcept {
-    return kind == IoOp::Kind::poll_readable || kind == IoOp::Kind::poll_writable;
+    return kind == IoOp::Kind::poll_readable || kind == IoOp::Kind::poll_writable ||
+           kind == IoOp::Kind::process_exit;
+}
+
+bool is_event(const IoOp& op) noexcept {
+    return op.kind == IoOp::Kind::signal || (op.kind == IoOp::Kind::process_exit && op.fd < 0);
+}
+
+/// What the kernel knows an event op's target by.
+int event_id(const IoOp& op) noexcept {
+    return op.kind == IoOp::Kind::signal ? op.sig : op.pid;
 }
 
 #ifndef MSG_NOSIGNAL
@@ -68,8 +81,9 @@ int accept_nonblocking(int fd, ::sockaddr* addr, ::socklen_t* len) noexcept {
 
 }  // namespace
 
-ReadinessBackend::ReadinessBackend(LoopCore& loop, Trigger trigger)
+ReadinessBackend::ReadinessBackend(LoopCore& loop, Trigger trigger, WakeChannel wake)
     : IoBackend(loop), trigger_(trigger), buffers_(std::make_unique<ProvidedBuffers>()) {
+    if (wake == WakeChannel::os_part) return;
 #ifdef __linux__
     wake_read_fd_ = wake_write_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_read_fd_ < 0) throw_errno("eventfd");
@@ -94,6 +108,9 @@ ReadinessBackend::~ReadinessBackend() {
                 op->in_flight = false;
         }
     }
+    while (IoOp* op = event_ops_.pop_front())
+        op->in_flight = false;
+    if (wake_read_fd_ < 0) return;
     ::close(wake_read_fd_);
     if (wake_write_fd_ != wake_read_fd_) ::close(wake_write_fd_);
 }
@@ -102,6 +119,8 @@ ReadinessBackend::~ReadinessBackend() {
 
 bool ReadinessBackend::submit(IoOp& op) noexcept {
     if (op.buffer_id >= 0) give_back_buffer(op);  // the previous data was consumed
+    if (is_event(op)) [[unlikely]]
+        return submit_event(op);
     if (op.fd < 0) {
         op.result = -EBADF;
         return true;
@@ -110,7 +129,7 @@ bool ReadinessBackend::submit(IoOp& op) noexcept {
     const bool reading = is_read_side(op.kind);
     auto& waiting = reading ? fd.readers : fd.writers;
     if (is_poll(op.kind)) {
-        enqueue(op, fd, reading);
+        enqueue(op, waiting);
         ++fd.poll_ops;
         // Applied now so that a bad fd fails here (add_reader throws);
         // removals are left to flush() so re-arming is free.
@@ -136,7 +155,7 @@ bool ReadinessBackend::submit(IoOp& op) noexcept {
             return true;
         }
     }
-    enqueue(op, fd, reading);
+    enqueue(op, waiting);
     if (trigger_ == Trigger::edge) fd.edge_sticky = true;
     // An edge-triggered fd is registered once, at once, so that an fd the OS
     // cannot watch fails here; level-triggered interest follows the queues
@@ -151,6 +170,18 @@ bool ReadinessBackend::submit(IoOp& op) noexcept {
     return false;
 }
 
+bool ReadinessBackend::submit_event(IoOp& op) noexcept {
+    if (const int error = watch_event(op.kind, event_id(op), true); error != 0) {
+        // No such process: it has exited, which is what the op waits for.
+        op.result = error == ESRCH && op.kind == IoOp::Kind::process_exit ? 0 : -error;
+        return true;
+    }
+    enqueue(op, event_ops_);
+    // A signal is counted on between submissions, until abandon().
+    if (op.kind == IoOp::Kind::signal) op.backend_data = this;
+    return false;
+}
+
 bool ReadinessBackend::cancel(IoOp& op) noexcept {
     if (!op.in_flight) return false;
     detach(op);
@@ -161,7 +192,11 @@ bool ReadinessBackend::cancel(IoOp& op) noexcept {
 void ReadinessBackend::abandon(IoOp& op, Keepalive) noexcept {
     // The kernel never holds an operation's memory between system calls:
     // what `keep` owns may go at once.
-    if (op.in_flight) detach(op);
+    if (op.in_flight) {
+        detach(op);
+    } else if (op.backend_data != nullptr) {
+        forget_event(op);  // a signal, counted between submissions
+    }
     if (op.buffer_id >= 0) give_back_buffer(op);
 }
 
@@ -206,6 +241,14 @@ void ReadinessBackend::ready(int fd, bool readable, bool writable, bool hung_up)
         run_waiting(fd, *state, /*readers=*/true);
     }
     if (writable) run_waiting(fd, *state, /*readers=*/false);
+}
+
+void ReadinessBackend::event(IoOp::Kind kind, int id, std::int64_t count) noexcept {
+    event_ops_.for_each([&](IoOp& op) {
+        if (op.kind != kind || event_id(op) != id) return;
+        dequeue(op);
+        complete(op, kind == IoOp::Kind::signal ? count : 0);
+    });
 }
 
 void ReadinessBackend::fail_fd(int fd, int error) noexcept {
@@ -312,17 +355,24 @@ void ReadinessBackend::flush() noexcept {
     dirty_.clear();
 }
 
+void ReadinessBackend::forget_event(IoOp& op) noexcept {
+    watch_event(op.kind, event_id(op), false);
+    op.backend_data = nullptr;
+}
+
 void ReadinessBackend::detach(IoOp& op) noexcept {
     dequeue(op);
-    if (is_poll(op.kind)) {
+    if (is_event(op)) {
+        forget_event(op);
+    } else if (is_poll(op.kind)) {
         FdState& fd = *fds_[op.fd];
         --fd.poll_ops;
         apply(op.fd, fd, Urgency::before_next_wait);
     }
 }
 
-inline void ReadinessBackend::enqueue(IoOp& op, FdState& state, bool reading) noexcept {
-    (reading ? state.readers : state.writers).push_back(op);
+inline void ReadinessBackend::enqueue(IoOp& op, IntrusiveList<IoOp, WaiterTag>& queue) noexcept {
+    queue.push_back(op);
     op.in_flight = true;
     ++waiting_;
 }
@@ -428,6 +478,8 @@ std::int64_t ReadinessBackend::perform(IoOp& op) noexcept {
             }
             case IoOp::Kind::poll_readable:
             case IoOp::Kind::poll_writable:
+            case IoOp::Kind::process_exit:
+            case IoOp::Kind::signal:
                 return -EAGAIN;
         }
         if (r >= 0) return r;

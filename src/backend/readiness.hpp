@@ -1,6 +1,6 @@
-// What every readiness backend (epoll, poll; kqueue later) shares, as libuv's
-// core.c is shared by linux.c and posix-poll.c: completion-style operations
-// on a readiness API.
+// What every readiness backend (epoll, kqueue, poll) shares, as libuv's
+// core.c is shared by linux.c, kqueue.c and posix-poll.c: completion-style
+// operations on a readiness API.
 //
 // An operation first tries its system call; only on EAGAIN does it wait,
 // queued per fd and direction so that operations on one fd complete in FIFO
@@ -8,8 +8,13 @@
 // direction run in order until one would block again. The OS part only keeps
 // the kernel's interest in each fd in line with what the core asks for, and
 // waits.
+//
+// Event ops wait for what the kernel names by number rather than by fd: a
+// signal op, and a process_exit op without a pidfd. Only an OS part that
+// watches these itself (kqueue) takes them; elsewhere they fail with ENOSYS.
 #pragma once
 
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <ctime>
@@ -31,7 +36,9 @@ class ReadinessBackend : public IoBackend {
     bool cancel(IoOp& op) noexcept final;
     void abandon(IoOp& op, Keepalive keep) noexcept final;
     void forget_fd(int fd) noexcept final;
-    void wakeup() noexcept final;
+    /// Writes the core's wake-up fd; an OS part with a channel of its own
+    /// overrides it.
+    void wakeup() noexcept override;
     void poll(std::int64_t timeout_ns) final;
 
   protected:
@@ -49,12 +56,18 @@ class ReadinessBackend : public IoBackend {
     /// for the answer (add_reader on a bad fd must fail at the call), so
     /// check what would otherwise only show at the next wait.
     enum class Urgency { now, before_next_wait };
+    /// How wakeup() reaches a waiting wait(): through an eventfd (a pipe off
+    /// Linux) that the core makes and the OS part watches, or through a
+    /// channel of the OS part's own (kqueue's EVFILT_USER), which then
+    /// overrides wakeup().
+    enum class WakeChannel { core_fd, os_part };
 
     struct FdState;
 
-    /// `trigger`: whether the OS part can watch edges (epoll) or only levels
-    /// (poll). Throws std::system_error if the wake-up channel cannot be made.
-    ReadinessBackend(LoopCore& loop, Trigger trigger);
+    /// `trigger`: whether the OS part can watch edges (epoll, kqueue) or only
+    /// levels (poll). Throws std::system_error if the core's wake-up channel
+    /// cannot be made.
+    ReadinessBackend(LoopCore& loop, Trigger trigger, WakeChannel wake = WakeChannel::core_fd);
 
     /// The OS part: make the kernel watch `fd` for `want` (a set of Interest
     /// bits, 0 = nothing) instead of `had`, with `urgency` (see Urgency).
@@ -66,9 +79,22 @@ class ReadinessBackend : public IoBackend {
     /// other failures throw std::system_error.
     virtual void wait(std::int64_t timeout_ns) = 0;
 
+    /// The OS part: start (`watch`) or stop watching, in the kernel, what an
+    /// event op waits for: its process (`kind` process_exit, `id` the pid)
+    /// or its signal (`kind` signal, `id` the signal number). Starting takes
+    /// effect at once. Returns 0 or an errno; the default, ENOSYS, fails the
+    /// event ops of an OS part that cannot watch them.
+    virtual int watch_event(IoOp::Kind /*kind*/, int /*id*/, bool /*watch*/) noexcept {
+        return ENOSYS;
+    }
+
     /// The OS part reports `fd` ready.
     void ready(int fd, bool readable, bool writable, bool hung_up) noexcept;
-    /// The fd that wakeup() makes readable; the OS part watches it itself.
+    /// The OS part reports what an event op waits for: process `id` exited,
+    /// or signal `id` arrived `count` times.
+    void event(IoOp::Kind kind, int id, std::int64_t count) noexcept;
+    /// The fd that wakeup() makes readable (WakeChannel::core_fd); the OS
+    /// part watches it itself.
     int wake_fd() const noexcept { return wake_read_fd_; }
     void drain_wakeup() noexcept;
     /// Fails every operation waiting on `fd` with -`error`: its registration
@@ -83,8 +109,10 @@ class ReadinessBackend : public IoBackend {
     int apply(int fd, FdState& state, Urgency urgency) noexcept;
     void flush() noexcept;
     void run_waiting(int fd, FdState& state, bool readers) noexcept;
+    bool submit_event(IoOp& op) noexcept;
+    void forget_event(IoOp& op) noexcept;
     void detach(IoOp& op) noexcept;
-    void enqueue(IoOp& op, FdState& state, bool reading) noexcept;
+    void enqueue(IoOp& op, IntrusiveList<IoOp, WaiterTag>& queue) noexcept;
     void dequeue(IoOp& op) noexcept;
     void fail_all(FdState& state, std::int64_t error) noexcept;
     std::int64_t perform(IoOp& op) noexcept;
@@ -95,6 +123,7 @@ class ReadinessBackend : public IoBackend {
     int wake_write_fd_ = -1;
     std::size_t waiting_ = 0;  // operations queued on some fd
     std::vector<std::unique_ptr<FdState>> fds_;
+    IntrusiveList<IoOp, WaiterTag> event_ops_;  // waiting for a process or a signal
     std::vector<int> dirty_;
     std::unique_ptr<ProvidedBuffers> buffers_;
 };

@@ -60,8 +60,13 @@ class ChildProcess {
     std::optional<int> returncode_;
 #else
     friend class SigchldChildren;
+    /// CPython's _PidfdChildWatcher, on the loop's backend: a pidfd where
+    /// there are pidfds, the pid itself with kqueue. False if it has neither.
+    bool watch_through_backend();
+
     int pidfd_ = -1;
-    bool sigchld_watched_ = false;
+    bool process_watched_ = false;  // by the loop's backend
+    bool sigchld_watched_ = false;  // by SigchldChildren, where the backend cannot
 #endif
 };
 

@@ -1,6 +1,7 @@
-// ChildProcess on POSIX: the exit is watched through a pidfd where the
-// kernel gives one (CPython's PidfdChildWatcher), else through SIGCHLD
-// (its SafeChildWatcher); the child is reaped with waitpid.
+// ChildProcess on POSIX: the exit is watched by the loop's backend, through
+// a pidfd where the kernel gives one or by pid with kqueue (CPython's
+// PidfdChildWatcher), else through SIGCHLD (its SafeChildWatcher); the
+// child is reaped with waitpid.
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -30,7 +31,7 @@ const int ChildProcess::kill_signal = SIGKILL;
 namespace {
 
 /// A descriptor that becomes readable once `pid` exits (Linux 5.3); -1 where
-/// the kernel or a seccomp filter refuses it.
+/// the OS, the kernel or a seccomp filter has none.
 int open_pidfd(pid_t pid) noexcept {
 #ifdef SYS_pidfd_open
     return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -41,24 +42,15 @@ int open_pidfd(pid_t pid) noexcept {
 #endif
 }
 
-/// How children's exits are watched: CPython's _PidfdChildWatcher, or the
-/// SIGCHLD handler that came before it, where pidfds are refused.
-enum class ChildWatcher { pidfd, sigchld };
-
-/// The watcher this process uses: ASYNCIO_CHILD_WATCHER (pidfd, sigchld) if
-/// set, else pidfd if the kernel (and any seccomp filter) allows it.
-ChildWatcher child_watcher() {
-    static const ChildWatcher chosen = [] {
-        if (const char* forced = std::getenv("ASYNCIO_CHILD_WATCHER")) {
-            if (std::string_view(forced) == "sigchld") return ChildWatcher::sigchld;
-            if (std::string_view(forced) == "pidfd") return ChildWatcher::pidfd;
-        }
-        const int probe = open_pidfd(::getpid());
-        if (probe < 0) return ChildWatcher::sigchld;
-        ::close(probe);
-        return ChildWatcher::pidfd;
+/// Whether ASYNCIO_CHILD_WATCHER=sigchld asks for the SIGCHLD watcher, which
+/// otherwise serves only where the loop's backend cannot watch a child (no
+/// pidfds, and not kqueue).
+bool sigchld_forced() {
+    static const bool forced = [] {
+        const char* chosen = std::getenv("ASYNCIO_CHILD_WATCHER");
+        return chosen != nullptr && std::string_view(chosen) == "sigchld";
     }();
-    return chosen;
+    return forced;
 }
 
 }  // namespace
@@ -87,11 +79,7 @@ ChildProcess::~ChildProcess() {
 void ChildProcess::watch(EventLoop& loop, std::function<void()> on_exit) {
     loop_ = &loop;
     on_exit_ = std::move(on_exit);
-    if (child_watcher() == ChildWatcher::pidfd) pidfd_ = open_pidfd(pid_);
-    if (pidfd_ >= 0) {
-        loop.add_reader(pidfd_, [this] { on_exit_(); });
-        return;
-    }
+    if (!sigchld_forced() && watch_through_backend()) return;
     SigchldChildren::add(loop, *this);
     sigchld_watched_ = true;
     // A child that exited before the watch was there sent its SIGCHLD to
@@ -99,13 +87,29 @@ void ChildProcess::watch(EventLoop& loop, std::function<void()> on_exit) {
     on_exit_();
 }
 
+bool ChildProcess::watch_through_backend() {
+    pidfd_ = open_pidfd(pid_);
+    try {
+        loop_->add_process_watch(library_key, pid_, pidfd_, [this] { on_exit_(); });
+    } catch (const std::system_error&) {
+        if (pidfd_ >= 0) ::close(pidfd_);
+        pidfd_ = -1;
+        return false;
+    }
+    process_watched_ = true;
+    return true;
+}
+
 void ChildProcess::stop_watching() noexcept {
     if (sigchld_watched_) {
         SigchldChildren::remove(*loop_, *this);
         sigchld_watched_ = false;
     }
+    if (process_watched_) {
+        loop_->remove_process_watch(library_key, pid_);
+        process_watched_ = false;
+    }
     if (pidfd_ < 0) return;
-    loop_->remove_reader(pidfd_);
     ::close(pidfd_);
     pidfd_ = -1;
 }
