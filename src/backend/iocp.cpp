@@ -119,6 +119,8 @@ class IocpBackend final : public IoBackend {
             unlink(*record);
             delete record;
         }
+        for (Record* record : spare_)
+            delete record;
         ::CloseHandle(port_);
     }
 
@@ -185,8 +187,12 @@ class IocpBackend final : public IoBackend {
 
     void forget_fd(int fd) noexcept override {
         associated_.erase(fd);
+        // The contract says the ops still in flight complete with EBADF:
+        // cancelled now, they report it when their packets come.
         for (Record* record = in_flight_; record != nullptr; record = record->next) {
-            if (record->op_fd == fd) record->forgotten = true;
+            if (record->op_fd != fd) continue;
+            record->forgotten = true;
+            ::CancelIoEx(record->handle(), &record->overlapped);
         }
     }
 
@@ -208,12 +214,18 @@ class IocpBackend final : public IoBackend {
 
   private:
     static constexpr std::int64_t kPending = INT64_MIN;
+    static constexpr std::size_t kSpareRecords = 256;
 
     Record* record_for(IoOp& op) noexcept {
         auto* record = static_cast<Record*>(op.backend_data);
         if (record == nullptr) {
-            record = new (std::nothrow) Record;
-            if (record == nullptr) return nullptr;
+            if (!spare_.empty()) {
+                record = spare_.back();
+                spare_.pop_back();
+            } else {
+                record = new (std::nothrow) Record;
+                if (record == nullptr) return nullptr;
+            }
             op.backend_data = record;
         }
         record->op = &op;
@@ -521,9 +533,22 @@ class IocpBackend final : public IoBackend {
         return static_cast<std::int64_t>(accepted);
     }
 
+    /// Done with `record`: kept for the next op (an awaiter's op lives only
+    /// for one operation), up to a bound.
     void destroy(Record* record) noexcept {
         if (record->buffer_id >= 0) buffers_.give(record->buffer_id);
         if (record->accepted != INVALID_SOCKET) ::closesocket(record->accepted);
+        record->buffer_id = -1;
+        record->accepted = INVALID_SOCKET;
+        record->op = nullptr;
+        record->keep.reset();
+        if (spare_.size() < kSpareRecords) {
+            try {
+                spare_.push_back(record);
+                return;
+            } catch (const std::bad_alloc&) {
+            }
+        }
         delete record;
     }
 
@@ -549,6 +574,7 @@ class IocpBackend final : public IoBackend {
     Record* in_flight_ = nullptr;
     std::size_t completed_ = 0;
     std::unordered_set<int> associated_;
+    std::vector<Record*> spare_;
     ProvidedBuffers buffers_;
 };
 
