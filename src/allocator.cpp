@@ -60,8 +60,11 @@ void splice(void*& from, void*& to) noexcept {
 // orphans directly (coroutine frames may still be freed by later
 // thread_local destructors).
 struct PoolReaper {
+    RecyclingAllocator::Pool& pool = RecyclingAllocator::this_thread_pool();
+
+    // On Windows the dead pool stays allocated (about 1 KiB per
+    // exited thread): the thread may still free blocks, and reads its state.
     ~PoolReaper() {
-        auto& pool = RecyclingAllocator::pool_;
         Orphans& shared = orphans();
         std::lock_guard lock(shared.mutex);
         for (std::size_t cls = 0; cls < RecyclingAllocator::kClasses; ++cls) {
@@ -76,8 +79,11 @@ struct PoolReaper {
 };
 
 void RecyclingAllocator::activate() noexcept {
+#ifdef _WIN32
+    pool_ = new Pool{};
+#endif
     static_cast<void>(thread_state<PoolReaper>());
-    Pool& pool = pool_;
+    Pool& pool = this_thread_pool();
     pool.state = Pool::active;
     Orphans& shared = orphans();
     std::lock_guard lock(shared.mutex);
@@ -86,23 +92,23 @@ void RecyclingAllocator::activate() noexcept {
 }
 
 void* RecyclingAllocator::allocate_slow(std::size_t cls) {
-    Pool& pool = pool_;
-    if (pool.state == Pool::uninitialized) {
+    if (this_thread_pool().state == Pool::uninitialized) {
         activate();
+        Pool& pool = this_thread_pool();
         if (FreeBlock* block = pool.heads[cls]) {
             pool.heads[cls] = block->next;
             return block;
         }
     }
+    Pool& pool = this_thread_pool();
     if (pool.state == Pool::dead) return ::operator new(class_bytes(cls));
     return carve(pool, class_bytes(cls));
 }
 
 void RecyclingAllocator::deallocate_slow(void* ptr, std::size_t cls) noexcept {
-    Pool& pool = pool_;
-    if (pool.state == Pool::uninitialized) {
+    if (this_thread_pool().state == Pool::uninitialized) {
         activate();
-        push(pool, ptr, cls);
+        push(this_thread_pool(), ptr, cls);
         return;
     }
     Orphans& shared = orphans();

@@ -33,7 +33,7 @@ class RecyclingAllocator {
     static void* allocate(std::size_t size) {
         const std::size_t cls = size_class(size);
         if (cls >= kClasses) return ::operator new(size);
-        Pool& pool = pool_;
+        Pool& pool = this_thread_pool();
         if (pool.state == Pool::active) [[likely]] {
             if (FreeBlock* block = pool.heads[cls]) {
                 // The next allocation of this class reads the new head: start
@@ -53,7 +53,7 @@ class RecyclingAllocator {
             ::operator delete(ptr);
             return;
         }
-        Pool& pool = pool_;
+        Pool& pool = this_thread_pool();
         if (pool.state == Pool::active) [[likely]] {
             push(pool, ptr, cls);
             return;
@@ -94,7 +94,19 @@ class RecyclingAllocator {
     static void* carve(Pool& pool, std::size_t bytes);
     friend struct PoolReaper;
 
+#ifdef _WIN32
+    // mingw-w64's emulated TLS may free a thread_local before the code run
+    // at thread exit reads it (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=80816),
+    // which would lose the pool's blocks: there the pool lives on the heap,
+    // reached through a pointer that starts at a shared pool that is never
+    // active, so the fast paths need no null check.
+    static Pool& this_thread_pool() noexcept { return *pool_; }
+    static constinit inline Pool unready_{};
+    static constinit inline thread_local Pool* pool_ = &unready_;
+#else
+    static Pool& this_thread_pool() noexcept { return pool_; }
     static constinit inline thread_local Pool pool_{};
+#endif
 };
 
 /// Base for objects that should come from the recycling allocator.
