@@ -1,13 +1,16 @@
 // The event loop: ports of CPython's test_events.py and test_base_events.py
 // (call_soon order, timers, stop, run_until_complete, closed-loop and nested
 // misuse, exception handler, add_reader/add_writer, debug mode, policy).
+#ifndef _WIN32
 #include <fcntl.h>
 #include <unistd.h>
+#endif
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -33,6 +36,7 @@ struct Loop {
     }
 };
 
+#ifndef _WIN32
 struct Pipe {
     int read_end = -1, write_end = -1;
     Pipe() {
@@ -46,6 +50,7 @@ struct Pipe {
         ::close(write_end);
     }
 };
+#endif
 
 }  // namespace
 
@@ -491,8 +496,33 @@ TEST_CASE("get/set exception handler") {
 }
 
 // -- add_reader / add_writer ---------------------------------------------------------
+//
+// The cases tagged [posix] watch pipes' and sockets' readiness, which the
+// IOCP backend has not (CPython's ProactorEventLoop has no add_reader).
 
-TEST_CASE("add_reader calls back while the fd is readable (level-triggered)") {
+TEST_CASE(
+    "add_reader and add_writer raise NotImplementedError on iocp, signal handlers on Windows") {
+    // CPython's ProactorEventLoop inherits BaseEventLoop's add_reader and
+    // add_writer, which raise NotImplementedError, and on Windows
+    // add_signal_handler raises it too.
+    Loop loop;
+    const auto fds = asyncio_test::socket_pair(/*non_blocking=*/true);
+    if (loop->backend_kind() == asyncio::Backend::iocp) {
+        CHECK_THROWS_AS(loop->add_reader(fds[0], [] {}), asyncio::NotImplementedError);
+        CHECK_THROWS_AS(loop->add_writer(fds[0], [] {}), asyncio::NotImplementedError);
+        CHECK_THROWS_WITH(loop->add_reader(fds[0], [] {}),
+                          "add_reader() is not supported by the iocp backend");
+    }
+#ifdef _WIN32
+    CHECK_THROWS_AS(loop->add_signal_handler(SIGINT, [] {}), asyncio::NotImplementedError);
+    CHECK_THROWS_AS(loop->remove_signal_handler(SIGINT), asyncio::NotImplementedError);
+#endif
+    asyncio_test::close_socket(fds[0]);
+    asyncio_test::close_socket(fds[1]);
+}
+
+TEST_CASE("add_reader calls back while the fd is readable (level-triggered)", "[posix]") {
+#ifndef _WIN32
     Loop loop;
     Pipe pipe;
     int calls = 0;
@@ -511,9 +541,11 @@ TEST_CASE("add_reader calls back while the fd is readable (level-triggered)") {
     CHECK(calls == 3);
     CHECK(received == "x");
     CHECK_FALSE(loop->remove_reader(pipe.read_end));
+#endif
 }
 
-TEST_CASE("add_reader replaces an earlier reader") {
+TEST_CASE("add_reader replaces an earlier reader", "[posix]") {
+#ifndef _WIN32
     Loop loop;
     Pipe pipe;
     std::vector<int> who;
@@ -528,9 +560,11 @@ TEST_CASE("add_reader replaces an earlier reader") {
     REQUIRE(::write(pipe.write_end, "y", 1) == 1);
     loop->run_forever();
     CHECK(who == std::vector<int>{2});
+#endif
 }
 
-TEST_CASE("add_writer calls back when the fd is writable") {
+TEST_CASE("add_writer calls back when the fd is writable", "[posix]") {
+#ifndef _WIN32
     Loop loop;
     Pipe pipe;
     int calls = 0;
@@ -542,9 +576,11 @@ TEST_CASE("add_writer calls back when the fd is writable") {
     loop->run_forever();
     CHECK(calls == 1);
     CHECK_FALSE(loop->remove_writer(pipe.write_end));
+#endif
 }
 
-TEST_CASE("reader and writer on one fd, removed independently") {
+TEST_CASE("reader and writer on one fd, removed independently", "[posix]") {
+#ifndef _WIN32
     Loop loop;
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
@@ -565,9 +601,11 @@ TEST_CASE("reader and writer on one fd, removed independently") {
     CHECK(writes == 1);
     ::close(sv[0]);
     ::close(sv[1]);
+#endif
 }
 
-TEST_CASE("add_reader with a bad fd throws at once") {
+TEST_CASE("add_reader with a bad fd throws at once", "[posix]") {
+#ifndef _WIN32
     Loop loop;
     CHECK_THROWS_AS(loop->add_reader(-1, [] {}), std::invalid_argument);
     int fds[2];
@@ -575,6 +613,7 @@ TEST_CASE("add_reader with a bad fd throws at once") {
     ::close(fds[0]);
     ::close(fds[1]);
     CHECK_THROWS_AS(loop->add_reader(fds[0], [] {}), std::system_error);
+#endif
 }
 
 TEST_CASE("add_reader and add_writer refuse a descriptor a transport owns") {
@@ -586,8 +625,7 @@ TEST_CASE("add_reader and add_writer refuse a descriptor a transport owns") {
     };
     auto main = []() -> Coro<Seen> {
         auto& loop = asyncio::get_running_loop();
-        int fds[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        const auto fds = asyncio_test::socket_pair();
         asyncio::Socket mine = asyncio::Socket::from_fd(fds[0]);
         asyncio::Socket theirs = asyncio::Socket::from_fd(fds[1]);
         const int fd = theirs.fileno();
@@ -619,7 +657,8 @@ TEST_CASE("add_reader and add_writer refuse a descriptor a transport owns") {
     CHECK_FALSE(seen.removed_after_close);
 }
 
-TEST_CASE("an exception in a reader callback is reported and the reader stays") {
+TEST_CASE("an exception in a reader callback is reported and the reader stays", "[posix]") {
+#ifndef _WIN32
     Loop loop;
     asyncio_test::RecordedReports reports(*loop);
     Pipe pipe;
@@ -633,6 +672,7 @@ TEST_CASE("an exception in a reader callback is reported and the reader stays") 
     loop->run_forever();
     CHECK(calls == 2);
     CHECK(reports.contains("Exception in callback"));
+#endif
 }
 
 // -- debug mode ---------------------------------------------------------------------
@@ -684,9 +724,9 @@ TEST_CASE("debug mode does not thread-check create_future") {
 }
 
 TEST_CASE("ASYNCIO_DEBUG turns on debug mode") {
-    ::setenv("ASYNCIO_DEBUG", "1", 1);
+    asyncio_test::set_environment("ASYNCIO_DEBUG", "1");
     Loop debug_loop;
-    ::unsetenv("ASYNCIO_DEBUG");
+    asyncio_test::unset_environment("ASYNCIO_DEBUG");
     Loop plain_loop;
     CHECK(debug_loop->get_debug());
     CHECK_FALSE(plain_loop->get_debug());
