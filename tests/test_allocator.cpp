@@ -3,9 +3,6 @@
 // after a warm-up (DESIGN: no allocation per call_soon, per await of a leaf
 // operation, or per I/O completion; frames and states come from the
 // per-thread recycling allocator).
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -98,8 +95,7 @@ TEST_CASE("awaiting futures, sleep(0) and timers allocates nothing") {
 }
 
 TEST_CASE("an I/O operation that waits and completes allocates nothing") {
-    int sv[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    const auto sv = asyncio_test::socket_pair(/*non_blocking=*/true);
     auto loop = asyncio::new_event_loop();
     auto ping = [](int reader, int writer) -> Coro<int> {
         char byte = 0;
@@ -107,7 +103,7 @@ TEST_CASE("an I/O operation that waits and completes allocates nothing") {
         for (int i = 0; i < 50; ++i) {
             asyncio::get_running_loop().call_soon([writer] {
                 const char c = 'x';
-                REQUIRE(::write(writer, &c, 1) == 1);
+                REQUIRE(asyncio_test::raw_send(writer, &c, 1) == 1);
             });
             asyncio::detail::IoAwaiter op(asyncio::get_running_loop().backend());
             op.kind = asyncio::IoOp::Kind::recv;
@@ -122,8 +118,8 @@ TEST_CASE("an I/O operation that waits and completes allocates nothing") {
         [&] { CHECK(loop->run_until_complete(ping(sv[0], sv[1])) == 50); }, 3, 10);
     CHECK(n == 0);
     loop->backend().forget_fd(sv[0]);
-    ::close(sv[0]);
-    ::close(sv[1]);
+    asyncio_test::close_socket(sv[0]);
+    asyncio_test::close_socket(sv[1]);
 }
 
 TEST_CASE("the count sees allocations: a callable too big to store inline allocates") {

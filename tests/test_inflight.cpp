@@ -4,10 +4,6 @@
 // memory an owner has freed is reported; buffers the tests own carry a
 // canary, so a kernel write after the owner was told the op ended shows
 // too; and every byte sent is accounted for. Runs on every backend.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <memory>
@@ -26,8 +22,7 @@ namespace {
 constexpr std::byte kCanary{0xA5};
 
 std::pair<Socket, Socket> socket_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    const auto fds = asyncio_test::socket_pair();
     return {Socket::from_fd(fds[0]), Socket::from_fd(fds[1])};
 }
 
@@ -203,7 +198,15 @@ Coro<void> close_round(int round) {
     } else {
         transport->abort();
     }
-    co_await loop.sock_sendall(peer, "after");
+    // Bytes a closing socket never read make its close a reset on TCP,
+    // which drops what the peer had not read yet: over Windows' socket pair
+    // (loopback TCP) only the abort rounds send more after the close.
+#ifdef _WIN32
+    const bool send_after = round % 4 >= 2;
+#else
+    const bool send_after = true;
+#endif
+    if (send_after) co_await loop.sock_sendall(peer, "after");
     const std::string got = co_await drain(peer);
     CHECK(got.find_first_not_of('x') == std::string::npos);
     if (round % 4 < 2) {
@@ -293,8 +296,8 @@ TEST_CASE("loops closed with operations and transports in flight") {
             loop->run_until_complete(start());
             if (round % 2 == 1) {
                 // Data in the sockets that nobody has read yet when the loop closes.
-                REQUIRE(::send(reader_peer.fileno(), "race", 4, 0) == 4);
-                REQUIRE(::send(peer.fileno(), "race", 4, 0) == 4);
+                REQUIRE(asyncio_test::raw_send(reader_peer.fileno(), "race", 4) == 4);
+                REQUIRE(asyncio_test::raw_send(peer.fileno(), "race", 4) == 4);
             }
             loop->close();
             CHECK(reports.contains("Task was destroyed but it is pending!"));
@@ -302,8 +305,8 @@ TEST_CASE("loops closed with operations and transports in flight") {
         CHECK(*released);
         std::fill(into->begin(), into->end(), kCanary);
         std::fill(lent->begin(), lent->end(), kCanary);
-        REQUIRE(::send(reader_peer.fileno(), "late", 4, MSG_NOSIGNAL) == 4);
-        ::send(peer.fileno(), "late", 4, MSG_NOSIGNAL);
+        REQUIRE(asyncio_test::raw_send(reader_peer.fileno(), "late", 4) == 4);
+        asyncio_test::raw_send(peer.fileno(), "late", 4);
         CHECK(intact(*into));
         CHECK(intact(*lent));
     }
