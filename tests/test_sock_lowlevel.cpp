@@ -1,10 +1,11 @@
 // Socket, Address and the loop's sock_* operations: ports of CPython's
 // test_sock_lowlevel.py plus address parsing and name resolution.
+#ifndef _WIN32
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#endif
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -109,8 +110,9 @@ TEST_CASE("a port is digits only") {
     CHECK(Address::from_string("127.0.0.1:080").port() == 80);
 }
 
-TEST_CASE("the empty Unix path is the unnamed address, and binding it autobinds") {
+TEST_CASE("the empty Unix path is the unnamed address, and binding it autobinds", "[posix]") {
     // Found by fuzz/fuzz_address: unix_path("") was the abstract name "@".
+    // Autobinding to an abstract name is Linux's.
     const Address unnamed = Address::unix_path("");
     CHECK(unnamed.host().empty());
     CHECK(unnamed != Address::unix_path("@"));
@@ -126,8 +128,21 @@ TEST_CASE("the empty Unix path is the unnamed address, and binding it autobinds"
 TEST_CASE("a Socket is non-blocking and close-on-exec, and closes once") {
     Socket sock(AF_INET, SOCK_STREAM);
     const int fd = sock.fileno();
+#ifdef _WIN32
+    // Winsock cannot be asked whether a socket is non-blocking: a connect
+    // to a listener shows it (a blocking one would simply succeed).
+    Socket server = listener();
+    const Address address = server.getsockname();
+    CHECK(::connect(static_cast<SOCKET>(fd), address.data(), address.size()) == SOCKET_ERROR);
+    CHECK(::WSAGetLastError() == WSAEWOULDBLOCK);
+    DWORD flags = 0;
+    REQUIRE(
+        ::GetHandleInformation(reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(fd)), &flags));
+    CHECK((flags & HANDLE_FLAG_INHERIT) == 0);
+#else
     CHECK((::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
     CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+#endif
     CHECK(sock.type() == SOCK_STREAM);
     CHECK(sock.family() == AF_INET);
     sock.close();
@@ -138,6 +153,30 @@ TEST_CASE("a Socket is non-blocking and close-on-exec, and closes once") {
     CHECK(other.fileno() == -1);
     Socket adopted = Socket::from_fd(raw);
     CHECK(adopted.fileno() == raw);
+}
+
+TEST_CASE("socketpair: two connected non-blocking stream sockets") {
+    // socket.socketpair(): AF_UNIX, or on Windows a loopback TCP connection.
+    auto [a, b] = asyncio::socketpair();
+#ifdef _WIN32
+    CHECK(a.family() == AF_INET);
+    CHECK_THROWS_AS(asyncio::socketpair(AF_UNIX), std::invalid_argument);
+#else
+    CHECK(a.family() == AF_UNIX);
+#endif
+    CHECK(a.type() == SOCK_STREAM);
+    CHECK(b.type() == SOCK_STREAM);
+    char byte = 0;
+    CHECK(asyncio_test::raw_recv(a.fileno(), &byte, 1) < 0);  // non-blocking: nothing there
+    auto main = [](asyncio::Socket& x, asyncio::Socket& y) -> Coro<std::string> {
+        auto& loop = asyncio::get_running_loop();
+        co_await loop.sock_sendall(x, "ping");
+        std::string got = co_await loop.sock_recv(y, 4);
+        co_await loop.sock_sendall(y, "pong");
+        got += co_await loop.sock_recv(x, 4);
+        co_return got;
+    };
+    CHECK(run_guarded(main(a, b)) == "pingpong");
 }
 
 TEST_CASE("socket errors carry the OS error") {
@@ -275,7 +314,9 @@ TEST_CASE("sock_sendto and sock_recvfrom over UDP") {
     CHECK(run_guarded(main()) == "datagram");
 }
 
-TEST_CASE("sock_* over a Unix socket") {
+TEST_CASE("sock_* over a Unix socket", "[posix]") {
+    // An abstract Unix socket name is Linux's.
+#ifndef _WIN32
     auto main = []() -> Coro<std::string> {
         auto& loop = asyncio::get_running_loop();
         const Address path = Address::unix_path("@asyncio-test-" + std::to_string(::getpid()));
@@ -292,17 +333,15 @@ TEST_CASE("sock_* over a Unix socket") {
         co_return reply;
     };
     CHECK(run_guarded(main()) == "unix");
+#endif
 }
 
 TEST_CASE("sock_sendfile sends a file, zero-copy or by the fallback") {
-    char path[] = "/tmp/asyncio-sendfile-XXXXXX";
-    const int file = ::mkstemp(path);
-    REQUIRE(file >= 0);
-    ::unlink(path);
     std::string content(300'000, '\0');
     for (std::size_t i = 0; i < content.size(); ++i)
         content[i] = static_cast<char>('a' + i % 26);
-    REQUIRE(::write(file, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+    const asyncio_test::TempFile temp(content);
+    const int file = temp.fd;
 
     auto main = [](int fd, std::size_t offset,
                    std::optional<std::size_t> count) -> Coro<std::string> {
@@ -332,16 +371,14 @@ TEST_CASE("sock_sendfile sends a file, zero-copy or by the fallback") {
     CHECK(run_guarded(main(file, 1000, 5000)) == content.substr(1000, 5000));
 
     // A pipe cannot be sent with sendfile(2) from here: the fallback reads it.
-    int pipe_fds[2];
-    REQUIRE(::pipe(pipe_fds) == 0);
+    const auto pipe_fds = asyncio_test::os_pipe();
     auto refuse = [](int fd) -> Coro<void> {
         Socket s(AF_INET, SOCK_STREAM);
         co_await asyncio::get_running_loop().sock_sendfile(s, fd, 0, std::nullopt, false);
     };
     CHECK_THROWS_AS(run_guarded(refuse(pipe_fds[0])), asyncio::SendfileNotAvailableError);
-    ::close(pipe_fds[0]);
-    ::close(pipe_fds[1]);
-    ::close(file);
+    asyncio_test::close_fd(pipe_fds[0]);
+    asyncio_test::close_fd(pipe_fds[1]);
 }
 
 // -- name resolution --------------------------------------------------------------------

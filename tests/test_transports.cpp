@@ -4,10 +4,9 @@
 // write_eof, close flushing, abort, writes after close, connection errors,
 // BufferedProtocol, get_extra_info, set_protocol, failing callbacks), run on
 // real socketpairs and loopback connections instead of mocked sockets.
+#ifdef __linux__
 #include <linux/tcp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#endif
 
 #include <any>
 #include <cerrno>
@@ -108,10 +107,10 @@ struct Recorder : asyncio::Protocol {
     }
 };
 
-/// A connected AF_UNIX stream pair: (transport side, raw peer).
+/// A connected stream pair (AF_UNIX; loopback TCP on Windows): (transport
+/// side, raw peer).
 std::pair<Socket, Socket> socket_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    const auto fds = asyncio_test::socket_pair();
     return {Socket::from_fd(fds[0]), Socket::from_fd(fds[1])};
 }
 
@@ -604,8 +603,15 @@ TEST_CASE("eof_received returning true keeps the transport open for writing") {
 
 TEST_CASE("close flushes the write buffer before connection_lost") {
     auto main = []() -> Coro<void> {
-        Socket peer;
-        auto proto = co_await make_transport(peer);
+        auto [mine, theirs] = socket_pair();
+        Socket peer = std::move(theirs);
+        // Small socket buffers, so that the kernel cannot take all of `data`
+        // at once: a loopback TCP pair (Windows') would hold megabytes.
+        mine.setsockopt(SOL_SOCKET, SO_SNDBUF, 64 * 1024);
+        peer.setsockopt(SOL_SOCKET, SO_RCVBUF, 64 * 1024);
+        auto proto = std::make_shared<Recorder>();
+        auto factory = [proto] { return proto; };
+        co_await asyncio::get_running_loop().connect_accepted_socket(factory, std::move(mine));
         Transport& t = *proto->transport;
         const std::string data = pattern(2 << 20);
         t.write(data);
@@ -700,7 +706,8 @@ TEST_CASE("writing to a peer that reset the connection: connection_lost with the
         // Reading is paused so that the error shows on the write path.
         transport->pause_reading();
         const ::linger reset{1, 0};
-        REQUIRE(::setsockopt(conn.fileno(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+        REQUIRE(asyncio_test::set_socket_option(conn.fileno(), SOL_SOCKET, SO_LINGER, &reset,
+                                                sizeof reset) == 0);
         conn.close();  // RST
         const std::string block(64 * 1024, 'r');
         for (int i = 0; i < 1000 && !proto->lost; ++i) {
@@ -737,7 +744,8 @@ TEST_CASE("a reset while reading gives connection_lost with ECONNRESET") {
         auto [transport, proto] = co_await connecting;
         auto [conn, addr] = co_await accepting;
         const ::linger reset{1, 0};
-        REQUIRE(::setsockopt(conn.fileno(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+        REQUIRE(asyncio_test::set_socket_option(conn.fileno(), SOL_SOCKET, SO_LINGER, &reset,
+                                                sizeof reset) == 0);
         conn.close();
         co_await proto->wait_lost();
         std::error_code code;
@@ -854,8 +862,7 @@ TEST_CASE("get_buffer failing or returning an empty buffer is a fatal error") {
     auto main = [](bool empty) -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
         asyncio_test::RecordedReports reports(loop);
-        int fds[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        const auto fds = asyncio_test::socket_pair();
         Socket peer = Socket::from_fd(fds[1]);
         auto proto = std::make_shared<FailingBuffers>();
         proto->empty = empty;
@@ -864,7 +871,7 @@ TEST_CASE("get_buffer failing or returning an empty buffer is a fatal error") {
         // A readiness backend asks for the buffer before it reads (and may
         // have closed already: the send may fail); a completion backend
         // once data came (as CPython's proactor).
-        ::send(peer.fileno(), "x", 1, MSG_NOSIGNAL);
+        asyncio_test::raw_send(peer.fileno(), "x", 1);
         co_await proto->wait_lost();
         CHECK(reports.contains("Fatal error: protocol.get_buffer() call failed."));
         REQUIRE(proto->error != nullptr);
@@ -984,8 +991,8 @@ TEST_CASE("insert_layer: the layer sees connection_made first, then every byte t
         // the layer goes in, their read completing right after this task
         // runs: they must still reach the layer after its connection_made.
         const std::string hello = "p" + xored("secret", 'p');
-        REQUIRE(::send(peer.fileno(), hello.data(), hello.size(), 0) ==
-                static_cast<ssize_t>(hello.size()));
+        REQUIRE(asyncio_test::raw_send(peer.fileno(), hello.data(), hello.size()) ==
+                static_cast<long long>(hello.size()));
         co_await asyncio::sleep(0);
         asyncio::Future<> ready = loop.create_future();
         auto layer = std::make_shared<XorLayer>(app, 'k', true, ready);
@@ -1098,8 +1105,7 @@ TEST_CASE("a throwing data_received or eof_received is reported and closes the t
     auto main = [](std::string where) -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
         asyncio_test::RecordedReports reports(loop);
-        int fds[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        const auto fds = asyncio_test::socket_pair();
         Socket peer = Socket::from_fd(fds[1]);
         auto proto = std::make_shared<Throwing>();
         proto->where = where;
@@ -1134,8 +1140,7 @@ TEST_CASE("a throwing pause_writing is reported; the transport keeps working") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
         asyncio_test::RecordedReports reports(loop);
-        int fds[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        const auto fds = asyncio_test::socket_pair();
         Socket peer = Socket::from_fd(fds[1]);
         auto proto = std::make_shared<Throwing>();
         proto->where = "pause_writing";
@@ -1174,8 +1179,7 @@ TEST_CASE("a throwing connection_made is reported") {
 }
 
 TEST_CASE("a transport still open when the loop closes is released without callbacks") {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    const auto fds = asyncio_test::socket_pair();
     auto main = [](int fd) -> Coro<std::shared_ptr<Recorder>> {
         auto protocol = std::make_shared<Recorder>();
         auto factory = [protocol] { return protocol; };
@@ -1188,8 +1192,9 @@ TEST_CASE("a transport still open when the loop closes is released without callb
     CHECK(proto->transport->is_closing());
     proto->keep.reset();  // the last reference: the transport is freed here
     char byte;
-    CHECK(::read(fds[1], &byte, 1) == 1);  // what was sent before the loop closed arrived
-    ::close(fds[1]);
+    // What was sent before the loop closed arrived.
+    CHECK(asyncio_test::raw_recv(fds[1], &byte, 1) == 1);
+    asyncio_test::close_socket(fds[1]);
 }
 
 // -- callbacks that close or toggle reading from inside ---------------------------------
@@ -1270,6 +1275,7 @@ TEST_CASE("pause_reading and resume_reading inside data_received keep the data i
 
 namespace {
 
+#ifdef __linux__
 /// Segments carrying data that `sock` has sent so far (TCP_INFO).
 std::uint32_t data_segments_out(int fd) {
     ::tcp_info info{};
@@ -1287,10 +1293,14 @@ Coro<std::shared_ptr<Recorder>> make_tcp_transport(Socket& peer) {
     co_await asyncio::get_running_loop().connect_accepted_socket(factory, std::move(mine));
     co_return protocol;
 }
+#endif
 
 }  // namespace
 
-TEST_CASE("the writes of one iteration leave in one segment when the iteration ends") {
+TEST_CASE("the writes of one iteration leave in one segment when the iteration ends", "[posix]") {
+    // Counting segments takes Linux's TCP_INFO (Windows' SIO_TCP_INFO has
+    // no segment count).
+#ifdef __linux__
     auto main = []() -> Coro<void> {
         Socket peer;
         auto proto = co_await make_tcp_transport(peer);
@@ -1312,6 +1322,7 @@ TEST_CASE("the writes of one iteration leave in one segment when the iteration e
         CHECK(proto->error == nullptr);
     };
     run_guarded(main());
+#endif
 }
 
 TEST_CASE("small and large writes in one iteration arrive in order") {
@@ -1429,6 +1440,13 @@ TEST_CASE("a failed coalesced send reaches connection_lost with its error") {
     auto main = []() -> Coro<void> {
         Socket peer;
         auto proto = co_await make_transport(peer);
+#ifdef _WIN32
+        // Over TCP (Windows' socket pair) a send after the peer's FIN still
+        // succeeds: a reset makes it fail, as a Unix socket's close does.
+        const ::linger reset{1, 0};
+        REQUIRE(asyncio_test::set_socket_option(peer.fileno(), SOL_SOCKET, SO_LINGER, &reset,
+                                                sizeof reset) == 0);
+#endif
         peer.close();  // before the loop sees EOF: the send fails first
         proto->transport->write("to nobody");
         co_await proto->wait_lost();
@@ -1456,14 +1474,15 @@ TEST_CASE("writes have left when run_until_complete returns, and outside it at o
     };
     loop->run_until_complete(write_and_return(*proto->transport));
     char buffer[64];
-    const ::ssize_t n = ::recv(peer.fileno(), buffer, sizeof buffer, MSG_DONTWAIT);
+    // The peer is non-blocking (a Socket): a recv finds what has arrived.
+    const long long n = asyncio_test::raw_recv(peer.fileno(), buffer, sizeof buffer);
     REQUIRE(n > 0);
     CHECK(std::string_view(buffer, static_cast<std::size_t>(n)) == "before stop");
     // Not running, nothing would flush it: it is sent at once where the
     // backend sends at once, else when the loop runs.
     proto->transport->write("outside");
     if (loop->backend().completes_inline()) {
-        const ::ssize_t m = ::recv(peer.fileno(), buffer, sizeof buffer, MSG_DONTWAIT);
+        const long long m = asyncio_test::raw_recv(peer.fileno(), buffer, sizeof buffer);
         REQUIRE(m > 0);
         CHECK(std::string_view(buffer, static_cast<std::size_t>(m)) == "outside");
     } else {
