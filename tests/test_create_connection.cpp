@@ -3,8 +3,14 @@
 // order, Happy Eyeballs with a blackholed first address) and test_events.py's
 // create_unix_connection / connect_accepted_socket cases, plus the options
 // open_connection passes through.
-#include <sys/socket.h>
+#ifdef _WIN32
+// clang-format off: winsock2.h must come before iphlpapi.h, which includes windows.h
+#include <iphlpapi.h>
+#include <winsock2.h>
+// clang-format on
+#else
 #include <unistd.h>
+#endif
 
 #include <fstream>
 #include <memory>
@@ -80,10 +86,36 @@ Coro<void> close_and_wait(Recorder& client) {
     co_await client.lost;
 }
 
-/// Sockets in SYN_SENT towards `port` on loopback (/proc/net/tcp and tcp6):
-/// the connection attempts still in flight.
+/// Sockets in SYN_SENT towards `port` on loopback (/proc/net/tcp and tcp6;
+/// on Windows, the IP helper's TCP tables): the connection attempts still
+/// in flight.
 int syn_sent_to(int port) {
     int count = 0;
+#ifdef _WIN32
+    const auto count_in = [&](ULONG family, auto row_type) {
+        using Table = decltype(row_type);
+        std::vector<unsigned char> buffer(16 * 1024);
+        for (;;) {
+            DWORD size = static_cast<DWORD>(buffer.size());
+            const DWORD rc = ::GetExtendedTcpTable(buffer.data(), &size, FALSE, family,
+                                                   TCP_TABLE_OWNER_PID_ALL, 0);
+            if (rc == ERROR_INSUFFICIENT_BUFFER) {
+                buffer.resize(size);
+                continue;
+            }
+            REQUIRE(rc == NO_ERROR);
+            break;
+        }
+        const auto* table = reinterpret_cast<const Table*>(buffer.data());
+        for (DWORD i = 0; i < table->dwNumEntries; ++i) {
+            const auto& row = table->table[i];
+            const int remote_port = ::ntohs(static_cast<u_short>(row.dwRemotePort));
+            if (remote_port == port && row.dwState == DWORD{MIB_TCP_STATE_SYN_SENT}) ++count;
+        }
+    };
+    count_in(AF_INET, MIB_TCPTABLE_OWNER_PID{});
+    count_in(AF_INET6, MIB_TCP6TABLE_OWNER_PID{});
+#else
     for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
         std::ifstream in(table);
         std::string line;
@@ -98,6 +130,7 @@ int syn_sent_to(int port) {
             if (remote_port == port && state == "02") ++count;
         }
     }
+#endif
     return count;
 }
 
@@ -583,7 +616,9 @@ TEST_CASE("cancelling a Happy Eyeballs race closes every socket in flight") {
 
 // -- Unix sockets and accepted sockets ---------------------------------------------------
 
-TEST_CASE("create_unix_connection to a Unix server") {
+TEST_CASE("create_unix_connection to a Unix server", "[posix]") {
+    // Unix sockets: POSIX only, as in CPython (no AF_UNIX on Windows there).
+#ifndef _WIN32
     auto main = []() -> Coro<std::string> {
         auto& loop = asyncio::get_running_loop();
         const std::string path =
@@ -609,13 +644,13 @@ TEST_CASE("create_unix_connection to a Unix server") {
         co_return reply;
     };
     CHECK(run_guarded(main()) == "ping");
+#endif
 }
 
 TEST_CASE("connect_accepted_socket wraps one end of a socketpair") {
     auto main = []() -> Coro<std::string> {
         auto& loop = asyncio::get_running_loop();
-        int fds[2];
-        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        const auto fds = asyncio_test::socket_pair();
         Socket mine = Socket::from_fd(fds[0]);
         Socket theirs = Socket::from_fd(fds[1]);
         auto proto = std::make_shared<Recorder>();
