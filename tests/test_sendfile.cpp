@@ -3,9 +3,10 @@
 // after, the fallback, peers closing early, file position, bare writes
 // refused meanwhile) plus offsets and counts past the end of the file and
 // files that are not regular.
+#ifndef _WIN32
 #include <fcntl.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <cerrno>
 #include <cstdlib>
@@ -20,6 +21,7 @@ using asyncio::Address;
 using asyncio::Coro;
 using asyncio::Socket;
 using asyncio_test::run_guarded;
+using asyncio_test::TempFile;
 
 namespace {
 
@@ -33,24 +35,6 @@ std::string make_data() {
 
 const std::string kData = make_data();
 constexpr int kBufSize = 4 * 1024;  // socket buffers shrunk to test on small data
-
-/// An unlinked temporary file holding `content`, positioned at 0.
-struct TempFile {
-    int fd = -1;
-    explicit TempFile(const std::string& content) {
-        char path[] = "/tmp/asyncio-test-sendfile-XXXXXX";
-        fd = ::mkstemp(path);
-        REQUIRE(fd >= 0);
-        ::unlink(path);
-        REQUIRE(::write(fd, content.data(), content.size()) ==
-                static_cast<ssize_t>(content.size()));
-        ::lseek(fd, 0, SEEK_SET);
-    }
-    ~TempFile() { ::close(fd); }
-    TempFile(const TempFile&) = delete;
-    TempFile& operator=(const TempFile&) = delete;
-    off_t tell() const { return ::lseek(fd, 0, SEEK_CUR); }
-};
 
 /// test_sendfile.MySendfileProto: counts what arrives, optionally closing
 /// after `close_after` bytes.
@@ -105,7 +89,8 @@ Coro<void> prepare(Connection& c, std::size_t close_after = 0) {
     auto [transport, protocol] = co_await loop.create_connection(client_factory, "127.0.0.1", port);
     c.client = transport;
     const int fd = std::any_cast<int>(transport->get_extra_info("socket"));
-    REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kBufSize, sizeof kBufSize) == 0);
+    REQUIRE(asyncio_test::set_socket_option(fd, SOL_SOCKET, SO_SNDBUF, &kBufSize,
+                                            sizeof kBufSize) == 0);
     transport->set_write_buffer_limits(kBufSize);
 }
 
@@ -120,11 +105,9 @@ Coro<void> finish(Connection& c) {
 
 /// A pipe holding `content` (at most its capacity) whose writer is closed.
 int filled_pipe(const std::string& content) {
-    int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    REQUIRE(::write(fds[1], content.data(), content.size()) ==
-            static_cast<ssize_t>(content.size()));
-    ::close(fds[1]);
+    const auto fds = asyncio_test::os_pipe();
+    asyncio_test::write_fd(fds[1], content);
+    asyncio_test::close_fd(fds[1]);
     return fds[0];
 }
 
@@ -141,7 +124,7 @@ TEST_CASE("sendfile sends the whole file and moves the file position") {
         co_await finish(c);
         CHECK(sent == kData.size());
         CHECK(c.server_proto->data == kData);
-        CHECK(file.tell() == static_cast<off_t>(kData.size()));
+        CHECK(file.tell() == static_cast<long long>(kData.size()));
     };
     run_guarded(main());
 }
@@ -165,7 +148,7 @@ TEST_CASE("sendfile with data written before and after") {
         co_await finish(c);
         CHECK(sent == kData.size());
         CHECK(c.server_proto->data == prefix + kData + suffix);
-        CHECK(file.tell() == static_cast<off_t>(kData.size()));
+        CHECK(file.tell() == static_cast<long long>(kData.size()));
     };
     run_guarded(main());
 }
@@ -227,7 +210,7 @@ TEST_CASE("sendfile falls back to reading and writing when zero-copy is impossib
         const std::size_t sent = co_await asyncio::get_running_loop().sendfile(*c.client, pipe_fd);
         c.client->write("after");
         co_await finish(c);
-        ::close(pipe_fd);
+        asyncio_test::close_fd(pipe_fd);
         CHECK(sent == content.size());
         CHECK(c.server_proto->data == content + "after");
     };
@@ -238,8 +221,7 @@ TEST_CASE("sendfile's fallback reads a slow source without stalling the loop") {
     // CPython reads in the executor: the source is a pipe nobody has written
     // to yet, and the task that writes to it must still get to run.
     auto main = []() -> Coro<void> {
-        int fds[2];
-        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        const auto fds = asyncio_test::os_pipe();
         Connection c;
         co_await prepare(c);
         auto& loop = asyncio::get_running_loop();
@@ -247,11 +229,11 @@ TEST_CASE("sendfile's fallback reads a slow source without stalling the loop") {
         co_await asyncio::sleep(0);
         co_await asyncio::sleep(0);
         CHECK_FALSE(sending.done());
-        REQUIRE(::write(fds[1], "late", 4) == 4);
-        ::close(fds[1]);
+        asyncio_test::write_fd(fds[1], "late");
+        asyncio_test::close_fd(fds[1]);
         const std::size_t sent = co_await sending;
         co_await finish(c);
-        ::close(fds[0]);
+        asyncio_test::close_fd(fds[0]);
         CHECK(sent == 4);
         CHECK(c.server_proto->data == "late");
     };
@@ -266,7 +248,7 @@ TEST_CASE("sendfile's fallback honours count") {
         const std::size_t sent =
             co_await asyncio::get_running_loop().sendfile(*c.client, pipe_fd, 0, 3000);
         co_await finish(c);
-        ::close(pipe_fd);
+        asyncio_test::close_fd(pipe_fd);
         CHECK(sent == 3000);
         CHECK(c.server_proto->data == kData.substr(0, 3000));
     };
@@ -289,13 +271,15 @@ TEST_CASE("sendfile without fallback raises SendfileNotAvailableError and sends 
         CHECK(unavailable);
         CHECK(c.client->is_reading());
         co_await finish(c);
-        ::close(pipe_fd);
+        asyncio_test::close_fd(pipe_fd);
         CHECK(c.server_proto->data.empty());
     };
     run_guarded(main());
 }
 
-TEST_CASE("sendfile of a directory raises the read error") {
+TEST_CASE("sendfile of a directory raises the read error", "[posix]") {
+    // Windows' C runtime cannot open a directory as a descriptor.
+#ifndef _WIN32
     auto main = []() -> Coro<std::error_code> {
         const int dir = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         REQUIRE(dir >= 0);
@@ -312,6 +296,7 @@ TEST_CASE("sendfile of a directory raises the read error") {
         co_return code;
     };
     CHECK(run_guarded(main()) == std::errc::is_a_directory);
+#endif
 }
 
 TEST_CASE("sendfile on a closing transport raises RuntimeError") {
@@ -395,7 +380,7 @@ TEST_CASE("sendfile when the peer closes after receiving everything") {
         co_await finish(c);
         CHECK(sent == kData.size());
         CHECK(c.server_proto->data == kData);
-        CHECK(file.tell() == static_cast<off_t>(kData.size()));
+        CHECK(file.tell() == static_cast<long long>(kData.size()));
     };
     run_guarded(main());
 }
@@ -430,7 +415,7 @@ TEST_CASE("sendfile when the peer closes in the middle raises ConnectionError") 
         CHECK(c.server_proto->data.size() >= 1024);
         CHECK(c.server_proto->data.size() < kData.size());
         CHECK(file.tell() >= 1024);
-        CHECK(file.tell() < static_cast<off_t>(kData.size()));
+        CHECK(file.tell() < static_cast<long long>(kData.size()));
     };
     run_guarded(main());
 }
@@ -446,7 +431,7 @@ TEST_CASE("sendfile's fallback when the peer closes in the middle raises Connect
         } catch (const std::system_error& e) {
             code = e.code();
         }
-        ::close(pipe_fd);
+        asyncio_test::close_fd(pipe_fd);
         CHECK(is_connection_error(code));
         co_await c.server_proto->done;
         co_await c.client_proto->done;
@@ -538,7 +523,7 @@ TEST_CASE("sock_sendfile mixed with sock_sendall") {
         co_await finish_sock(c);
         CHECK(sent == kData.size());
         CHECK(c.server_proto->data == buf + kData + buf);
-        CHECK(file.tell() == static_cast<off_t>(kData.size()));
+        CHECK(file.tell() == static_cast<long long>(kData.size()));
     };
     run_guarded(main());
 }
@@ -565,7 +550,9 @@ TEST_CASE("sock_sendfile refuses bad arguments as ValueError") {
     CHECK_THROWS_AS(run_guarded(main(2)), std::invalid_argument);
 }
 
-TEST_CASE("sock_sendfile of a bad descriptor or a directory raises the OS error") {
+TEST_CASE("sock_sendfile of a bad descriptor or a directory raises the OS error", "[wine]") {
+    // [wine]: wine's msvcrt _fstat64(-1) fails without setting errno (Windows
+    // sets EBADF), so the error reported is a stale errno.
     auto main = [](int fd) -> Coro<std::error_code> {
         SockConnection c;
         co_await prepare_sock(c);
@@ -579,10 +566,12 @@ TEST_CASE("sock_sendfile of a bad descriptor or a directory raises the OS error"
         co_return code;
     };
     CHECK(run_guarded(main(-1)) == std::errc::bad_file_descriptor);
+#ifndef _WIN32  // Windows' C runtime cannot open a directory as a descriptor
     const int dir = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     REQUIRE(dir >= 0);
     CHECK(run_guarded(main(dir)) == std::errc::is_a_directory);
     ::close(dir);
+#endif
 }
 
 TEST_CASE("sock_sendfile to a peer that closed raises EPIPE or ECONNRESET, not SIGPIPE") {
