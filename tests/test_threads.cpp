@@ -11,7 +11,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -239,7 +238,7 @@ TEST_CASE("cancelling the future before the work starts keeps the work from runn
     ThreadPoolExecutor pool(1);
     auto main = [](ThreadPoolExecutor& pool) -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
-        std::latch release(1);
+        asyncio_test::Latch release(1);
         std::atomic<bool> second_ran{false};
         auto blocker = [&] { release.wait(); };
         auto second = [&] { second_ran = true; };
@@ -262,8 +261,8 @@ TEST_CASE("a result for a future cancelled while the work ran is dropped") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
         // Shared: the work may still be leaving release.wait() when we return.
-        auto started = std::make_shared<std::latch>(1);
-        auto release = std::make_shared<std::latch>(1);
+        auto started = std::make_shared<asyncio_test::Latch>(1);
+        auto release = std::make_shared<asyncio_test::Latch>(1);
         auto work = [started, release] {
             started->count_down();
             release->wait();
@@ -343,8 +342,8 @@ TEST_CASE("set_default_executor replaces the executor of run_in_executor(nullptr
 TEST_CASE("shutdown_default_executor waits for the work, then refuses more") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
-        std::latch started(1);
-        std::latch release(1);
+        asyncio_test::Latch started(1);
+        asyncio_test::Latch release(1);
         std::atomic<bool> finished{false};
         auto work = [&] {
             started.count_down();
@@ -398,8 +397,8 @@ TEST_CASE("shutdown_default_executor stops waiting after its timeout") {
     ThreadSafeLog log;
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
-        std::latch started(1);
-        std::latch release(1);
+        asyncio_test::Latch started(1);
+        asyncio_test::Latch release(1);
         auto work = [&] {
             started.count_down();
             release.wait();
@@ -417,8 +416,8 @@ TEST_CASE("shutdown_default_executor stops waiting after its timeout") {
 TEST_CASE("cancelling shutdown_default_executor leaves the joining to its thread") {
     auto main = []() -> Coro<void> {
         auto& loop = asyncio::get_running_loop();
-        std::latch started(1);
-        std::latch release(1);
+        asyncio_test::Latch started(1);
+        asyncio_test::Latch release(1);
         auto work = [&] {
             started.count_down();
             release.wait();
@@ -445,7 +444,7 @@ TEST_CASE("cancelling shutdown_default_executor leaves the joining to its thread
 
 TEST_CASE("loop.close() waits for the default executor's threads") {
     auto loop = asyncio::new_event_loop();
-    std::latch release(1);
+    asyncio_test::Latch release(1);
     std::atomic<bool> closing{false};
     std::atomic<bool> finished{false};
     auto work = [&] {
@@ -468,7 +467,7 @@ TEST_CASE("loop.close() waits for the default executor's threads") {
 TEST_CASE("a result that arrives after its loop closed is dropped with a warning") {
     ThreadSafeLog log;
     ThreadPoolExecutor pool(1);
-    std::latch release(1);
+    asyncio_test::Latch release(1);
     {
         auto loop = asyncio::new_event_loop();
         auto work = [&] {
@@ -512,7 +511,7 @@ TEST_CASE("ThreadPoolExecutor refuses work after shutdown") {
 TEST_CASE("ThreadPoolExecutor runs what was queued before shutdown(wait=false)") {
     std::atomic<int> ran{0};
     {
-        std::latch release(1);  // outlives the pool, whose destructor joins
+        asyncio_test::Latch release(1);  // outlives the pool, whose destructor joins
         ThreadPoolExecutor pool(1);
         pool.execute([&] { release.wait(); });
         for (int i = 0; i < 5; ++i)
@@ -662,7 +661,7 @@ TEST_CASE("four threads hammering run_coroutine_threadsafe") {
     LoopThread lt;
     std::vector<std::vector<int>> results(kThreads);
     std::vector<std::thread> threads;
-    std::latch go(kThreads);
+    asyncio_test::Latch go(kThreads);
     for (int t = 0; t < kThreads; ++t) {
         threads.emplace_back([&, t] {
             go.arrive_and_wait();
