@@ -4,10 +4,10 @@
 // create_unix_connection / connect_accepted_socket cases, plus the options
 // open_connection passes through.
 #ifdef _WIN32
-// clang-format off: winsock2.h must come before iphlpapi.h, which includes windows.h
-#include <iphlpapi.h>
+// winsock2.h first: iphlpapi.h includes windows.h, which must follow it.
 #include <winsock2.h>
-// clang-format on
+
+#include <iphlpapi.h>
 #else
 #include <unistd.h>
 #endif
