@@ -379,7 +379,10 @@ TEST_CASE("accept and connect over loopback TCP") {
 }
 
 TEST_CASE("connect to a closed port fails with ECONNREFUSED") {
-    // Bind a port, then close it, so that nothing listens there.
+    // Bind a port and do not listen there. The socket stays open: a port
+    // closed before the connect could become the client's own (a connect
+    // from a port to itself succeeds), as under IOCP, whose ConnectEx binds
+    // the client to an ephemeral port first.
     const int probe = tcp_socket();
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -387,7 +390,6 @@ TEST_CASE("connect to a closed port fails with ECONNREFUSED") {
     REQUIRE(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     ::socklen_t len = sizeof addr;
     REQUIRE(::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    asyncio_test::close_socket(probe);
 
     auto main = [](sockaddr_in target) -> Coro<std::int64_t> {
         const int fd = tcp_socket();
@@ -402,6 +404,7 @@ TEST_CASE("connect to a closed port fails with ECONNREFUSED") {
         co_return r;
     };
     CHECK(run_guarded(main(addr)) == -ECONNREFUSED);
+    asyncio_test::close_socket(probe);
 }
 
 TEST_CASE("forget_fd completes the ops still waiting with EBADF") {

@@ -243,11 +243,13 @@ TEST_CASE("a large transfer through sock_sendall and sock_recv_into") {
 
 TEST_CASE("sock_connect to a closed port raises ECONNREFUSED") {
     auto main = []() -> Coro<std::error_code> {
-        Address nowhere;
-        {
-            Socket probe = listener();
-            nowhere = probe.getsockname();
-        }
+        // Bound but not listening, and kept open: a port closed before the
+        // connect could become the client's own (a connect from a port to
+        // itself succeeds), as under IOCP, whose ConnectEx binds the client
+        // to an ephemeral port first.
+        Socket probe(AF_INET, SOCK_STREAM);
+        probe.bind(Address::parse("127.0.0.1", 0));
+        const Address nowhere = probe.getsockname();
         Socket client(AF_INET, SOCK_STREAM);
         try {
             co_await asyncio::get_running_loop().sock_connect(client, nowhere);
