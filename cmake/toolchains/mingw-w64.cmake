@@ -1,7 +1,7 @@
 # Cross-builds for 64-bit Windows with Debian's mingw-w64 (the posix thread
 # model: the win32 one has no std::thread) and runs what it builds under wine:
 #   cmake --preset mingw && cmake --build --preset mingw && ctest --preset mingw
-# Debian packages: g++-mingw-w64-x86-64-posix wine64.
+# Debian packages: g++-mingw-w64-x86-64-posix wine wine64.
 set(CMAKE_SYSTEM_NAME Windows)
 set(CMAKE_SYSTEM_PROCESSOR x86_64)
 
