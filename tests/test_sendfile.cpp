@@ -414,8 +414,12 @@ TEST_CASE("sendfile when the peer closes in the middle raises ConnectionError") 
         co_await c.server->wait_closed();
         CHECK(c.server_proto->data.size() >= 1024);
         CHECK(c.server_proto->data.size() < kData.size());
+#ifndef _WIN32
+        // As CPython's test skips it on the proactor: TransmitFile sends the
+        // file in one call, and a failed call does not say how much left.
         CHECK(file.tell() >= 1024);
         CHECK(file.tell() < static_cast<long long>(kData.size()));
+#endif
     };
     run_guarded(main());
 }
@@ -574,7 +578,9 @@ TEST_CASE("sock_sendfile of a bad descriptor or a directory raises the OS error"
 #endif
 }
 
-TEST_CASE("sock_sendfile to a peer that closed raises EPIPE or ECONNRESET, not SIGPIPE") {
+// [wine]: wine 8's TransmitFile waits forever for writability once the
+// peer has reset the connection under it; Windows fails it with a reset.
+TEST_CASE("sock_sendfile to a peer that closed raises EPIPE or ECONNRESET, not SIGPIPE", "[wine]") {
     auto main = []() -> Coro<std::error_code> {
         auto& loop = asyncio::get_running_loop();
         TempFile file(kData);
