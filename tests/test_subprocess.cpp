@@ -299,6 +299,33 @@ TEST_CASE("bad redirections and options are refused before anything starts") {
     run_guarded(main());
 }
 
+TEST_CASE("NUL bytes and bad environment names are refused as in CPython") {
+    auto refused = [](asyncio::SubprocessOptions opts) -> Coro<bool> {
+        co_return co_await raises<std::invalid_argument>(
+            asyncio::create_subprocess_exec("true", {}, std::move(opts)));
+    };
+    auto env = [](std::string name, std::string value) {
+        asyncio::SubprocessOptions opts;
+        opts.env = std::map<std::string, std::string>{{std::move(name), std::move(value)}};
+        return opts;
+    };
+    auto main = [&]() -> Coro<void> {
+        const bool nul_in_name = co_await refused(env(std::string("A\0B", 3), "x"));
+        CHECK(nul_in_name);
+        const bool nul_in_value = co_await refused(env("A", std::string("x\0y", 3)));
+        CHECK(nul_in_value);
+        const bool empty_name = co_await refused(env("", "x"));
+        CHECK(empty_name);
+        const bool equals_in_name = co_await refused(env("A=B", "x"));
+        CHECK(equals_in_name);
+        // Named, not a braced list in the co_await (GCC PR 103871).
+        const asyncio::SubprocessOptions bad_cwd{.cwd = std::string("/\0tmp", 5)};
+        const bool nul_in_cwd = co_await refused(bad_cwd);
+        CHECK(nul_in_cwd);
+    };
+    run_guarded(main());
+}
+
 TEST_CASE("a child that closes its stdin early: drain raises, never SIGPIPE") {
     // test_stdin_broken_pipe, test_communicate_ignore_broken_pipe
     auto main = []() -> Coro<void> {

@@ -208,11 +208,6 @@ std::vector<std::string> search_path(const std::map<std::string, std::string>& e
     return dirs;
 }
 
-void refuse_nul(std::string_view text, const char* what) {
-    if (text.find('\0') != std::string_view::npos)
-        throw std::invalid_argument(fmt::format("embedded null byte in {}", what));
-}
-
 }  // namespace
 
 SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessOptions& opts) {
@@ -221,22 +216,14 @@ SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessO
         // of "" says ENOENT.
         throw os_error(ENOENT, "posix_spawn ''");
     }
-    for (const std::string& arg : argv)
-        refuse_nul(arg, "argument");
-    if (opts.cwd) refuse_nul(*opts.cwd, "cwd");
+    check_child_arguments(argv, opts);
 
     std::vector<std::string> arguments = argv;
     std::vector<char*> argument_pointers = pointers(arguments);
     std::vector<std::string> environment;
     if (opts.env) {
-        for (const auto& [name, value] : *opts.env) {
-            refuse_nul(name, "environment");
-            refuse_nul(value, "environment");
-            if (name.empty() || name.find('=') != std::string::npos)
-                throw std::invalid_argument(
-                    fmt::format("illegal environment variable name '{}'", name));
+        for (const auto& [name, value] : *opts.env)
             environment.push_back(name + "=" + value);
-        }
     }
     std::vector<char*> environment_pointers = pointers(environment);
     char** envp = opts.env ? environment_pointers.data() : environ;

@@ -47,6 +47,11 @@ struct SpawnedChild {
 /// no child left behind.
 SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessOptions& opts);
 
+/// std::invalid_argument, as CPython, for a NUL byte in an argument, the cwd
+/// or the environment, or an environment variable name that is empty or
+/// holds '='. spawn_child calls it first.
+void check_child_arguments(const std::vector<std::string>& argv, const SubprocessOptions& opts);
+
 #ifndef _WIN32
 /// The exit status waitpid reported, as Python's returncode: the exit code,
 /// or minus the signal that ended the child.

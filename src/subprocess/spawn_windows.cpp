@@ -204,26 +204,13 @@ std::wstring environment_block(const std::map<std::string, std::string>& env) {
     return block;
 }
 
-void refuse_nul(std::string_view text, const char* what) {
-    if (text.find('\0') != std::string_view::npos)
-        throw std::invalid_argument(fmt::format("embedded null byte in {}", what));
-}
-
 }  // namespace
 
 SpawnedChild spawn_child(const std::vector<std::string>& argv, const SubprocessOptions& opts) {
     if (argv.empty() || argv.front().empty()) throw os_error(ENOENT, "CreateProcess ''");
-    for (const std::string& arg : argv)
-        refuse_nul(arg, "argument");
-    if (opts.cwd) refuse_nul(*opts.cwd, "cwd");
+    check_child_arguments(argv, opts);
     std::wstring environment;
-    if (opts.env) {
-        for (const auto& [name, value] : *opts.env) {
-            refuse_nul(name, "environment");
-            refuse_nul(value, "environment");
-        }
-        environment = environment_block(*opts.env);
-    }
+    if (opts.env) environment = environment_block(*opts.env);
     std::wstring command = widen(command_line(argv));
     const std::wstring cwd = opts.cwd ? widen(*opts.cwd) : std::wstring();
 
