@@ -22,6 +22,8 @@
 #      net --quick): every server of every workload starts, serves its load
 #      generator correctly for 2 s and exits cleanly; the table and charts
 #      are written to build/bench/net. Its numbers are not checked.
+#  11. the docs site (scripts/docs.sh): doxygen builds docs/*.md and the API
+#      reference into build/docs/html and must print no warning.
 # Build trees live in build/<preset> and are reused between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,5 +103,8 @@ cmake --build build/mingw-consumer
 
 echo "== benchmarks: the net suite, smoke run"
 scripts/bench.sh --suite net --quick
+
+echo "== docs: doxygen site, no warnings"
+scripts/docs.sh
 
 echo "== all tests passed"

@@ -59,7 +59,7 @@ class Future {
         if (state_ != nullptr) state_->release();
     }
 
-    /// Type erasure: any Future<U> is usable as a Future<> (result() then
+    /// Type erasure: any `Future<U>` is usable as a `Future<>` (result() then
     /// only reports success, failure or cancellation).
     template <class U>
         requires(std::is_void_v<T> && !std::is_void_v<U>)

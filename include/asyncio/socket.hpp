@@ -179,6 +179,10 @@ void ignore_sigpipe() noexcept;
 
 }  // namespace asyncio
 
+// fmt's customization point, not part of asyncio's API: kept out of the
+// docs site, as doxygen (whose input has no fmt) cannot place a
+// specialization of fmt::formatter and warns.
+/// \cond
 template <>
 struct fmt::formatter<asyncio::Address> : fmt::formatter<std::string_view> {
     template <class Context>
@@ -186,3 +190,4 @@ struct fmt::formatter<asyncio::Address> : fmt::formatter<std::string_view> {
         return fmt::formatter<std::string_view>::format(address.to_string(), context);
     }
 };
+/// \endcond

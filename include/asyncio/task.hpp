@@ -45,7 +45,7 @@ class Task : public Future<T> {
     Task& operator=(const Task&) noexcept = default;
     Task& operator=(Task&&) noexcept = default;
 
-    /// Type erasure: any Task<U> is usable as a Task<>.
+    /// Type erasure: any `Task<U>` is usable as a `Task<>`.
     template <class U>
         requires(std::is_void_v<T> && !std::is_void_v<U>)
     Task(const Task<U>& typed) noexcept : Future<T>(typed.state()) {}
