@@ -61,21 +61,26 @@ configure_build_run() {
   "$out/$name/consumer"
 }
 
-# expect_missing_component PREFIX COMPONENT: find_package must fail, naming it.
+# expect_missing_component PREFIX COMPONENT: find_package must fail, with a
+# reason from the package (asyncio_NOT_FOUND_MESSAGE) that names it.
 expect_missing_component() {
-  local where=$1 component=$2 log=$out/missing-$2.log
+  local where=$1 component=$2 log=$out/missing-$2.log reason
   rm -rf "$out/missing"
   if cmake -S tests/consumers/find_package -B "$out/missing" -G Ninja \
       -DCMAKE_PREFIX_PATH="$where" -DASYNCIO_CONSUMER_COMPONENTS="$component" >"$log" 2>&1; then
     echo "find_package(asyncio COMPONENTS $component) configured, but $component is not built" >&2
     exit 1
   fi
-  if ! grep -qw -- "$component" "$log"; then
+  # CMake prints the reason wrapped, after this line, up to a blank line.
+  reason=$(awk '/Reason given by package:/ { on = 1; next }
+                on && NF { printf "%s%s", sep, $0; sep = " "; seen = 1; next }
+                on && seen { exit }' "$log" | tr -s ' ')
+  if ! grep -qi -- "$component" <<<"$reason"; then
     cat "$log"
-    echo "find_package(asyncio COMPONENTS $component) failed without naming $component" >&2
+    echo "find_package(asyncio COMPONENTS $component) failed without a reason naming $component" >&2
     exit 1
   fi
-  echo "COMPONENTS $component refused: $(grep -w -m1 -- "$component" "$log" | sed 's/^ *//')"
+  echo "COMPONENTS $component refused:$reason"
 }
 
 # Until the installed config declares its components, b. cannot pass.

@@ -8,7 +8,8 @@
 #        vcpkg, default features (ssl, io-uring) = Conan's defaults
 #          (shared=False, with_ssl=True, with_io_uring=True): one build;
 #        vcpkg, no features (ASYNCIO_WITH_SSL=OFF, ASYNCIO_WITH_IO_URING=OFF);
-#        Conan shared=True with_ssl=True with_io_uring=False.
+#        Conan shared=True with_ssl=True with_io_uring=False, built from a
+#          copy of only the files the recipe exports (exports_sources).
 # What is not checked: vcpkg's and Conan's own steps (the portfile's helper
 # functions, such as vcpkg_cmake_config_fixup moving the config to
 # share/asyncio and rewriting its paths; the config files Conan generates
@@ -84,13 +85,19 @@ if errors:
 print(f"recipes: asyncio {version}, vcpkg features {sorted(features)}, conan options {sorted(want_defaults)}")
 PY
 
-# variant NAME EXPECT_SSL CMAKE_ARGS...: configure, build and install the
-# library as the recipe would, then build and run test_package against it.
+# variant NAME SOURCE_DIR EXPECT_SSL CMAKE_ARGS...: configure, build and
+# install the library as the recipe would, then build and run test_package
+# against it.
 variant() {
-  local name=$1 expect_ssl=$2 prefix=$tmp/$1
-  shift 2
+  local name=$1 source=$2 expect_ssl=$3 prefix=$tmp/$1
+  shift 3
   echo "== package check: $name"
-  cmake -S . -B "$out/$name" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  # A tree configured from another source directory cannot be reused.
+  if [ -f "$out/$name/CMakeCache.txt" ] && ! grep -qxF \
+      "CMAKE_HOME_DIRECTORY:INTERNAL=$(cd "$source" && pwd)" "$out/$name/CMakeCache.txt"; then
+    rm -rf "${out:?}/$name"
+  fi
+  cmake -S "$source" -B "$out/$name" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DASYNCIO_BUILD_TESTS=OFF -DASYNCIO_BUILD_EXAMPLES=OFF -DASYNCIO_BUILD_BENCHMARKS=OFF \
     -DASYNCIO_BUILD_FUZZERS=OFF -DASYNCIO_KQUEUE_COMPILE_CHECK=OFF -DASYNCIO_INSTALL=ON \
     "$@" >/dev/null
@@ -104,8 +111,8 @@ variant() {
   "$out/$name-test_package/test_package"
 }
 
-variant vcpkg-default ON -DASYNCIO_WITH_SSL=ON -DASYNCIO_WITH_IO_URING=ON -DBUILD_SHARED_LIBS=OFF
-variant vcpkg-nofeatures OFF -DASYNCIO_WITH_SSL=OFF -DASYNCIO_WITH_IO_URING=OFF -DBUILD_SHARED_LIBS=OFF
+variant vcpkg-default . ON -DASYNCIO_WITH_SSL=ON -DASYNCIO_WITH_IO_URING=ON -DBUILD_SHARED_LIBS=OFF
+variant vcpkg-nofeatures . OFF -DASYNCIO_WITH_SSL=OFF -DASYNCIO_WITH_IO_URING=OFF -DBUILD_SHARED_LIBS=OFF
 # Until the installed config declares its components, this cannot pass.
 config=$tmp/vcpkg-nofeatures/lib/cmake/asyncio/asyncioConfig.cmake
 if grep -q asyncio_ssl_FOUND "$config"; then
@@ -116,11 +123,41 @@ if grep -q asyncio_ssl_FOUND "$config"; then
     echo "find_package(asyncio COMPONENTS ssl) configured without the ssl feature" >&2
     exit 1
   fi
+  if ! grep -A3 "Reason given by package:" "$out/missing-ssl.log" | grep -qi ssl; then
+    cat "$out/missing-ssl.log"
+    echo "find_package(asyncio COMPONENTS ssl) failed without a reason naming ssl" >&2
+    exit 1
+  fi
   echo "no features: COMPONENTS ssl refused"
 else
   echo "no features: COMPONENTS ssl check skipped ($config declares no components)"
 fi
-variant conan-shared ON -DASYNCIO_WITH_SSL=ON -DASYNCIO_WITH_IO_URING=OFF -DBUILD_SHARED_LIBS=ON \
+# Conan builds what the recipe exports (exports_sources), not the checkout:
+# a copy of just those files, kept in place (and their times) so that the
+# build tree stays incremental.
+rm -rf "$out/conan-export"
+python3 - "$out/conan-export" <<'PY'
+import ast
+import fnmatch
+import os
+import shutil
+import subprocess
+import sys
+
+for node in ast.walk(ast.parse(open("conanfile.py").read())):
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "exports_sources":
+        patterns = ast.literal_eval(node.value)
+files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                       capture_output=True, text=True, check=True).stdout.split()
+copied = 0
+for path in files:
+    if os.path.isfile(path) and any(fnmatch.fnmatch(path, p) for p in patterns):
+        os.makedirs(os.path.join(sys.argv[1], os.path.dirname(path)), exist_ok=True)
+        shutil.copy2(path, os.path.join(sys.argv[1], path))
+        copied += 1
+print(f"conan export: {copied} files ({', '.join(patterns)})")
+PY
+variant conan-shared "$out/conan-export" ON -DASYNCIO_WITH_SSL=ON -DASYNCIO_WITH_IO_URING=OFF -DBUILD_SHARED_LIBS=ON \
   -DCMAKE_POSITION_INDEPENDENT_CODE=ON
 if [ -z "$(find "$tmp/conan-shared" -name 'libasyncio.so*' -print -quit)" ]; then
   echo "shared=True installed no libasyncio.so" >&2
