@@ -10,8 +10,9 @@
 #      presets name them);
 #   6. the fuzzers (Clang 16 libFuzzer + ASan + UBSan), each for a bounded
 #      time over its seed corpus in fuzz/corpus;
-#   7. install, then build and run a separate project against the installed
-#      package with find_package(asyncio);
+#   7. install, then build and run outside projects against the library:
+#      find_package (with and without components), pkg-config,
+#      add_subdirectory and FetchContent (scripts/consumers.sh);
 #   8. without TLS (ASYNCIO_WITH_SSL=OFF): the library and an example that
 #      names SSLContext still link, and ssl= says TLS is not available;
 #   9. Windows: the mingw-w64 cross-build (library, tests, examples), the
@@ -68,13 +69,8 @@ for target in fuzz_stream_reader fuzz_address fuzz_tls_records; do
   rm -rf "$scratch"
 done
 
-echo "== install + find_package(asyncio) from another project"
-rm -rf build/install-root build/consumer
-cmake --install build/release --prefix "$PWD/build/install-root" >/dev/null
-cmake -S tests/consumer -B build/consumer -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$PWD/build/install-root" >/dev/null
-cmake --build build/consumer
-build/consumer/consumer
+echo "== install, then outside projects: find_package, pkg-config, add_subdirectory, FetchContent"
+scripts/consumers.sh build/release
 
 echo "== without TLS: ASYNCIO_WITH_SSL=OFF links, and ssl= is refused clearly"
 cmake -S . -B build/nossl -G Ninja -DCMAKE_BUILD_TYPE=Release -DASYNCIO_WITH_SSL=OFF \
