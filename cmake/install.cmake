@@ -11,12 +11,23 @@ install(TARGETS asyncio EXPORT asyncioTargets
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
-# The config file re-finds liburing for consumers when the backend is in.
-if(NOT LIBURING_FOUND)
-  set(LIBURING_FOUND FALSE)
+# What the config file reports as components (ssl, io_uring), and whether it
+# must re-find the private dependencies that a static library passes on.
+if(ASYNCIO_WITH_SSL)
+  set(ASYNCIO_PACKAGE_WITH_SSL TRUE)
+else()
+  set(ASYNCIO_PACKAGE_WITH_SSL FALSE)
 endif()
-if(NOT ASYNCIO_WITH_SSL)
-  set(ASYNCIO_WITH_SSL FALSE)
+if(LIBURING_FOUND)
+  set(ASYNCIO_PACKAGE_WITH_IO_URING TRUE)
+else()
+  set(ASYNCIO_PACKAGE_WITH_IO_URING FALSE)
+endif()
+get_target_property(asyncio_type asyncio TYPE)
+if(asyncio_type STREQUAL "SHARED_LIBRARY")
+  set(ASYNCIO_PACKAGE_SHARED TRUE)
+else()
+  set(ASYNCIO_PACKAGE_SHARED FALSE)
 endif()
 
 set(ASYNCIO_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/asyncio)
