@@ -35,8 +35,9 @@ install(EXPORT asyncioTargets NAMESPACE asyncio:: DESTINATION ${ASYNCIO_CMAKE_DI
 configure_package_config_file(cmake/asyncioConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfig.cmake
   INSTALL_DESTINATION ${ASYNCIO_CMAKE_DIR})
+# Semantic versioning: find_package(asyncio X.Y) takes any X.Z with Z >= Y.
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/asyncioConfigVersion.cmake
-  COMPATIBILITY SameMinorVersion)
+  COMPATIBILITY SameMajorVersion)
 install(FILES
   ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/asyncioConfigVersion.cmake
