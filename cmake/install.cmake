@@ -10,6 +10,8 @@ install(TARGETS asyncio EXPORT asyncioTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The headers generated at configure time.
+install(FILES ${ASYNCIO_GENERATED_HEADERS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/asyncio)
 
 # What the config file reports as components (ssl, io_uring), and whether it
 # must re-find the private dependencies that a static library passes on.
