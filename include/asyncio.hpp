@@ -28,3 +28,4 @@
 #include "asyncio/threads.hpp"
 #include "asyncio/timeouts.hpp"
 #include "asyncio/transports.hpp"
+#include "asyncio/version.hpp"
