@@ -242,13 +242,16 @@ TaskBase::~TaskBase() {
 
 ASYNCIO_DEFINE_PER_THREAD(TaskBase*, freeing_task);
 
-void TaskBase::StepNode::run_step(ReadyNode& node, Action action) noexcept {
+// The ready queue's two ways into a task step. Out of line so that their
+// address is one (HandleState::from_queue says why); flatten inlines the
+// step into them, as when they were inline in the header.
+[[gnu::flatten]] void TaskBase::StepNode::run_step(ReadyNode& node, Action action) noexcept {
     if (action != Action::run) return;
     auto& step = node_cast<StepNode>(node);
     step.task->step(step.resume_at);
 }
 
-void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
+[[gnu::flatten]] void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
     if (action != Action::run) return;
     auto& waiter = node_cast<Waiter>(node);
     waiter.task->step(waiter.resume_at);
