@@ -109,11 +109,15 @@ class AsyncioConan(ConanFile):
         core.requires = ["fmt::fmt"]
         core.set_property("cmake_target_name", "asyncio::core")
         core.set_property("pkg_config_name", "asyncio-core")
+        # As the CMake target: a static library's users define
+        # ASYNCIO_STATIC_DEFINE, which empties ASYNCIO_EXPORT (export.hpp).
+        if not self.options.shared:
+            core.defines.append("ASYNCIO_STATIC_DEFINE")
         if self.settings.os in ("Linux", "FreeBSD"):
             core.system_libs = ["pthread"]
         elif self.settings.os == "Windows":
             core.system_libs = ["ws2_32", "mswsock", "iphlpapi"]
-            core.defines = ["_WIN32_WINNT=0x0602"]
+            core.defines.append("_WIN32_WINNT=0x0602")
 
         if self.options.with_ssl:
             ssl = self.cpp_info.components["ssl"]

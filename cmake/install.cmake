@@ -53,6 +53,14 @@ if(ASYNCIO_WITH_SSL)
   list(APPEND ASYNCIO_PC_REQUIRES_PRIVATE "libssl" "libcrypto")
 endif()
 list(JOIN ASYNCIO_PC_REQUIRES_PRIVATE " " ASYNCIO_PC_REQUIRES_PRIVATE)
+# What the CMake target passes on as compile definitions: a static library's
+# users define ASYNCIO_STATIC_DEFINE, which empties ASYNCIO_EXPORT (else it
+# would be dllimport on Windows).
+get_target_property(asyncio_pc_type asyncio TYPE)
+set(ASYNCIO_PC_CFLAGS "")
+if(NOT asyncio_pc_type STREQUAL "SHARED_LIBRARY")
+  set(ASYNCIO_PC_CFLAGS " -DASYNCIO_STATIC_DEFINE")
+endif()
 # Relative to the .pc file (pkg-config's ${pcfiledir}), so that the installed
 # tree can move, as package managers' do; absolute install dirs stay as given.
 set(asyncio_pc_install_dir "${CMAKE_INSTALL_LIBDIR}/pkgconfig")

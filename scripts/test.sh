@@ -5,20 +5,23 @@
 #      (scripts/check_layers.py);
 #   2. GCC, optimized: unit tests on every available backend, examples;
 #   3. GCC with AddressSanitizer + UndefinedBehaviorSanitizer: the same tests;
-#   4. Clang 16: the same tests;
+#   4. Clang 16, with libasyncio a shared library (hidden visibility, only
+#      what the headers mark ASYNCIO_EXPORT exported): the same tests;
 #   5. GCC with ThreadSanitizer: only the tests that use threads (the tsan
 #      presets name them);
 #   6. the fuzzers (Clang 16 libFuzzer + ASan + UBSan), each for a bounded
 #      time over its seed corpus in fuzz/corpus;
-#   7. install, then build and run outside projects against the library:
-#      find_package (with and without components), pkg-config,
-#      add_subdirectory and FetchContent (scripts/consumers.sh);
+#   7. install, then build and run outside projects against the library,
+#      static (release) and shared (clang): find_package (with and without
+#      components), pkg-config, add_subdirectory and FetchContent
+#      (scripts/consumers.sh);
 #   8. without TLS (ASYNCIO_WITH_SSL=OFF): the library and an example that
 #      names SSLContext still link, and ssl= says TLS is not available;
 #   9. Windows: the mingw-w64 cross-build (library, tests, examples), the
 #      whole suite and the examples under wine on the IOCP backend, and an
 #      installed-package consumer built with the same toolchain file and run
-#      under wine (the cases wine cannot run: docs/backends.md);
+#      under wine (the cases wine cannot run: docs/backends.md); then
+#      libasyncio as a DLL (mingw-dll preset) and the consumer using it;
 #  10. the network benchmark suite's smoke run (scripts/bench.sh --suite
 #      net --quick): every server of every workload starts, serves its load
 #      generator correctly for 2 s and exits cleanly; the table and charts
@@ -70,7 +73,7 @@ for target in fuzz_stream_reader fuzz_address fuzz_tls_records; do
 done
 
 echo "== install, then outside projects: find_package, pkg-config, add_subdirectory, FetchContent"
-scripts/consumers.sh build/release
+scripts/consumers.sh build/release build/clang
 
 echo "== without TLS: ASYNCIO_WITH_SSL=OFF links, and ssl= is refused clearly"
 cmake -S . -B build/nossl -G Ninja -DCMAKE_BUILD_TYPE=Release -DASYNCIO_WITH_SSL=OFF \
@@ -96,6 +99,18 @@ cmake -S tests/consumer -B build/mingw-consumer -G Ninja -DCMAKE_BUILD_TYPE=Rele
   -DCMAKE_PREFIX_PATH="$PWD/build/mingw-install" >/dev/null
 cmake --build build/mingw-consumer
 /usr/lib/wine/wine64 build/mingw-consumer/consumer.exe
+echo "== Windows: libasyncio as a DLL, and a program using it, under wine"
+rm -rf build/mingw-dll-install build/mingw-dll-consumer
+cmake --preset mingw-dll -DASYNCIO_BUILD_TESTS=OFF -DASYNCIO_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build --preset mingw-dll -j "$jobs"
+cmake --install build/mingw-dll --prefix "$PWD/build/mingw-dll-install" >/dev/null
+cmake -S tests/consumer -B build/mingw-dll-consumer -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/toolchains/mingw-w64.cmake" -DBUILD_SHARED_LIBS=ON \
+  -DCMAKE_PREFIX_PATH="$PWD/build/mingw-dll-install" >/dev/null
+cmake --build build/mingw-dll-consumer
+runtime=$(dirname "$(x86_64-w64-mingw32-g++-posix -print-file-name=libstdc++-6.dll)")
+WINEPATH="$runtime;/usr/x86_64-w64-mingw32/lib;$PWD/build/mingw-dll-install/bin" \
+  /usr/lib/wine/wine64 build/mingw-dll-consumer/consumer.exe
 
 echo "== benchmarks: the net suite, smoke run"
 scripts/bench.sh --suite net --quick

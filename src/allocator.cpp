@@ -78,9 +78,17 @@ struct PoolReaper {
     }
 };
 
+#ifdef _WIN32
+RecyclingAllocator::Pool*& RecyclingAllocator::this_thread_pool_slot() noexcept {
+    static constinit Pool unready{};
+    static constinit thread_local Pool* pool = &unready;
+    return pool;
+}
+#endif
+
 void RecyclingAllocator::activate() noexcept {
 #ifdef _WIN32
-    pool_ = new Pool{};
+    this_thread_pool_slot() = new Pool{};
 #endif
     static_cast<void>(thread_state<PoolReaper>());
     Pool& pool = this_thread_pool();

@@ -14,7 +14,7 @@ void LoopCore::register_asyncgen(AsyncGenBase& generator) noexcept {
 
 void DriveAwaiter::first_iteration(AsyncGenBase& g) noexcept {
     // Python's firstiter hook: the running loop learns about the generator.
-    LoopCore* loop = running_loop;
+    LoopCore* loop = running_loop();
     if (loop == nullptr || g.loop != nullptr) return;
     g.loop = loop;
     if (loop->asyncgens_shutdown_called()) {
@@ -98,7 +98,7 @@ Coro<void> close_dropped(AdoptedRef generator) {
 void AsyncGenBase::finalize() noexcept {
     // Python finalizes a generator once: one that survives its closing task
     // (it ignored GeneratorExit) is freed when that task lets go of it.
-    if (state == State::suspended && !finalizing && loop != nullptr && running_loop == loop &&
+    if (state == State::suspended && !finalizing && loop != nullptr && running_loop() == loop &&
         !loop->closed()) {
         finalizing = true;
         // Python's finalizer hook discards the generator from the loop's set

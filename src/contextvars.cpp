@@ -39,8 +39,10 @@ ContextDataRef ContextDataRef::with(std::uint64_t id, std::shared_ptr<const void
     return ContextDataRef(copy);
 }
 
+ASYNCIO_DEFINE_PER_THREAD(ContextState*, current_context_state);
+
 ContextState& current_context() {
-    if (current_context_state != nullptr) return *current_context_state;
+    if (current_context_state() != nullptr) return *current_context_state();
     return thread_state<ContextState>();
 }
 

@@ -87,7 +87,7 @@ void report_never_awaited(std::source_location where) noexcept {
         ExceptionContext context;
         context.message = fmt::format("coroutine '{}' was never awaited", where.function_name());
         context.source = where;
-        if (LoopCore* loop = running_loop) {
+        if (LoopCore* loop = running_loop()) {
             loop->report(context);
         } else {
             log(LogLevel::warning, "{}\ncoroutine defined at {}:{}", context.message,
@@ -240,11 +240,28 @@ TaskBase::~TaskBase() {
     destroy_root();
 }
 
+ASYNCIO_DEFINE_PER_THREAD(TaskBase*, freeing_task);
+
+// The ready queue's two ways into a task step. Out of line so that their
+// address is one (HandleState::from_queue says why); flatten inlines the
+// step into them, as when they were inline in the header.
+[[gnu::flatten]] void TaskBase::StepNode::run_step(ReadyNode& node, Action action) noexcept {
+    if (action != Action::run) return;
+    auto& step = node_cast<StepNode>(node);
+    step.task->step(step.resume_at);
+}
+
+[[gnu::flatten]] void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
+    if (action != Action::run) return;
+    auto& waiter = node_cast<Waiter>(node);
+    waiter.task->step(waiter.resume_at);
+}
+
 void TaskBase::destroy_root() noexcept {
     if (!root_) return;
-    TaskBase* outer = std::exchange(freeing_task, this);
+    TaskBase* outer = std::exchange(freeing_task(), this);
     std::exchange(root_, {}).destroy();
-    freeing_task = outer;
+    freeing_task() = outer;
 }
 
 bool TaskBase::cancel(const std::string& message) noexcept {
@@ -322,7 +339,7 @@ void TaskBase::print_stack(std::optional<std::size_t> limit, std::FILE* file) co
 }
 
 TaskBase& TaskBase::running() {
-    LoopCore* loop = running_loop;
+    LoopCore* loop = running_loop();
     if (loop == nullptr) throw RuntimeError("no running event loop");
     if (loop->current_task() == nullptr) {
         throw RuntimeError("a leaf awaitable was awaited outside of a task");

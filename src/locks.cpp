@@ -8,7 +8,7 @@ namespace asyncio::detail {
 
 void report_release_error(std::exception_ptr error) noexcept {
     try {
-        if (LoopCore* loop = running_loop) {
+        if (LoopCore* loop = running_loop()) {
             ExceptionContext context;
             context.message = "Exception releasing a lock at the end of its scope";
             context.exception = std::move(error);

@@ -78,12 +78,12 @@ void set_event_loop_policy(std::unique_ptr<EventLoopPolicy> policy) {
 }
 
 EventLoop& get_running_loop() {
-    if (detail::running_loop == nullptr) throw RuntimeError("no running event loop");
-    return detail::running_loop->owner();
+    if (detail::running_loop() == nullptr) throw RuntimeError("no running event loop");
+    return detail::running_loop()->owner();
 }
 
 EventLoop& get_event_loop() {
-    if (detail::running_loop != nullptr) return detail::running_loop->owner();
+    if (detail::running_loop() != nullptr) return detail::running_loop()->owner();
     return get_event_loop_policy().get_event_loop();
 }
 

@@ -37,7 +37,7 @@ void Runner::lazy_init() {
 }
 
 const char* Runner::refuse_run() {
-    if (detail::running_loop != nullptr) {
+    if (detail::running_loop() != nullptr) {
         return "Runner.run() cannot be called from a running event loop";
     }
     if (state_ == State::closed) return "Runner is closed";

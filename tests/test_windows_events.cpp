@@ -41,7 +41,11 @@ std::string this_program() {
 
 asyncio::SubprocessOptions cat_options() {
     std::map<std::string, std::string> env{{"ASYNCIO_TEST_CAT", "1"}};
-    if (const char* root = std::getenv("SystemRoot")) env["SystemRoot"] = root;
+    // What a Windows program needs from its environment to start: PATH finds
+    // its DLLs (libasyncio's, in the DLL build).
+    for (const char* name : {"SystemRoot", "PATH"}) {
+        if (const char* value = std::getenv(name)) env[name] = value;
+    }
     return {.stdin_ = PIPE, .stdout_ = PIPE, .env = std::move(env)};
 }
 

@@ -44,6 +44,7 @@
 #include "asyncio/detail/loop_core.hpp"
 #include "asyncio/detail/storage.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio {
 
@@ -97,7 +98,7 @@ namespace detail {
 
 /// The part of an async generator that does not depend on T: its state,
 /// the consumer to return to, and its place in the loop's registry.
-class AsyncGenBase : public Hook<AsyncGenTag> {
+class ASYNCIO_EXPORT AsyncGenBase : public Hook<AsyncGenTag> {
   public:
     enum class State : std::uint8_t { created, suspended, running, finished };
 
@@ -181,7 +182,7 @@ class AsyncGenRef {
 
 /// Resumes the generator from inside the consumer until it yields or ends,
 /// with the same inline scheme as Coro's awaiter (no stack growth on GCC 12).
-class DriveAwaiter {
+class ASYNCIO_EXPORT DriveAwaiter {
   public:
     explicit DriveAwaiter(AsyncGenBase& generator) noexcept : generator_(&generator) {}
     DriveAwaiter(const DriveAwaiter&) = delete;
@@ -270,7 +271,7 @@ class NextAwaiter : public DriveAwaiter {
 };
 
 /// aclose() without the value type.
-Coro<void> close_asyncgen(AsyncGenBase& generator);
+ASYNCIO_EXPORT Coro<void> close_asyncgen(AsyncGenBase& generator);
 
 }  // namespace detail
 

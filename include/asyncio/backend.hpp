@@ -47,24 +47,25 @@
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/detail/loop_core.hpp"
 #include "asyncio/detail/native.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio {
 
 enum class Backend { epoll, io_uring, kqueue, iocp, poll };
 
 /// "epoll", "io_uring", ...
-std::string_view to_string(Backend backend) noexcept;
+ASYNCIO_EXPORT std::string_view to_string(Backend backend) noexcept;
 /// The backend named `name`, nullopt if there is none by that name.
-std::optional<Backend> backend_from_string(std::string_view name) noexcept;
+ASYNCIO_EXPORT std::optional<Backend> backend_from_string(std::string_view name) noexcept;
 /// Whether a loop on `backend` can be created on this machine now (for
 /// io_uring, whether the kernel accepts a ring: a seccomp filter or
 /// kernel.io_uring_disabled may refuse it).
-bool backend_available(Backend backend) noexcept;
+ASYNCIO_EXPORT bool backend_available(Backend backend) noexcept;
 /// Every backend that backend_available() accepts, best first.
-std::vector<Backend> available_backends();
+ASYNCIO_EXPORT std::vector<Backend> available_backends();
 /// ASYNCIO_BACKEND if set (std::invalid_argument if it names no backend),
 /// else the first of available_backends().
-Backend default_backend();
+ASYNCIO_EXPORT Backend default_backend();
 
 /// One I/O request. `kind` decides which arguments are read:
 ///   read, write, recv, send      fd, buf, len (flags for recv/send)
@@ -161,7 +162,7 @@ struct IoOp : detail::Waiter {
 using Keepalive = std::shared_ptr<const void>;
 
 /// The interface every backend implements. One virtual call per operation.
-class IoBackend {
+class ASYNCIO_EXPORT IoBackend {
   public:
     explicit IoBackend(detail::LoopCore& loop) noexcept : loop_(loop) {}
     IoBackend(const IoBackend&) = delete;
@@ -226,14 +227,14 @@ class IoBackend {
 
 /// Creates a backend of `kind` for `loop`; RuntimeError if it is not
 /// available here, std::system_error if the OS refuses it.
-std::unique_ptr<IoBackend> make_backend(Backend kind, detail::LoopCore& loop);
+ASYNCIO_EXPORT std::unique_ptr<IoBackend> make_backend(Backend kind, detail::LoopCore& loop);
 
 /// The backend a new loop gets when none is named: ASYNCIO_BACKEND if set,
 /// else the first backend, best first, that the OS accepts. When a better
 /// one was refused, `fallback_reason` (if given) says why ("io_uring:
 /// io_uring_setup: Operation not permitted").
-std::unique_ptr<IoBackend> make_default_backend(detail::LoopCore& loop,
-                                                std::string* fallback_reason = nullptr);
+ASYNCIO_EXPORT std::unique_ptr<IoBackend> make_default_backend(
+    detail::LoopCore& loop, std::string* fallback_reason = nullptr);
 
 namespace detail {
 

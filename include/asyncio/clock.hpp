@@ -18,6 +18,8 @@
 #include <chrono>
 #include <cstdint>
 
+#include "asyncio/export.hpp"
+
 namespace asyncio {
 
 class EventLoop;
@@ -28,7 +30,7 @@ class EventLoop;
 /// A clock serves one loop at a time. advance_time() may be called from the
 /// loop's thread (in a callback or a task) or while no loop runs on it;
 /// other threads go through call_soon_threadsafe.
-class TestClock {
+class ASYNCIO_EXPORT TestClock {
   public:
     /// A clock at 0 seconds. With `auto_advance`, an idle loop jumps to its
     /// next timer; without, time moves only through advance_time() and an

@@ -31,14 +31,16 @@
 
 #include "asyncio/detail/allocator.hpp"
 #include "asyncio/detail/library_key.hpp"
+#include "asyncio/detail/per_thread.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio {
 
 namespace detail {
 
 /// An immutable mapping from variable ids to values, shared by contexts.
-struct ContextData {
+struct ASYNCIO_EXPORT ContextData {
     std::atomic<std::uint32_t> refs{1};
     std::vector<std::pair<std::uint64_t, std::shared_ptr<const void>>> entries;  // sorted by id
 
@@ -46,7 +48,7 @@ struct ContextData {
 };
 
 /// A counted reference to ContextData; null is the empty mapping.
-class ContextDataRef {
+class ASYNCIO_EXPORT ContextDataRef {
   public:
     ContextDataRef() noexcept = default;
     explicit ContextDataRef(ContextData* adopted) noexcept : data_(adopted) {}
@@ -82,7 +84,7 @@ struct ContextState : Recycled {
     std::uint64_t id = 0;
 };
 
-std::uint64_t next_context_id() noexcept;
+ASYNCIO_EXPORT std::uint64_t next_context_id() noexcept;
 inline std::uint64_t context_id(ContextState& state) noexcept {
     if (state.id == 0) state.id = next_context_id();
     return state.id;
@@ -90,23 +92,23 @@ inline std::uint64_t context_id(ContextState& state) noexcept {
 
 /// The context code on this thread runs in; nullptr means the thread's own
 /// base context.
-constinit inline thread_local ContextState* current_context_state = nullptr;
-ContextState& current_context();
+ASYNCIO_PER_THREAD(ContextState*, current_context_state);
+ASYNCIO_EXPORT ContextState& current_context();
 
 /// Makes `state` current for its lifetime (a task step, a callback).
 class ContextScope {
   public:
     explicit ContextScope(ContextState& state) noexcept
-        : previous_(std::exchange(current_context_state, &state)) {}
+        : previous_(std::exchange(current_context_state(), &state)) {}
     ContextScope(const ContextScope&) = delete;
     ContextScope& operator=(const ContextScope&) = delete;
-    ~ContextScope() { current_context_state = previous_; }
+    ~ContextScope() { current_context_state() = previous_; }
 
   private:
     ContextState* previous_;
 };
 
-std::uint64_t next_context_var_id() noexcept;
+ASYNCIO_EXPORT std::uint64_t next_context_var_id() noexcept;
 
 /// A counted reference to the ContextState something runs in (a task, a
 /// done callback): by default a new copy of the context current at its
@@ -143,7 +145,7 @@ class ContextVar;
 
 /// contextvars.Context: a mapping from ContextVars to values. A cheap handle:
 /// copies refer to the same context; copy() makes an independent one.
-class Context {
+class ASYNCIO_EXPORT Context {
   public:
     /// An empty context.
     Context();
@@ -189,7 +191,7 @@ class Context {
 };
 
 /// contextvars.copy_context(): a copy of the current context.
-Context copy_context();
+ASYNCIO_EXPORT Context copy_context();
 
 /// contextvars.Token: what ContextVar::set returns, to undo the set.
 template <class T>

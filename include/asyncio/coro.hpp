@@ -21,6 +21,7 @@
 #include "asyncio/detail/library_key.hpp"
 #include "asyncio/detail/storage.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio {
 
@@ -30,7 +31,7 @@ class CoroPromise;
 template <class T>
 class CoroAwaiter;
 /// Reports a coroutine that was destroyed without ever being awaited.
-void report_never_awaited(std::source_location where) noexcept;
+ASYNCIO_EXPORT void report_never_awaited(std::source_location where) noexcept;
 }  // namespace detail
 
 template <class T = void>

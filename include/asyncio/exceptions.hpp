@@ -13,11 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "asyncio/export.hpp"
+
 namespace asyncio {
 
 /// asyncio.CancelledError: thrown into a task at its suspension point when the
 /// task is cancelled. Not derived from std::exception, on purpose.
-class CancelledError {
+class ASYNCIO_EXPORT CancelledError {
   public:
     CancelledError() = default;
     explicit CancelledError(std::string message) : message_(std::move(message)) {}
@@ -35,7 +37,7 @@ class CancelledError {
 /// Python's GeneratorExit: thrown into an AsyncGenerator at its co_yield by
 /// aclose(). Like CancelledError it is not a std::exception (Python's is a
 /// BaseException), so `catch (const std::exception&)` does not swallow it.
-class GeneratorExit {
+class ASYNCIO_EXPORT GeneratorExit {
   public:
     const char* what() const noexcept { return "GeneratorExit"; }
 };
@@ -44,27 +46,27 @@ class GeneratorExit {
 /// SIGINT (Ctrl-C) cancelled the main task. Like CancelledError it is not a
 /// std::exception (Python's is a BaseException), so `catch (const
 /// std::exception&)` does not swallow it.
-class KeyboardInterrupt {
+class ASYNCIO_EXPORT KeyboardInterrupt {
   public:
     const char* what() const noexcept { return "KeyboardInterrupt"; }
 };
 
 /// asyncio.TimeoutError (an alias of the builtin TimeoutError since 3.11).
-class TimeoutError : public std::runtime_error {
+class ASYNCIO_EXPORT TimeoutError : public std::runtime_error {
   public:
     TimeoutError() : std::runtime_error("TimeoutError") {}
     using std::runtime_error::runtime_error;
 };
 
 /// asyncio.InvalidStateError: an operation on a Future in the wrong state.
-class InvalidStateError : public std::logic_error {
+class ASYNCIO_EXPORT InvalidStateError : public std::logic_error {
   public:
     using std::logic_error::logic_error;
 };
 
 /// Python's RuntimeError: misuse of the loop ("Event loop is closed",
 /// "no running event loop", ...).
-class RuntimeError : public std::runtime_error {
+class ASYNCIO_EXPORT RuntimeError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
 };
@@ -72,13 +74,13 @@ class RuntimeError : public std::runtime_error {
 /// Python's NotImplementedError (a RuntimeError there too): what this
 /// platform or backend cannot do, such as add_reader on IOCP or
 /// add_signal_handler on Windows, as CPython's ProactorEventLoop refuses them.
-class NotImplementedError : public RuntimeError {
+class ASYNCIO_EXPORT NotImplementedError : public RuntimeError {
   public:
     using RuntimeError::RuntimeError;
 };
 
 /// asyncio.IncompleteReadError: EOF before the requested bytes arrived.
-class IncompleteReadError : public std::runtime_error {
+class ASYNCIO_EXPORT IncompleteReadError : public std::runtime_error {
   public:
     IncompleteReadError(std::string partial, std::optional<std::size_t> expected)
         : std::runtime_error(describe(partial.size(), expected)),
@@ -96,7 +98,7 @@ class IncompleteReadError : public std::runtime_error {
 };
 
 /// asyncio.LimitOverrunError: a separator was not found within the stream limit.
-class LimitOverrunError : public std::runtime_error {
+class ASYNCIO_EXPORT LimitOverrunError : public std::runtime_error {
   public:
     LimitOverrunError(const std::string& message, std::size_t consumed)
         : std::runtime_error(message), consumed(consumed) {}
@@ -105,42 +107,42 @@ class LimitOverrunError : public std::runtime_error {
 };
 
 /// asyncio.QueueEmpty: get_nowait() on an empty queue.
-class QueueEmpty : public std::runtime_error {
+class ASYNCIO_EXPORT QueueEmpty : public std::runtime_error {
   public:
     QueueEmpty() : std::runtime_error("QueueEmpty") {}
     using std::runtime_error::runtime_error;
 };
 
 /// asyncio.QueueFull: put_nowait() on a full queue.
-class QueueFull : public std::runtime_error {
+class ASYNCIO_EXPORT QueueFull : public std::runtime_error {
   public:
     QueueFull() : std::runtime_error("QueueFull") {}
     using std::runtime_error::runtime_error;
 };
 
 /// asyncio.QueueShutDown: put or get on a queue after shutdown().
-class QueueShutDown : public std::runtime_error {
+class ASYNCIO_EXPORT QueueShutDown : public std::runtime_error {
   public:
     QueueShutDown() : std::runtime_error("QueueShutDown") {}
     using std::runtime_error::runtime_error;
 };
 
 /// asyncio.BrokenBarrierError: waiting on a broken or aborted Barrier.
-class BrokenBarrierError : public std::runtime_error {
+class ASYNCIO_EXPORT BrokenBarrierError : public std::runtime_error {
   public:
     BrokenBarrierError() : std::runtime_error("BrokenBarrierError") {}
     using std::runtime_error::runtime_error;
 };
 
 /// asyncio.SendfileNotAvailableError: the zero-copy path cannot be used.
-class SendfileNotAvailableError : public std::runtime_error {
+class ASYNCIO_EXPORT SendfileNotAvailableError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
 };
 
 /// Python's ExceptionGroup (PEP 654): several exceptions raised together, as
 /// TaskGroup does when more than one of its tasks fails.
-class ExceptionGroup : public std::exception {
+class ASYNCIO_EXPORT ExceptionGroup : public std::exception {
   public:
     ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions)
         : message_(std::move(message)), exceptions_(std::move(exceptions)) {

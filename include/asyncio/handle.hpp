@@ -156,13 +156,12 @@ class HandleState final : public ReadyNode, public Recycled {
         ops_ = nullptr;
     }
 
-    /// ReadyNode::Fn of a handle: run unless cancelled, then drop the queue's reference.
-    static void from_queue(ReadyNode& node, Action action) noexcept {
-        auto& self = node_cast<HandleState>(node);
-        if (action == Action::run && !self.cancelled()) self.run();
-        self.destroy_callable();
-        self.release();
-    }
+    /// ReadyNode::Fn of a handle: run unless cancelled, then drop the queue's
+    /// reference. Out of line in src/loop.cpp, and exported, as are
+    /// Waiter::resume_task and TaskBase::StepNode::run_step: debug mode tells
+    /// ready nodes apart by these addresses, and an inline copy in the program
+    /// and one in a shared libasyncio would not share one.
+    static ASYNCIO_EXPORT void from_queue(ReadyNode& node, Action action) noexcept;
 
     LoopCore& loop() const noexcept { return *loop_; }
     bool is_timer() const noexcept { return timer_; }

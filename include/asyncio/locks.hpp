@@ -31,6 +31,7 @@
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/detail/intrusive.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/log.hpp"
 #include "asyncio/outcome.hpp"
 
@@ -386,7 +387,7 @@ class SyncWaiter : public Waiter {
 
 /// TaskBase::running() with its common case inline: a wait is on the hot path.
 inline TaskBase& running_task() {
-    if (LoopCore* loop = running_loop; loop != nullptr) {
+    if (LoopCore* loop = running_loop(); loop != nullptr) {
         if (TaskBase* task = loop->current_task()) return *task;
     }
     return TaskBase::running();  // throws the RuntimeError that fits
@@ -404,7 +405,7 @@ void bind_or_throw(LoopCore*& bound, LoopCore& loop, const Primitive& self) {
 
 /// Reports an exception thrown by a release at scope end: a destructor
 /// must not throw, and Python would have raised it from __aexit__.
-void report_release_error(std::exception_ptr error) noexcept;
+ASYNCIO_EXPORT void report_release_error(std::exception_ptr error) noexcept;
 
 /// `co_await primitive`: the acquiring awaiter, returning a guard.
 template <class Awaiter, class Primitive>
@@ -570,7 +571,7 @@ inline Coro<void> Lock::acquire() {
 
 inline void Lock::release() {
     if (unheld_by_ != nullptr) {
-        const bool teardown_of_that_wait = unheld_by_ == detail::freeing_task;
+        const bool teardown_of_that_wait = unheld_by_ == detail::freeing_task();
         unheld_by_ = nullptr;
         if (teardown_of_that_wait) return;
     }
@@ -639,7 +640,8 @@ inline Coro<void> Condition::wait() {
         Lock& lock;
         bool held = false;
         ~Unheld() {
-            if (!held && detail::freeing_task != nullptr) lock.unheld_by_ = detail::freeing_task;
+            if (!held && detail::freeing_task() != nullptr)
+                lock.unheld_by_ = detail::freeing_task();
         }
     } unheld{*lock_};
     std::exception_ptr error;

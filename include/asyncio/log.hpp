@@ -12,6 +12,8 @@
 #include <string_view>
 #include <utility>
 
+#include "asyncio/export.hpp"
+
 namespace asyncio {
 
 enum class LogLevel { debug, info, warning, error, critical };
@@ -22,10 +24,10 @@ using LogSink = std::function<void(LogLevel, std::string_view message)>;
 
 /// Replaces the sink and returns the previous one; an empty function restores
 /// the default (stderr).
-LogSink set_log_sink(LogSink sink);
+ASYNCIO_EXPORT LogSink set_log_sink(LogSink sink);
 
 /// Sends one message to the sink.
-void log_message(LogLevel level, std::string_view message) noexcept;
+ASYNCIO_EXPORT void log_message(LogLevel level, std::string_view message) noexcept;
 
 /// Formats with fmt and logs: `asyncio::log(LogLevel::warning, "took {:.3f} s", t)`.
 template <class... Args>

@@ -47,6 +47,7 @@
 #include "asyncio/detail/network_forward.hpp"
 #include "asyncio/exception_context.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/handle.hpp"
 #include "asyncio/task.hpp"
@@ -78,7 +79,7 @@ struct ThreadsafeGate {
 
 /// A transport as the loop sees it when add_reader or add_writer names the
 /// descriptor the transport owns (CPython's loop._transports).
-class FdOwner {
+class ASYNCIO_EXPORT FdOwner {
   public:
     /// Whether the descriptor is in use: the transport is not closing.
     virtual bool fd_in_use() const noexcept = 0;
@@ -91,7 +92,7 @@ class FdOwner {
 
 /// A signal handler's callable (add_signal_handler), shared by the calls
 /// that each delivery schedules.
-class SignalCallback {
+class ASYNCIO_EXPORT SignalCallback {
   public:
     virtual ~SignalCallback() = default;
     virtual void operator()() = 0;
@@ -115,7 +116,7 @@ struct SignalState;
 template <class A>
 concept Callback = std::invocable<std::decay_t<A>&> && std::move_constructible<std::decay_t<A>>;
 
-class EventLoop : public detail::LoopCore {
+class ASYNCIO_EXPORT EventLoop : public detail::LoopCore {
   public:
     /// A delay that never expires in practice (about 73 years), small enough
     /// that adding it to the clock cannot overflow.
@@ -235,7 +236,7 @@ class EventLoop : public detail::LoopCore {
         }
         if (opts.name) task.base().set_name(std::move(*opts.name));
         if (opts.context) task.base().use_context(*opts.context);
-        if (opts.eager_start && running_ && detail::running_loop == this) {
+        if (opts.eager_start && running_ && detail::running_loop() == this) {
             task.base().start_eagerly();
         } else {
             task.base().start();
@@ -647,14 +648,14 @@ class EventLoop : public detail::LoopCore {
 
 /// The loop running in this thread; RuntimeError("no running event loop") if
 /// none (also declared in policy.hpp, with the other ways to find a loop).
-EventLoop& get_running_loop();
+ASYNCIO_EXPORT EventLoop& get_running_loop();
 
 template <class A>
 awaitable_result_t<A> EventLoop::run_until_complete(A&& aw) {
     using T = awaitable_result_t<A>;
     using Arg = std::remove_cvref_t<A>;
     if constexpr (std::is_same_v<Arg, Coro<T>>) {
-        if (closed_ || running_ || detail::running_loop != nullptr) {
+        if (closed_ || running_ || detail::running_loop() != nullptr) {
             aw.close();  // refused before it started: not "never awaited"
             check_closed();
             check_running();

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "asyncio/export.hpp"
 #include "asyncio/loop.hpp"
 
 namespace asyncio {
@@ -13,7 +14,7 @@ namespace asyncio {
 /// main thread get_event_loop() creates one when none is set (Python 3.13
 /// still does, with a DeprecationWarning); in other threads it throws.
 /// Subclass it to change which loops new_event_loop() makes.
-class EventLoopPolicy {
+class ASYNCIO_EXPORT EventLoopPolicy {
   public:
     EventLoopPolicy();
     virtual ~EventLoopPolicy();
@@ -33,15 +34,15 @@ class EventLoopPolicy {
 
 using DefaultEventLoopPolicy = EventLoopPolicy;
 
-EventLoopPolicy& get_event_loop_policy();
+ASYNCIO_EXPORT EventLoopPolicy& get_event_loop_policy();
 /// Installs `policy`; nullptr restores the default policy.
-void set_event_loop_policy(std::unique_ptr<EventLoopPolicy> policy);
+ASYNCIO_EXPORT void set_event_loop_policy(std::unique_ptr<EventLoopPolicy> policy);
 
 /// The loop running in this thread; RuntimeError("no running event loop") if none.
-EventLoop& get_running_loop();
+ASYNCIO_EXPORT EventLoop& get_running_loop();
 /// The running loop if there is one, else the policy's current loop.
-EventLoop& get_event_loop();
-void set_event_loop(EventLoop* loop);
-std::unique_ptr<EventLoop> new_event_loop();
+ASYNCIO_EXPORT EventLoop& get_event_loop();
+ASYNCIO_EXPORT void set_event_loop(EventLoop* loop);
+ASYNCIO_EXPORT std::unique_ptr<EventLoop> new_event_loop();
 
 }  // namespace asyncio

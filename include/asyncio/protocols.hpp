@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "asyncio/detail/network_forward.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/socket.hpp"
 
 namespace asyncio {
@@ -38,7 +39,7 @@ namespace asyncio {
 class BaseTransport;
 
 /// asyncio.BaseProtocol: connection events and write flow control.
-class BaseProtocol {
+class ASYNCIO_EXPORT BaseProtocol {
   public:
     virtual ~BaseProtocol() = default;
     /// The connection is ready; `transport` stays valid until connection_lost.
@@ -53,7 +54,7 @@ class BaseProtocol {
 };
 
 /// asyncio.Protocol: a stream protocol that receives data as it comes.
-class Protocol : public BaseProtocol {
+class ASYNCIO_EXPORT Protocol : public BaseProtocol {
   public:
     /// Some data arrived; `data` is valid only during the call.
     virtual void data_received(std::string_view data) { (void)data; }
@@ -64,7 +65,7 @@ class Protocol : public BaseProtocol {
 
 /// asyncio.BufferedProtocol: the zero-copy stream protocol. The transport
 /// reads straight into the buffer the protocol lends it.
-class BufferedProtocol : public BaseProtocol {
+class ASYNCIO_EXPORT BufferedProtocol : public BaseProtocol {
   public:
     /// A buffer to receive into; `sizehint` is the preferred size (0: any).
     /// It must stay valid until buffer_updated (or connection_lost).
@@ -75,7 +76,7 @@ class BufferedProtocol : public BaseProtocol {
 };
 
 /// asyncio.DatagramProtocol.
-class DatagramProtocol : public BaseProtocol {
+class ASYNCIO_EXPORT DatagramProtocol : public BaseProtocol {
   public:
     /// A datagram arrived from `address`; `data` is valid only during the call.
     virtual void datagram_received(std::string_view data, const Address& address) {
@@ -87,7 +88,7 @@ class DatagramProtocol : public BaseProtocol {
 };
 
 /// asyncio.SubprocessProtocol.
-class SubprocessProtocol : public BaseProtocol {
+class ASYNCIO_EXPORT SubprocessProtocol : public BaseProtocol {
   public:
     /// The child wrote to its stdout (fd 1) or stderr (fd 2).
     virtual void pipe_data_received(int fd, std::string_view data) {

@@ -16,6 +16,7 @@
 #include "asyncio/backend.hpp"
 #include "asyncio/contextvars.hpp"
 #include "asyncio/coro.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/loop.hpp"
 
 namespace asyncio {
@@ -29,7 +30,7 @@ struct RunOptions {
     TestClock* clock = nullptr;
 };
 
-class Runner {
+class ASYNCIO_EXPORT Runner {
   public:
     explicit Runner(RunOptions opts = {});
     Runner(const Runner&) = delete;
@@ -117,7 +118,7 @@ class Runner {
 /// RuntimeError if called while a loop is running in this thread.
 template <class T>
 T run(Coro<T> main, RunOptions opts = {}) {
-    if (detail::running_loop != nullptr) {
+    if (detail::running_loop() != nullptr) {
         main.close();
         throw RuntimeError("asyncio.run() cannot be called from a running event loop");
     }

@@ -28,6 +28,7 @@
 
 #include "asyncio/detail/library_key.hpp"
 #include "asyncio/detail/native.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio {
 
@@ -45,7 +46,7 @@ inline constexpr bool kReuseAddressByDefault = true;
 
 /// A socket address: IPv4, IPv6 (with scope id) or a Unix path ("@name" for
 /// Linux's abstract namespace).
-class Address {
+class ASYNCIO_EXPORT Address {
   public:
     /// An empty address (family AF_UNSPEC).
     Address() noexcept = default;
@@ -79,7 +80,7 @@ class Address {
     static constexpr ::socklen_t capacity() noexcept { return sizeof(::sockaddr_storage); }
     void set_size(detail::LibraryKey, ::socklen_t length) noexcept { length_ = length; }
 
-    friend bool operator==(const Address& a, const Address& b) noexcept;
+    friend ASYNCIO_EXPORT bool operator==(const Address& a, const Address& b) noexcept;
 
   private:
     ::sockaddr_storage storage_{};
@@ -102,7 +103,7 @@ struct AddrInfoOptions {
 };
 
 /// socket.socket: an RAII, non-blocking, close-on-exec socket.
-class Socket {
+class ASYNCIO_EXPORT Socket {
   public:
     /// An empty socket (fileno() == -1).
     Socket() noexcept = default;
@@ -148,33 +149,35 @@ class Socket {
 /// socket.socketpair: two connected sockets, non-blocking and close-on-exec.
 /// The family defaults to AF_UNIX, and to AF_INET on Windows, where CPython
 /// too makes the pair from a loopback listener.
-std::pair<Socket, Socket> socketpair(int family = detail::kSocketpairFamily, int type = SOCK_STREAM,
-                                     int proto = 0);
+ASYNCIO_EXPORT std::pair<Socket, Socket> socketpair(int family = detail::kSocketpairFamily,
+                                                    int type = SOCK_STREAM, int proto = 0);
 
 /// The category of getaddrinfo's EAI_* errors (Python's socket.gaierror).
-const std::error_category& gai_category() noexcept;
+ASYNCIO_EXPORT const std::error_category& gai_category() noexcept;
 
 namespace detail {
 /// CPython's OverflowError("port must be 0-65535"), as std::overflow_error,
 /// unless 0 <= port <= 65535. Every entry point that takes a port gets here
 /// (Address::parse, or the resolver for a numeric service), so that no
 /// port is wrapped modulo 65536 on its way to the kernel.
-void check_port(long long port);
+ASYNCIO_EXPORT void check_port(long long port);
 /// The gaierror (EAI_NONAME) of CPython's create_connection for host "",
 /// which the library's resolver would read as no host (loopback).
-void refuse_empty_host(const std::string& host);
+ASYNCIO_EXPORT void refuse_empty_host(const std::string& host);
 /// getaddrinfo(3), blocking: run it in an executor.
-std::vector<AddrInfo> resolve_blocking(const std::string& host, const std::string& port,
-                                       const AddrInfoOptions& options);
+ASYNCIO_EXPORT std::vector<AddrInfo> resolve_blocking(const std::string& host,
+                                                      const std::string& port,
+                                                      const AddrInfoOptions& options);
 /// The numeric fast path of getaddrinfo (no resolver needed), if it applies.
-std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
-                                                     const std::string& port,
-                                                     const AddrInfoOptions& options);
-std::pair<std::string, std::string> name_info_blocking(const Address& address, int flags);
+ASYNCIO_EXPORT std::optional<std::vector<AddrInfo>> resolve_numeric(const std::string& host,
+                                                                    const std::string& port,
+                                                                    const AddrInfoOptions& options);
+ASYNCIO_EXPORT std::pair<std::string, std::string> name_info_blocking(const Address& address,
+                                                                      int flags);
 /// Sets SIGPIPE to SIG_IGN unless the program installed its own handler, as
 /// CPython does at startup: write(2) to a pipe and sendfile(2) to a socket
 /// whose reader is gone then fail with EPIPE instead of killing the process.
-void ignore_sigpipe() noexcept;
+ASYNCIO_EXPORT void ignore_sigpipe() noexcept;
 }  // namespace detail
 
 }  // namespace asyncio

@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "asyncio/export.hpp"
+
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 struct ssl_st;      // OpenSSL's SSL
 
@@ -43,11 +45,11 @@ enum class VerifyMode { CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED };
 enum class TLSVersion { MINIMUM_SUPPORTED, TLSv1_2, TLSv1_3, MAXIMUM_SUPPORTED };
 
 /// The category of SSLError's codes: Python's ssl.SSL_ERROR_* numbers.
-const std::error_category& ssl_category() noexcept;
+ASYNCIO_EXPORT const std::error_category& ssl_category() noexcept;
 
 /// ssl.SSLError (an OSError, so a std::system_error): what() is OpenSSL's
 /// reason, as Python shows it: "[SSL: WRONG_VERSION_NUMBER] wrong version number".
-class SSLError : public std::system_error {
+class ASYNCIO_EXPORT SSLError : public std::system_error {
   public:
     /// Python's ssl.SSL_ERROR_* values, the codes in ssl_category(). (Not
     /// Python's names: OpenSSL defines most of them as macros.)
@@ -76,7 +78,7 @@ class SSLError : public std::system_error {
 };
 
 /// ssl.SSLCertVerificationError: the peer's certificate was refused.
-class SSLCertVerificationError : public SSLError {
+class ASYNCIO_EXPORT SSLCertVerificationError : public SSLError {
   public:
     SSLCertVerificationError(long verify_code, std::string verify_message);
     /// X509_V_ERR_* (62: hostname mismatch).
@@ -89,13 +91,13 @@ class SSLCertVerificationError : public SSLError {
 };
 
 /// ssl.SSLZeroReturnError: the peer closed the TLS session.
-class SSLZeroReturnError : public SSLError {
+class ASYNCIO_EXPORT SSLZeroReturnError : public SSLError {
   public:
     SSLZeroReturnError();
 };
 
 /// ssl.SSLEOFError: the connection ended without close_notify (truncation).
-class SSLEOFError : public SSLError {
+class ASYNCIO_EXPORT SSLEOFError : public SSLError {
   public:
     SSLEOFError();
 };
@@ -134,7 +136,7 @@ class ContextSetting {
 
 /// ssl.SSLContext: certificates, trust, versions and ALPN for TLS
 /// connections. Errors carry OpenSSL's reason text.
-class SSLContext {
+class ASYNCIO_EXPORT SSLContext {
   public:
     /// ssl.SSLContext(PROTOCOL_TLS_CLIENT) for SERVER_AUTH (hostname checked,
     /// CERT_REQUIRED, no CA loaded), PROTOCOL_TLS_SERVER for CLIENT_AUTH.
@@ -197,7 +199,7 @@ struct PeerCertificate {
 /// ssl.SSLObject: one end of a TLS session, as a TLS transport's
 /// get_extra_info("ssl_object") gives it. A handle that keeps OpenSSL's SSL
 /// alive (copies share it); read it while the connection is open.
-class SSLObject {
+class ASYNCIO_EXPORT SSLObject {
   public:
     /// Takes a reference to `ssl` (SSL_up_ref).
     explicit SSLObject(ssl_st* ssl);

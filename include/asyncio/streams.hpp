@@ -31,6 +31,7 @@
 
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/open_transport.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/policy.hpp"
 #include "asyncio/protocols.hpp"
@@ -76,7 +77,7 @@ class StreamReaderProtocol;
 }  // namespace detail
 
 /// asyncio.StreamReader.
-class StreamReader {
+class ASYNCIO_EXPORT StreamReader {
   public:
     /// std::invalid_argument (ValueError) if `limit` is 0 or above PTRDIFF_MAX.
     explicit StreamReader(std::size_t limit = 64 * 1024);
@@ -121,7 +122,7 @@ class StreamReader {
 };
 
 /// asyncio.StreamWriter.
-class StreamWriter {
+class ASYNCIO_EXPORT StreamWriter {
   public:
     void write(std::string_view data);
     void writelines(const std::vector<std::string>& lines);
@@ -175,8 +176,9 @@ namespace detail {
 /// streams.StreamReaderProtocol: feeds a StreamReader, tracks write flow
 /// control for drain(), and, on a server, starts the client_connected
 /// callback. The callback is kept alive until its coroutine has finished.
-class StreamReaderProtocol final : public Protocol,
-                                   public std::enable_shared_from_this<StreamReaderProtocol> {
+class ASYNCIO_EXPORT StreamReaderProtocol final
+    : public Protocol,
+      public std::enable_shared_from_this<StreamReaderProtocol> {
   public:
     using ConnectedCallback = std::function<Coro<void>(StreamReader, StreamWriter)>;
 
@@ -215,12 +217,13 @@ class StreamReaderProtocol final : public Protocol,
 /// host=None), or a socket path (the unix_ variants).
 enum class StreamAddress { host_port, no_host, unix_path };
 
-Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
-                                                        OpenOptions opts, StreamAddress address);
-Coro<Server> start_stream_server(std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
-                                 std::vector<std::string> hosts, int port, StartOptions opts,
-                                 StreamAddress address);
-Coro<Server> start_socket_stream_server(
+ASYNCIO_EXPORT Coro<std::pair<StreamReader, StreamWriter>> open_stream(std::string host, int port,
+                                                                       OpenOptions opts,
+                                                                       StreamAddress address);
+ASYNCIO_EXPORT Coro<Server> start_stream_server(
+    std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback,
+    std::vector<std::string> hosts, int port, StartOptions opts, StreamAddress address);
+ASYNCIO_EXPORT Coro<Server> start_socket_stream_server(
     std::shared_ptr<StreamReaderProtocol::ConnectedCallback> callback, Socket&& sock,
     StartOptions opts);
 
@@ -267,7 +270,8 @@ inline Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::nullopt_
 /// already connected, which they take over; with ssl=, this end is the TLS
 /// client and server_hostname is required (std::invalid_argument for bad
 /// options is thrown before, leaving the socket to the caller).
-Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock, OpenOptions opts = {});
+ASYNCIO_EXPORT Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket&& sock,
+                                                                           OpenOptions opts = {});
 
 /// asyncio.open_unix_connection.
 inline Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,

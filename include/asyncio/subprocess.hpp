@@ -29,6 +29,7 @@
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/library_key.hpp"
 #include "asyncio/detail/open_transport.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/protocols.hpp"
 #include "asyncio/streams.hpp"
@@ -85,7 +86,7 @@ struct ProcessState;
 /// asyncio.subprocess.Process: a child started by create_subprocess_exec or
 /// create_subprocess_shell. Copies refer to the same child. Dropping every
 /// copy leaves the child running; it is reaped when it exits.
-class Process {
+class ASYNCIO_EXPORT Process {
   public:
     int pid() const;
     /// The exit status once the child exited (negative: killed by that
@@ -124,19 +125,21 @@ class Process {
 /// asyncio.create_subprocess_exec: runs `program` (searched in PATH when it
 /// has no slash) with `args`. A program that cannot be run raises
 /// std::system_error here (ENOENT, EACCES, ...), as Python raises OSError.
-Coro<Process> create_subprocess_exec(std::string program, std::vector<std::string> args = {},
-                                     SubprocessOptions opts = {});
+ASYNCIO_EXPORT Coro<Process> create_subprocess_exec(std::string program,
+                                                    std::vector<std::string> args = {},
+                                                    SubprocessOptions opts = {});
 /// asyncio.create_subprocess_shell: runs `cmd` with /bin/sh -c (Windows:
 /// COMSPEC /c).
-Coro<Process> create_subprocess_shell(std::string cmd, SubprocessOptions opts = {});
+ASYNCIO_EXPORT Coro<Process> create_subprocess_shell(std::string cmd, SubprocessOptions opts = {});
 
 namespace detail {
 /// Starts the child and connects its pipes; the transport is returned once
 /// the protocol's connection_made ran.
-Coro<OpenedTransport> open_subprocess(EventLoop& loop, ErasedProtocolFactory factory,
-                                      std::vector<std::string> argv, SubprocessOptions opts);
+ASYNCIO_EXPORT Coro<OpenedTransport> open_subprocess(EventLoop& loop, ErasedProtocolFactory factory,
+                                                     std::vector<std::string> argv,
+                                                     SubprocessOptions opts);
 /// The argv that /bin/sh runs `cmd` with.
-std::vector<std::string> shell_argv(std::string cmd);
+ASYNCIO_EXPORT std::vector<std::string> shell_argv(std::string cmd);
 /// CPython's defaults for loop.subprocess_exec: all three streams are pipes.
 inline SubprocessOptions all_pipes() {
     return SubprocessOptions{.stdin_ = PIPE, .stdout_ = PIPE, .stderr_ = PIPE};

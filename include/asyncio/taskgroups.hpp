@@ -21,13 +21,14 @@
 #include <utility>
 
 #include "asyncio/coro.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/outcome.hpp"
 #include "asyncio/task.hpp"
 
 namespace asyncio {
 
-class TaskGroup {
+class ASYNCIO_EXPORT TaskGroup {
   public:
     /// Enters the group (`__aenter__`); RuntimeError outside a task.
     TaskGroup();

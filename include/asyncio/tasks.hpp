@@ -24,6 +24,7 @@
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/future_state.hpp"
 #include "asyncio/detail/multi_watch.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/handle.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/outcome.hpp"
@@ -41,21 +42,21 @@ Task<T> create_task(Coro<T> coro, TaskOptions opts = {},
 }
 
 /// asyncio.eager_task_factory: for loop.set_task_factory; every task starts eagerly.
-void eager_task_factory(EventLoop& loop, Task<>& task, TaskOptions& opts);
+ASYNCIO_EXPORT void eager_task_factory(EventLoop& loop, Task<>& task, TaskOptions& opts);
 /// asyncio.create_eager_task_factory: a task factory that asks for an
 /// eager start and then lets `custom_task_constructor` configure the task
 /// (C++ task factories configure the task the loop built; see TaskFactory).
-TaskFactory create_eager_task_factory(TaskFactory custom_task_constructor);
+ASYNCIO_EXPORT TaskFactory create_eager_task_factory(TaskFactory custom_task_constructor);
 
 /// The task running on the running loop, nullopt outside of a task;
 /// RuntimeError if no loop is running.
-std::optional<Task<>> current_task();
+ASYNCIO_EXPORT std::optional<Task<>> current_task();
 /// The task running on `loop`, nullopt if none.
-std::optional<Task<>> current_task(EventLoop& loop);
+ASYNCIO_EXPORT std::optional<Task<>> current_task(EventLoop& loop);
 
 /// The pending tasks of the running loop; RuntimeError if none is running.
-std::vector<Task<>> all_tasks();
-std::vector<Task<>> all_tasks(EventLoop& loop);
+ASYNCIO_EXPORT std::vector<Task<>> all_tasks();
+ASYNCIO_EXPORT std::vector<Task<>> all_tasks(EventLoop& loop);
 
 namespace detail {
 
@@ -114,7 +115,7 @@ class SleepAwaiter : public Waiter {
     bool cancelled_ = false;
 };
 
-Coro<void> sleep_ns(std::int64_t delay_ns);
+ASYNCIO_EXPORT Coro<void> sleep_ns(std::int64_t delay_ns);
 
 }  // namespace detail
 
@@ -135,7 +136,7 @@ Coro<void> sleep(std::chrono::duration<Rep, Period> delay) {
 }
 
 /// asyncio.sleep(seconds).
-Coro<void> sleep(double seconds);
+ASYNCIO_EXPORT Coro<void> sleep(double seconds);
 
 /// asyncio.sleep(delay, result): returns `result` after the delay.
 template <class Rep, class Period, class T>

@@ -38,6 +38,7 @@
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/storage.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/policy.hpp"
@@ -46,7 +47,7 @@
 namespace asyncio {
 
 /// concurrent.futures.Executor: runs work on other threads.
-class Executor {
+class ASYNCIO_EXPORT Executor {
   public:
     virtual ~Executor() = default;
     /// Runs `work` on some other thread. Thread-safe; RuntimeError once
@@ -58,7 +59,7 @@ class Executor {
 
 /// concurrent.futures.ThreadPoolExecutor. Threads are started on demand,
 /// up to max_workers (0: min(32, hardware threads + 4), Python's default).
-class ThreadPoolExecutor : public Executor {
+class ASYNCIO_EXPORT ThreadPoolExecutor : public Executor {
   public:
     explicit ThreadPoolExecutor(std::size_t max_workers = 0);
     ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
@@ -97,7 +98,7 @@ namespace detail {
 
 /// Keeps `leaked` reachable (and never frees it): for loop-bound state that
 /// no thread may release any more (its loop closed while a worker held it).
-void keep_forever(void* leaked) noexcept;
+ASYNCIO_EXPORT void keep_forever(void* leaked) noexcept;
 
 /// The outcome of one run_in_executor call, shared by the worker and the
 /// loop. The Future inside is touched only on the thread that created the
@@ -190,7 +191,7 @@ bool post_to_loop(ThreadsafeGate& gate, Fn&& fn) noexcept {
     }
 }
 /// Called when a job's result cannot reach its closed loop.
-void report_orphaned_job() noexcept;
+ASYNCIO_EXPORT void report_orphaned_job() noexcept;
 
 }  // namespace detail
 

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "asyncio/coro.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/handle.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/outcome.hpp"
@@ -35,7 +36,7 @@ namespace asyncio {
 
 /// asyncio.Timeout: the deadline of one timeout() scope. A cheap handle:
 /// copies refer to the same timeout.
-class Timeout {
+class ASYNCIO_EXPORT Timeout {
   public:
     /// A timeout with deadline `when` (loop.time() seconds; nullopt: none),
     /// not entered yet.
@@ -93,7 +94,7 @@ Coro<timeout_body_result_t<F>> run_body_with_timeout(Timeout cm, F body) {
     co_return co_await run_with_timeout(cm, body(cm));
 }
 
-double deadline_after(double delay_seconds);
+ASYNCIO_EXPORT double deadline_after(double delay_seconds);
 
 }  // namespace detail
 

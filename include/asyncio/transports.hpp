@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "asyncio/coro.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/protocols.hpp"
 #include "asyncio/socket.hpp"
@@ -34,7 +35,7 @@ namespace asyncio {
 class EventLoop;
 
 /// asyncio.BaseTransport.
-class BaseTransport : public std::enable_shared_from_this<BaseTransport> {
+class ASYNCIO_EXPORT BaseTransport : public std::enable_shared_from_this<BaseTransport> {
   public:
     virtual ~BaseTransport() = default;
 
@@ -64,7 +65,7 @@ class BaseTransport : public std::enable_shared_from_this<BaseTransport> {
 };
 
 /// asyncio.ReadTransport.
-class ReadTransport : public virtual BaseTransport {
+class ASYNCIO_EXPORT ReadTransport : public virtual BaseTransport {
   public:
     virtual bool is_reading() const = 0;
     /// Stops calling data_received until resume_reading.
@@ -73,7 +74,7 @@ class ReadTransport : public virtual BaseTransport {
 };
 
 /// asyncio.WriteTransport.
-class WriteTransport : public virtual BaseTransport {
+class ASYNCIO_EXPORT WriteTransport : public virtual BaseTransport {
   public:
     /// Sends `data`, buffering what cannot be sent now; never blocks.
     /// RuntimeError after write_eof().
@@ -101,10 +102,10 @@ class WriteTransport : public virtual BaseTransport {
 };
 
 /// asyncio.Transport: a bidirectional stream.
-class Transport : public ReadTransport, public WriteTransport {};
+class ASYNCIO_EXPORT Transport : public ReadTransport, public WriteTransport {};
 
 /// asyncio.DatagramTransport.
-class DatagramTransport : public virtual BaseTransport {
+class ASYNCIO_EXPORT DatagramTransport : public virtual BaseTransport {
   public:
     /// Sends one datagram to `address` (or the connected peer). Never
     /// blocks: datagrams that cannot leave now wait in a buffer.
@@ -120,7 +121,7 @@ class DatagramTransport : public virtual BaseTransport {
 
 /// asyncio.SubprocessTransport: a child process and the pipes to its
 /// standard streams (loop.subprocess_exec, subprocess_shell).
-class SubprocessTransport : public virtual BaseTransport {
+class ASYNCIO_EXPORT SubprocessTransport : public virtual BaseTransport {
   public:
     virtual int get_pid() const = 0;
     /// The exit status once the child exited: its exit code, or minus the
@@ -217,7 +218,7 @@ class ServerState;
 /// cheap handle: copies refer to the same server. The server, and the
 /// protocol factory or callback it was given, stay alive until it is closed
 /// and every connection it accepted has ended.
-class Server {
+class ASYNCIO_EXPORT Server {
   public:
     /// Stops listening; connections already accepted stay open.
     void close();
@@ -257,7 +258,8 @@ class Server {
 /// connection_made from this (CPython's call_connection_made=False).
 /// RuntimeError if the transport is closing. If `ready` fails or the wait is
 /// cancelled, the transport is closed and the error rethrown.
-Coro<void> insert_layer(Transport& transport, std::shared_ptr<BaseProtocol> layer, Future<> ready);
+ASYNCIO_EXPORT Coro<void> insert_layer(Transport& transport, std::shared_ptr<BaseProtocol> layer,
+                                       Future<> ready);
 
 namespace detail {
 

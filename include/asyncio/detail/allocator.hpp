@@ -22,9 +22,11 @@
 #include <cstddef>
 #include <new>
 
+#include "asyncio/export.hpp"
+
 namespace asyncio::detail {
 
-class RecyclingAllocator {
+class ASYNCIO_EXPORT RecyclingAllocator {
   public:
     static constexpr std::size_t kGranule = 16;
     static constexpr std::size_t kClasses = 129;  // blocks up to 2 KiB are recycled
@@ -99,10 +101,11 @@ class RecyclingAllocator {
     // at thread exit reads it (https://gcc.gnu.org/bugzilla/show_bug.cgi?id=80816),
     // which would lose the pool's blocks: there the pool lives on the heap,
     // reached through a pointer that starts at a shared pool that is never
-    // active, so the fast paths need no null check.
-    static Pool& this_thread_pool() noexcept { return *pool_; }
-    static constinit inline Pool unready_{};
-    static constinit inline thread_local Pool* pool_ = &unready_;
+    // active, so the fast paths need no null check. The pointer is in
+    // src/allocator.cpp, as a DLL cannot export a thread_local
+    // (detail/per_thread.hpp).
+    static Pool& this_thread_pool() noexcept { return *this_thread_pool_slot(); }
+    static Pool*& this_thread_pool_slot() noexcept;
 #else
     static Pool& this_thread_pool() noexcept { return pool_; }
     static constinit inline thread_local Pool pool_{};

@@ -32,8 +32,10 @@
 #include "asyncio/detail/allocator.hpp"
 #include "asyncio/detail/intrusive.hpp"
 #include "asyncio/detail/loop_core.hpp"
+#include "asyncio/detail/per_thread.hpp"
 #include "asyncio/detail/storage.hpp"
 #include "asyncio/exceptions.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio::detail {
 
@@ -44,7 +46,7 @@ struct AllTasksTag;
 /// The task whose coroutine frames this thread is freeing while suspended
 /// (TaskBase::abandon), else nullptr: a frame's destructors can tell a
 /// teardown from a normal exit by it.
-constinit inline thread_local TaskBase* freeing_task = nullptr;
+ASYNCIO_PER_THREAD(TaskBase*, freeing_task);
 
 /// A suspended coroutine waiting for something; see the protocol above.
 struct Waiter : ReadyNode, Hook<WaiterTag> {
@@ -64,7 +66,8 @@ struct Waiter : ReadyNode, Hook<WaiterTag> {
     class FutureBase* pin = nullptr;
 
     /// ReadyNode::Fn of a waiter: steps `task` at `resume_at`.
-    static void resume_task(ReadyNode& node, Action action) noexcept;
+    static ASYNCIO_EXPORT void resume_task(ReadyNode& node,
+                                           Action action) noexcept;  // see from_queue
 };
 
 /// A string that costs one pointer while empty: most futures are never
@@ -97,7 +100,7 @@ enum class ValueReaders : bool { shared, sole };
 
 /// State shared by the handles of one Future (Lib/asyncio/futures.py).
 /// Single-threaded and intrusively reference counted.
-class FutureBase : public Recycled {
+class ASYNCIO_EXPORT FutureBase : public Recycled {
   public:
     enum class Status : std::uint8_t { pending, cancelled, finished };
     /// Whether the state is a Task's (reports then name a task, not a future).
@@ -232,7 +235,7 @@ class FutureState final : public FutureBase {
 
 /// The non-template part of a task (Lib/asyncio/tasks.py Task): stepping the
 /// coroutine, cancellation bookkeeping, name and creation site.
-class TaskBase : public FutureBase, public Hook<AllTasksTag> {
+class ASYNCIO_EXPORT TaskBase : public FutureBase, public Hook<AllTasksTag> {
   public:
     bool cancel(const std::string& message) noexcept override;
     int cancelling() const noexcept { return num_cancels_requested_; }
@@ -349,7 +352,7 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     ~TaskBase() override;
 
     /// Frees the coroutine's frames where they are suspended, with
-    /// freeing_task set to this task while their destructors run.
+    /// freeing_task() set to this task while their destructors run.
     void destroy_root() noexcept;
 
     /// Moves the outcome of the finished coroutine into the future part.
@@ -364,7 +367,8 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     /// Schedules a step that waits for nothing: the first, and sleep(0)'s.
     struct StepNode : ReadyNode {
         StepNode() noexcept : ReadyNode(&run_step) {}
-        static void run_step(ReadyNode& node, Action action) noexcept;
+        static ASYNCIO_EXPORT void run_step(ReadyNode& node,
+                                            Action action) noexcept;  // see from_queue
         TaskBase* task = nullptr;
         std::coroutine_handle<> resume_at;
     };
@@ -383,17 +387,5 @@ class TaskBase : public FutureBase, public Hook<AllTasksTag> {
     friend class asyncio::EventLoop;
     friend class LoopCore;
 };
-
-inline void TaskBase::StepNode::run_step(ReadyNode& node, Action action) noexcept {
-    if (action != Action::run) return;
-    auto& step = node_cast<StepNode>(node);
-    step.task->step(step.resume_at);
-}
-
-inline void Waiter::resume_task(ReadyNode& node, Action action) noexcept {
-    if (action != Action::run) return;
-    auto& waiter = node_cast<Waiter>(node);
-    waiter.task->step(waiter.resume_at);
-}
 
 }  // namespace asyncio::detail

@@ -10,6 +10,8 @@
 #include <exception>
 
 #include "asyncio/detail/intrusive.hpp"
+#include "asyncio/detail/per_thread.hpp"
+#include "asyncio/export.hpp"
 
 namespace asyncio {
 
@@ -28,7 +30,7 @@ struct ResourceTag;
 
 /// Something the loop must tear down if it closes while it is still open (a
 /// transport, a server): CPython lets the garbage collector find these.
-class LoopResource : public Hook<ResourceTag> {
+class ASYNCIO_EXPORT LoopResource : public Hook<ResourceTag> {
   public:
     /// The loop is closing: release everything without calling back into
     /// user code (no connection_lost).
@@ -39,7 +41,7 @@ class LoopResource : public Hook<ResourceTag> {
     ~LoopResource() = default;
 };
 
-class LoopCore {
+class ASYNCIO_EXPORT LoopCore {
   public:
     LoopCore(const LoopCore&) = delete;
     LoopCore& operator=(const LoopCore&) = delete;
@@ -105,11 +107,11 @@ class LoopCore {
 };
 
 /// The loop running on this thread, or nullptr.
-constinit inline thread_local LoopCore* running_loop = nullptr;
+ASYNCIO_PER_THREAD(LoopCore*, running_loop);
 
 /// The loop a Future() without a loop binds to: the running loop, else the
 /// policy's current loop (get_event_loop()).
-LoopCore& current_loop_core();
+ASYNCIO_EXPORT LoopCore& current_loop_core();
 
 }  // namespace detail
 }  // namespace asyncio

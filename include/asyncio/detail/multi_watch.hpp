@@ -11,6 +11,7 @@
 
 #include "asyncio/coro.hpp"
 #include "asyncio/detail/future_state.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/future.hpp"
 #include "asyncio/handle.hpp"
 
@@ -19,7 +20,7 @@ namespace asyncio::detail {
 /// A future that completes according to what its children do.
 /// child_done(i) runs from the ready queue once children()[i] is done, as a
 /// Python done callback would.
-class MultiWatch : public FutureBase {
+class ASYNCIO_EXPORT MultiWatch : public FutureBase {
   public:
     /// Starts watching `children` (each done child is reported once).
     void watch(std::vector<Future<>> children);
@@ -54,18 +55,19 @@ enum class GatherMode { raise_first_exception, return_exceptions };
 /// gather()'s outer future (Python's _GatheringFuture): fails with the first
 /// child exception (or CancelledError for a cancelled child) unless
 /// return_exceptions; cancelling it cancels the children.
-Future<> make_gather(LoopCore& loop, std::vector<Future<>> children, GatherMode mode);
+ASYNCIO_EXPORT Future<> make_gather(LoopCore& loop, std::vector<Future<>> children,
+                                    GatherMode mode);
 
 enum class WaitMode { first_completed, first_exception, all_completed };
 
 /// wait()'s waiter: done when `mode` is satisfied or after `timeout_ns`.
-Future<> make_wait(LoopCore& loop, std::vector<Future<>> children, WaitMode mode,
-                   std::optional<std::int64_t> timeout_ns);
+ASYNCIO_EXPORT Future<> make_wait(LoopCore& loop, std::vector<Future<>> children, WaitMode mode,
+                                  std::optional<std::int64_t> timeout_ns);
 /// Stops a wait's timer and watching (Python's `finally` in _wait).
-void end_wait(const Future<>& waiter) noexcept;
+ASYNCIO_EXPORT void end_wait(const Future<>& waiter) noexcept;
 
 /// Cancels `future` and waits until it is done, itself cancellable without
 /// waiting on `future` directly (Python's _cancel_and_wait).
-Coro<void> cancel_and_wait(Future<> future);
+ASYNCIO_EXPORT Coro<void> cancel_and_wait(Future<> future);
 
 }  // namespace asyncio::detail

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "asyncio/coro.hpp"
+#include "asyncio/export.hpp"
 #include "asyncio/loop.hpp"
 #include "asyncio/protocols.hpp"
 #include "asyncio/socket.hpp"
@@ -41,22 +42,25 @@ enum class Destination { host, unix_path };
 /// Which end of a pipe open_pipe wraps.
 enum class PipeEnd { read, write };
 
-Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
-                                      std::string host, int port, ConnectionOptions opts,
-                                      Destination destination);
-Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory, Socket sock,
-                                    AcceptedSocketOptions opts);
-Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory, int fd,
-                                PipeEnd end);
-Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
-                                    DatagramOptions opts);
-Coro<OpenedTransport> open_datagram_on(EventLoop& loop, ErasedProtocolFactory factory, Socket sock);
-Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
-                         std::vector<std::string> hosts, int port, ServerOptions opts);
-Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory, Socket listening,
-                            ServerOptions opts);
-Coro<Server> open_unix_server(EventLoop& loop, ErasedProtocolFactory factory, std::string path,
-                              ServerOptions opts);
+ASYNCIO_EXPORT Coro<OpenedTransport> open_connection(EventLoop& loop, ErasedProtocolFactory factory,
+                                                     std::string host, int port,
+                                                     ConnectionOptions opts,
+                                                     Destination destination);
+ASYNCIO_EXPORT Coro<OpenedTransport> open_accepted(EventLoop& loop, ErasedProtocolFactory factory,
+                                                   Socket sock, AcceptedSocketOptions opts);
+ASYNCIO_EXPORT Coro<OpenedTransport> open_pipe(EventLoop& loop, ErasedProtocolFactory factory,
+                                               int fd, PipeEnd end);
+ASYNCIO_EXPORT Coro<OpenedTransport> open_datagram(EventLoop& loop, ErasedProtocolFactory factory,
+                                                   DatagramOptions opts);
+ASYNCIO_EXPORT Coro<OpenedTransport> open_datagram_on(EventLoop& loop,
+                                                      ErasedProtocolFactory factory, Socket sock);
+ASYNCIO_EXPORT Coro<Server> open_server(EventLoop& loop, ErasedProtocolFactory factory,
+                                        std::vector<std::string> hosts, int port,
+                                        ServerOptions opts);
+ASYNCIO_EXPORT Coro<Server> open_server_on(EventLoop& loop, ErasedProtocolFactory factory,
+                                           Socket listening, ServerOptions opts);
+ASYNCIO_EXPORT Coro<Server> open_unix_server(EventLoop& loop, ErasedProtocolFactory factory,
+                                             std::string path, ServerOptions opts);
 
 /// The pair create_connection and friends return: the protocol the factory
 /// made (even if connection_made already switched or lost it). Both are
