@@ -19,8 +19,9 @@
 # Each package is installed to a temporary prefix, removed on exit; the
 # consumers' build trees live in build/consumers and d./e. are reused
 # between runs (they build the library at -O0: only the wiring is tested).
-# For a shared library, a. also checks that the program loads it and that
-# it exports the library's names and nothing internal.
+# For a shared library, a. also checks that the program loads it, that it
+# exports names of asyncio::, that its internal functions are local, and
+# that it exports nothing of fmt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
